@@ -1,0 +1,41 @@
+# thpfs build.  `make` builds the library, tools and tests into build/;
+# `make test` runs the test suite; `make SAN=asan` / `make SAN=tsan` build
+# into build-asan/ / build-tsan/ with the sanitizers.
+CC ?= cc
+PREFIX ?= /usr/local
+SAN ?=
+OPT ?= -O2
+CFLAGS_BASE = -std=gnu11 -g $(OPT) -Wall -Wextra -Wno-unused-parameter -fPIC -pthread -Iinclude -Isrc
+ifeq ($(SAN),asan)
+  B ?= build-asan
+  SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SAN),tsan)
+  B ?= build-tsan
+  SANFLAGS = -fsanitize=thread
+else
+  B ?= build
+  SANFLAGS =
+endif
+CFLAGS += $(CFLAGS_BASE) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS) -pthread
+
+LIB_SRC = $(wildcard src/*.c)
+LIB_OBJ = $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRC))
+HDRS = include/thpfs.h src/internal.h
+
+.PHONY: all lib tools tests bench clean test install
+all: lib tools tests bench
+
+lib: $(B)/libthpfs.a $(B)/libthpfs.so
+$(B)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(B)/libthpfs.a: $(LIB_OBJ)
+	ar rcs $@ $^
+$(B)/libthpfs.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS)
+
+-include mk/*.mk
+
+clean:
+	rm -rf build build-asan build-tsan

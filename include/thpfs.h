@@ -1,0 +1,244 @@
+/*
+ * thpfs.h - public API of libthpfs, a tmpfs-like in-memory file system whose
+ * files live in transparent huge pages and which really gives memory back when
+ * part of a huge page is punched out.
+ *
+ * Conventions (hold for every function below unless it says otherwise):
+ *  - Functions return 0 (or a non-negative count) on success and a negative
+ *    errno on failure.  A failed call changes nothing that a later call can
+ *    observe, except where noted (a short write).
+ *  - Every function is safe to call from many threads at once, on one file or
+ *    on many.  A struct thpfs_file may be shared between threads; closing it
+ *    while another thread still uses it is the caller's bug.
+ *  - Offsets and lengths are bytes.  The largest file is THPFS_MAX_FILE_SIZE.
+ *  - Paths are absolute within the mount ("/a/b"); "." and ".." components are
+ *    resolved, a trailing '/' is allowed on directories.  Symbolic links are
+ *    not followed by path lookups (the FUSE daemon lets the kernel follow them).
+ *  - Inode numbers: the root directory is THPFS_ROOT_INO.  The *_at functions
+ *    address a directory by inode number and a single name component; they
+ *    are what the FUSE daemon uses.
+ */
+#ifndef THPFS_H
+#define THPFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define THPFS_VERSION "0.1.0"
+#define THPFS_ROOT_INO 1
+#define THPFS_MAX_FILE_SIZE (1ULL << 46) /* 64 TiB */
+#define THPFS_NAME_MAX 255
+#define THPFS_PATH_MAX 4096
+
+struct thpfs;      /* a mounted file system */
+struct thpfs_file; /* an open file description */
+
+/* ---- Mount ---------------------------------------------------------------
+ *
+ * options: comma-separated, like tmpfs (NULL or "" for defaults):
+ *   size=N[k|m|g|%]     bytes of file data the mount may hold (0 = unlimited,
+ *                       default 50% of RAM; % is of physical RAM)
+ *   nr_inodes=N[k|m|g]  most inodes (0 = unlimited; default: RAM pages / 2)
+ *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
+ *   split=migrate|inplace  how a huge page is split (migrate)
+ *   max_ptes_none=N     0..511: holes a 2 MiB range may have and still be
+ *                       collapsed into a huge page (0)
+ *   collapse=on|off     background collapse thread (on)
+ *   scan_sleep_ms=N     background collapse pause between passes (100)
+ *   mode=OCTAL          root directory permissions (1777)
+ *   uid=N, gid=N        root directory owner (0)
+ * An unknown or malformed option fails with -EINVAL (thpfs_mount_ex also
+ * returns a message naming it).  Nothing is printed.
+ */
+int thpfs_mount(struct thpfs **fs, const char *options);
+/* Like thpfs_mount; on -EINVAL writes a message naming the bad option to
+ * err (up to errlen bytes, NUL-terminated) when err is not NULL. */
+int thpfs_mount_ex(struct thpfs **fs, const char *options, char *err, size_t errlen);
+/* Frees every frame and inode.  Files still open become invalid.  Returns
+ * -EBUSY (and unmounts nothing) if pins are still held. */
+int thpfs_unmount(struct thpfs *fs);
+
+/* ---- Open files ----------------------------------------------------------
+ * flags: O_RDONLY/O_WRONLY/O_RDWR plus O_CREAT, O_EXCL, O_TRUNC, O_APPEND,
+ * O_DIRECTORY, O_NOFOLLOW (others are ignored).  mode is used with O_CREAT
+ * and masked with nothing (apply a umask yourself).
+ */
+int thpfs_open(struct thpfs *fs, const char *path, int flags, mode_t mode,
+	       struct thpfs_file **f);
+/* Open the inode ino (as the FUSE daemon does after a lookup). */
+int thpfs_open_ino(struct thpfs *fs, uint64_t ino, int flags, struct thpfs_file **f);
+/* Create name in directory parent (O_CREAT implied) with owner uid/gid. */
+int thpfs_create_at(struct thpfs *fs, uint64_t parent, const char *name, int flags,
+		    mode_t mode, uid_t uid, gid_t gid, struct thpfs_file **f,
+		    struct stat *st);
+int thpfs_close(struct thpfs_file *f);
+
+ssize_t thpfs_pread(struct thpfs_file *f, void *buf, size_t len, off_t off);
+/* Returns bytes written; fewer than len only when the mount is full after
+ * some bytes were stored (-ENOSPC if none were).  O_APPEND writes at EOF. */
+ssize_t thpfs_pwrite(struct thpfs_file *f, const void *buf, size_t len, off_t off);
+/* Sequential I/O at the file's own position (like read(2)/write(2)). */
+ssize_t thpfs_read(struct thpfs_file *f, void *buf, size_t len);
+ssize_t thpfs_write(struct thpfs_file *f, const void *buf, size_t len);
+int thpfs_ftruncate(struct thpfs_file *f, off_t size);
+
+/* fallocate modes take Linux's flag values. */
+#define THPFS_FALLOC_KEEP_SIZE 0x01
+#define THPFS_FALLOC_PUNCH_HOLE 0x02
+#define THPFS_FALLOC_ZERO_RANGE 0x10
+/* Supported: 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE,
+ * ZERO_RANGE|KEEP_SIZE.  Others: -EOPNOTSUPP.  PUNCH_HOLE frees whole huge
+ * pages inside the range, splits the huge pages it covers partly and frees
+ * the 4 KiB pages inside the range; a pinned page is zeroed instead and freed
+ * when its last pin drops.  ZERO_RANGE leaves the range allocated and zero. */
+int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len);
+/* whence: SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE (Linux rules:
+ * -ENXIO for SEEK_DATA/SEEK_HOLE at or past EOF, virtual hole at EOF). */
+off_t thpfs_lseek(struct thpfs_file *f, off_t off, int whence);
+/* st_blocks counts 512-byte units of frames the file really holds;
+ * st_blksize is the huge page size when the mount uses huge pages. */
+int thpfs_fstat(struct thpfs_file *f, struct stat *st);
+int thpfs_fsync(struct thpfs_file *f); /* nothing to flush: checks f only */
+
+/* Advice on one file (like fadvise/madvise). */
+#define THPFS_ADV_NORMAL 0
+#define THPFS_ADV_HUGEPAGE 14   /* eligible for huge pages under huge=advise */
+#define THPFS_ADV_NOHUGEPAGE 15 /* never huge pages, whatever the mount says */
+int thpfs_fadvise(struct thpfs_file *f, int advice);
+
+/* ---- Pins ----------------------------------------------------------------
+ * thpfs_map returns in *addr a pointer to the byte at off, allocating the page
+ * if it is a hole (as a write fault would; off must be < file size, else
+ * -ENXIO), and pins the page holding it: until thpfs_unmap, the page is
+ * neither moved (split, collapsed) nor freed.  *len receives the number of
+ * bytes valid from *addr (to the end of that page).  A punch or truncate over
+ * a pinned page zeroes the range and frees the memory when the last pin
+ * drops.  Writes through *addr do not change the file size.
+ */
+int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len);
+int thpfs_unmap(struct thpfs_file *f, void *addr);
+
+/* Collapse base pages of [off, off+len) back into huge pages where a whole
+ * aligned 2 MiB range is present (ignoring max_ptes_none, like MADV_COLLAPSE
+ * ignores khugepaged's limits).  Returns the number of huge pages made. */
+int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
+/* Free up to bytes of memory without losing data: run the deferred split
+ * queue, split huge pages beyond EOF.  Returns bytes freed (>= 0). */
+int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
+
+/* ---- Namespace ---------------------------------------------------------- */
+int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st);
+int thpfs_unlink(struct thpfs *fs, const char *path);
+int thpfs_mkdir(struct thpfs *fs, const char *path, mode_t mode);
+int thpfs_rmdir(struct thpfs *fs, const char *path);
+#define THPFS_RENAME_NOREPLACE 1 /* Linux's values */
+#define THPFS_RENAME_EXCHANGE 2
+int thpfs_rename(struct thpfs *fs, const char *from, const char *to, unsigned flags);
+int thpfs_symlink(struct thpfs *fs, const char *target, const char *path);
+int thpfs_link(struct thpfs *fs, const char *oldpath, const char *newpath);
+ssize_t thpfs_readlink(struct thpfs *fs, const char *path, char *buf, size_t len);
+
+/* Directory listing: calls fn for each entry of the directory (including "."
+ * and "..") whose cookie is greater than *cookie, in cookie order, until fn
+ * returns non-zero; *cookie is set to the last entry passed to fn.  Cookies
+ * are stable across insertions and removals of other entries. */
+struct thpfs_dirent {
+	uint64_t ino;
+	uint64_t cookie; /* pass back to continue after this entry */
+	mode_t type;     /* S_IFREG, S_IFDIR, S_IFLNK */
+	const char *name;
+};
+typedef int (*thpfs_filldir_t)(void *ctx, const struct thpfs_dirent *de);
+int thpfs_readdir(struct thpfs *fs, const char *path, uint64_t *cookie,
+		  thpfs_filldir_t fn, void *ctx);
+
+/* Inode-addressed forms (FUSE).  A lookup takes a reference on the inode that
+ * keeps it (and its data) alive after unlink until thpfs_forget drops it. */
+int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct stat *st);
+void thpfs_forget(struct thpfs *fs, uint64_t ino, uint64_t nlookup);
+int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st);
+/* setattr: to_set is a mask of THPFS_SET_*; a size change is a truncate. */
+#define THPFS_SET_MODE 0x01
+#define THPFS_SET_UID 0x02
+#define THPFS_SET_GID 0x04
+#define THPFS_SET_SIZE 0x08
+#define THPFS_SET_ATIME 0x10
+#define THPFS_SET_MTIME 0x20
+#define THPFS_SET_ATIME_NOW 0x80
+#define THPFS_SET_MTIME_NOW 0x100
+#define THPFS_SET_CTIME 0x400
+int thpfs_setattr(struct thpfs *fs, uint64_t ino, const struct stat *attr, int to_set,
+		  struct stat *out);
+int thpfs_mkdir_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t mode,
+		   uid_t uid, gid_t gid, struct stat *st);
+int thpfs_symlink_at(struct thpfs *fs, uint64_t parent, const char *name,
+		     const char *target, uid_t uid, gid_t gid, struct stat *st);
+int thpfs_link_at(struct thpfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
+		  struct stat *st);
+int thpfs_unlink_at(struct thpfs *fs, uint64_t parent, const char *name);
+int thpfs_rmdir_at(struct thpfs *fs, uint64_t parent, const char *name);
+int thpfs_rename_at(struct thpfs *fs, uint64_t parent, const char *name,
+		    uint64_t newparent, const char *newname, unsigned flags);
+ssize_t thpfs_readlink_ino(struct thpfs *fs, uint64_t ino, char *buf, size_t len);
+int thpfs_readdir_ino(struct thpfs *fs, uint64_t ino, uint64_t *cookie,
+		      thpfs_filldir_t fn, void *ctx);
+
+/* Like statvfs: f_bsize 4096, f_blocks from size=, f_files from nr_inodes=. */
+struct thpfs_statfs {
+	uint64_t bsize, blocks, bfree, files, ffree, namemax;
+};
+int thpfs_statfs(struct thpfs *fs, struct thpfs_statfs *st);
+
+/* ---- Counters ------------------------------------------------------------
+ * Named as the kernel names them where one exists.  Gauges (current values)
+ * and events (monotonic counts since mount) are marked. */
+struct thpfs_stats {
+	/* gauges */
+	uint64_t shmem_bytes;          /* Shmem: bytes of file data held */
+	uint64_t shmem_huge_bytes;     /* ShmemHugePages: bytes held in huge pages */
+	uint64_t huge_frames;          /* huge frames held */
+	uint64_t base_pages;           /* 4 KiB base pages held */
+	uint64_t pinned_pages;         /* pages (huge or base) with pins */
+	uint64_t deferred_split_queue; /* pages waiting on the deferred split queue */
+	uint64_t inodes;               /* inodes in use */
+	uint64_t size_limit;           /* size= in bytes (0 = none) */
+	uint64_t thp_available;        /* 1 if the OS gives transparent huge pages */
+	/* events */
+	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
+	uint64_t thp_file_fallback;     /* huge page wanted, base pages used */
+	uint64_t thp_split_page;        /* huge pages split */
+	uint64_t thp_split_page_failed; /* splits that could not happen (pinned, no memory) */
+	uint64_t thp_deferred_split_page; /* pages queued for a deferred split */
+	uint64_t thp_deferred_split_done; /* queued pages later split or freed */
+	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */
+	uint64_t thp_collapse_alloc_failed; /* collapses that could not get a frame */
+	uint64_t pages_collapsed;       /* base pages folded into huge pages */
+	uint64_t collapse_skipped_pinned; /* ranges skipped because pinned */
+	uint64_t collapse_skipped_holes;  /* ranges with too many holes */
+	uint64_t collapse_full_scans;   /* passes of the collapse thread */
+	uint64_t bytes_released;        /* bytes of memory given back to the OS */
+	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
+	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
+};
+int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
+/* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and
+ * "name value" lines for events) into buf; returns the length the full text
+ * needs (like snprintf). */
+int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len);
+
+/* ---- Testing -------------------------------------------------------------
+ * Fault injection in the frame layer: fail the nth frame allocation from now
+ * (1 = the next one), or every one from then on if repeat is set.  n = 0
+ * switches it off. */
+void thpfs_fault_inject(struct thpfs *fs, uint64_t nth, int repeat);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* THPFS_H */

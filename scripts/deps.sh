@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian packages thpfs needs to build, test and run its demo,
+# if they are missing.  Idempotent; needs root (or sudo) only when something
+# is missing.
+set -e
+PKGS="build-essential pkg-config libcmocka-dev libfuse3-dev fuse3 gnuplot-nox jq util-linux attr"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "thpfs: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq $missing >/dev/null

@@ -1,0 +1,665 @@
+/*
+ * data.c - file data: reading, writing, allocation policy, fallocate, seek,
+ * truncate and pins.
+ *
+ * All of it runs under inode->lock: for reading in thpfs_pread, lseek and
+ * _thpfs_inode_blocks; for writing everywhere else.  Page allocation may run
+ * reclaim (truncate.c) when size= is reached, which only trylocks other
+ * inodes.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+
+void _thpfs_inode_data_init(struct thpfs_inode *inode)
+{
+	_thpfs_index_init(&inode->pages);
+	thpfs_list_init(&inode->pinned);
+}
+
+/* Whether a new chunk at idx gets a huge page (the tmpfs huge= rules);
+ * write_end is the end of the write or fallocation asking for it. */
+static bool want_huge(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx,
+		      uint64_t write_end)
+{
+	if (inode->advice == THPFS_ADV_NOHUGEPAGE)
+		return false;
+	switch (fs->opt.huge) {
+	case THPFS_HUGE_NEVER:
+		return false;
+	case THPFS_HUGE_ALWAYS:
+		return true;
+	case THPFS_HUGE_WITHIN_SIZE:
+		if (((idx + 1) << THPFS_HUGE_SHIFT) <= thpfs_max(inode->size, write_end))
+			return true;
+		/* like the kernel, within_size falls back to advice */
+		__attribute__((fallthrough));
+	case THPFS_HUGE_ADVISE:
+		return inode->advice == THPFS_ADV_HUGEPAGE;
+	}
+	return false;
+}
+
+bool _thpfs_want_huge(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx)
+{
+	return want_huge(fs, inode, idx, 0);
+}
+
+/* Gives a new chunk its memory: a huge frame if policy allows and one can be
+ * had (reclaiming once when size= is in the way), else an empty base block. */
+static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_chunk *c,
+			     uint64_t write_end)
+{
+	int err;
+	if (want_huge(fs, inode, c->index, write_end)) {
+		char *mem = _thpfs_huge_alloc(fs, &err);
+		if (!mem && err == -ENOSPC && _thpfs_reclaim(fs, inode, THPFS_HUGE_SIZE))
+			mem = _thpfs_huge_alloc(fs, &err);
+		if (mem) {
+			c->mem = mem;
+			c->huge = true;
+			c->nr_present = THPFS_PAGES_PER_HUGE;
+			thpfs_bitmap_fill(c->present);
+			THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+			return 0;
+		}
+		THPFS_STAT_ADD(fs, thp_file_fallback, 1);
+	}
+	c->mem = _thpfs_block_alloc(fs, &err);
+	return c->mem ? 0 : err;
+}
+
+/* Populates the pages of [pf, pl) missing from base chunk c, reclaiming once
+ * when size= is in the way.  Sets the new pages in added. */
+static int chunk_populate(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_chunk *c,
+			  unsigned pf, unsigned pl, uint64_t *added)
+{
+	unsigned i = _thpfs_bitmap_find(c->present, pf, false);
+	while (i < pl) {
+		unsigned end = thpfs_min(_thpfs_bitmap_find(c->present, i, true), pl);
+		int err = _thpfs_pages_populate(fs, c->mem, i, end);
+		if (err == -ENOSPC) {
+			uint64_t need = (uint64_t)(end - i) * THPFS_PAGE_SIZE;
+			if (_thpfs_reclaim(fs, inode, need) &&
+			    _thpfs_index_lookup(&inode->pages, c->index) == c)
+				err = _thpfs_pages_populate(fs, c->mem, i, end);
+		}
+		if (err)
+			return err;
+		_thpfs_bitmap_set_range(c->present, i, end);
+		_thpfs_bitmap_set_range(added, i, end);
+		c->nr_present += end - i;
+		i = _thpfs_bitmap_find(c->present, end, false);
+	}
+	return 0;
+}
+
+/*
+ * Makes pages [pf, pl) of chunk idx present, creating the chunk if needed.
+ * On success returns the chunk, with *created telling whether it is new and
+ * added holding the base pages this call populated (for undo).  On failure
+ * returns NULL with *err set and nothing changed.
+ */
+static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx,
+				      unsigned pf, unsigned pl, uint64_t write_end, bool *created,
+				      uint64_t *added, int *err)
+{
+	thpfs_bitmap_zero(added);
+	*created = false;
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, idx);
+	if (!c) {
+		c = _thpfs_chunk_new(inode, idx);
+		if (!c) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		*err = chunk_give_memory(fs, inode, c, write_end);
+		if (!*err)
+			*err = _thpfs_index_insert(&inode->pages, idx, c);
+		if (*err) {
+			if (c->mem && c->huge)
+				_thpfs_huge_free(fs, c->mem);
+			else if (c->mem)
+				_thpfs_block_free(fs, c->mem);
+			free(c);
+			return NULL;
+		}
+		*created = true;
+	}
+	if (c->huge)
+		return c;
+	*err = chunk_populate(fs, inode, c, pf, pl, added);
+	if (*err) {
+		/* reclaim may have settled c itself: look it up again */
+		c = _thpfs_index_lookup(&inode->pages, idx);
+		if (c && !c->huge) {
+			if (c->nr_present == thpfs_bitmap_weight(added))
+				_thpfs_chunk_destroy(fs, c);
+			else
+				_thpfs_undo_added(fs, c, added);
+		}
+		return NULL;
+	}
+	return c;
+}
+
+/* Takes back the base pages a failed call populated (set in added). */
+void _thpfs_undo_added(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *added)
+{
+	unsigned i = _thpfs_bitmap_find(added, 0, true);
+	while (i < THPFS_PAGES_PER_HUGE) {
+		unsigned end = _thpfs_bitmap_find(added, i, false);
+		_thpfs_pages_release(fs, c->mem, i, end);
+		i = _thpfs_bitmap_find(added, end, true);
+	}
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		c->present[k] &= ~added[k];
+		c->uptodate[k] &= ~added[k];
+	}
+	c->nr_present = thpfs_bitmap_weight(c->present);
+}
+
+/* Marks pages [pf, pl) of c written: uptodate and no longer pending. */
+static void chunk_mark_written(struct thpfs *fs, struct thpfs_chunk *c, unsigned pf, unsigned pl)
+{
+	if (c->huge)
+		thpfs_bitmap_fill(c->uptodate);
+	else
+		_thpfs_bitmap_set_range(c->uptodate, pf, pl);
+	if (c->queued) {
+		_thpfs_bitmap_clear_range(c->pending, pf, pl);
+		if (thpfs_bitmap_empty(c->pending))
+			_thpfs_deferred_del(fs, c);
+	}
+}
+
+static void touch_mtime(struct thpfs_inode *inode)
+{
+	_thpfs_now(&inode->mtime);
+	inode->ctime = inode->mtime;
+}
+
+/* ---- Reading ---- */
+
+/* Copies [off, off+len) (inside the file) out of the page cache; holes and
+ * pages that are not present read as zeros.  inode->lock held. */
+static void read_locked(struct thpfs_inode *inode, char *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		uint64_t in = off & (THPFS_HUGE_SIZE - 1);
+		size_t n = thpfs_min(len, THPFS_HUGE_SIZE - in);
+		struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, off >> THPFS_HUGE_SHIFT);
+		if (!c) {
+			memset(buf, 0, n);
+		} else if (c->huge) {
+			memcpy(buf, c->mem + in, n);
+		} else {
+			for (size_t done = 0; done < n;) {
+				uint64_t p = in + done;
+				size_t m = thpfs_min(n - done, THPFS_PAGE_SIZE - (p & (THPFS_PAGE_SIZE - 1)));
+				if (thpfs_bit_test(c->present, (unsigned)(p >> THPFS_PAGE_SHIFT)))
+					memcpy(buf + done, c->mem + p, m);
+				else
+					memset(buf + done, 0, m);
+				done += m;
+			}
+		}
+		buf += n;
+		off += n;
+		len -= n;
+	}
+}
+
+ssize_t thpfs_pread(struct thpfs_file *f, void *buf, size_t len, off_t off)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	if (off < 0 || (ssize_t)len < 0)
+		return -EINVAL;
+	if (!buf && len)
+		return -EFAULT;
+	struct thpfs_inode *inode = f->inode;
+	if (S_ISDIR(inode->mode))
+		return -EISDIR;
+	pthread_rwlock_rdlock(&inode->lock);
+	ssize_t n = 0;
+	if ((uint64_t)off < inode->size) {
+		n = (ssize_t)thpfs_min((uint64_t)len, inode->size - (uint64_t)off);
+		read_locked(inode, buf, (size_t)n, (uint64_t)off);
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	return n;
+}
+
+/* ---- Writing ---- */
+
+/* Writes buf at off (or at EOF if *off is -1), allocating pages by policy.
+ * Returns bytes written (short only when memory ran out after some bytes)
+ * or a negative errno; *off receives where the write started.
+ * inode->lock held for writing. */
+static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const char *buf,
+			    size_t len, uint64_t off)
+{
+	if (off >= THPFS_MAX_FILE_SIZE)
+		return -EFBIG;
+	len = (size_t)thpfs_min((uint64_t)len, THPFS_MAX_FILE_SIZE - off);
+	uint64_t write_end = off + len;
+	size_t done = 0;
+	int err = 0;
+	while (done < len) {
+		uint64_t pos = off + done, in = pos & (THPFS_HUGE_SIZE - 1);
+		size_t n = thpfs_min(len - done, THPFS_HUGE_SIZE - in);
+		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
+		unsigned pl = (unsigned)((in + n + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
+		bool created;
+		thpfs_bitmap_t added;
+		struct thpfs_chunk *c = chunk_fill(fs, inode, pos >> THPFS_HUGE_SHIFT, pf, pl,
+						   write_end, &created, added, &err);
+		if (!c)
+			break;
+		memcpy(c->mem + in, buf + done, n);
+		chunk_mark_written(fs, c, pf, pl);
+		done += n;
+		/* Grow the size as we go: reclaim for the next chunk must see
+		 * these bytes as inside the file. */
+		if (pos + n > inode->size)
+			inode->size = pos + n;
+		_thpfs_collapse_eager(fs, c);
+	}
+	if (!done)
+		return err;
+	touch_mtime(inode);
+	return (ssize_t)done;
+}
+
+/* The write paths of pwrite and write: O_APPEND, access and argument checks. */
+static ssize_t write_common(struct thpfs_file *f, const void *buf, size_t len, off_t off,
+			    bool at_pos)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	if ((ssize_t)len < 0)
+		return -EINVAL;
+	if (!buf && len)
+		return -EFAULT;
+	struct thpfs_inode *inode = f->inode;
+	if (at_pos)
+		pthread_mutex_lock(&f->pos_lock);
+	if (at_pos)
+		off = f->pos;
+	ssize_t n = -EINVAL;
+	if (off >= 0) {
+		pthread_rwlock_wrlock(&inode->lock);
+		if (f->flags & O_APPEND)
+			off = (off_t)inode->size;
+		n = len ? write_locked(f->fs, inode, buf, len, (uint64_t)off) : 0;
+		pthread_rwlock_unlock(&inode->lock);
+	}
+	if (at_pos) {
+		if (n > 0)
+			f->pos = off + n;
+		pthread_mutex_unlock(&f->pos_lock);
+	}
+	return n;
+}
+
+ssize_t thpfs_pwrite(struct thpfs_file *f, const void *buf, size_t len, off_t off)
+{
+	return write_common(f, buf, len, off, false);
+}
+
+ssize_t thpfs_write(struct thpfs_file *f, const void *buf, size_t len)
+{
+	return write_common(f, buf, len, 0, true);
+}
+
+ssize_t thpfs_read(struct thpfs_file *f, void *buf, size_t len)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	pthread_mutex_lock(&f->pos_lock);
+	ssize_t n = thpfs_pread(f, buf, len, f->pos);
+	if (n > 0)
+		f->pos += n;
+	pthread_mutex_unlock(&f->pos_lock);
+	return n;
+}
+
+/* ---- Size ---- */
+
+int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t size)
+{
+	if (size > THPFS_MAX_FILE_SIZE)
+		return -EFBIG;
+	if (size < inode->size || (size < inode->falloc_end)) {
+		/* Everything past the new EOF goes, KEEP_SIZE fallocations too;
+		 * the page holding EOF is zeroed past it. */
+		_thpfs_undo_range(fs, inode, size, UINT64_MAX);
+		inode->falloc_end = 0;
+	}
+	if (size != inode->size) {
+		inode->size = size;
+		touch_mtime(inode);
+	}
+	return 0;
+}
+
+int thpfs_ftruncate(struct thpfs_file *f, off_t size)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if (size < 0 || (f->flags & O_ACCMODE) == O_RDONLY)
+		return -EINVAL;
+	if ((uint64_t)size > THPFS_MAX_FILE_SIZE)
+		return -EFBIG;
+	pthread_rwlock_wrlock(&f->inode->lock);
+	err = _thpfs_truncate_locked(f->fs, f->inode, (uint64_t)size);
+	pthread_rwlock_unlock(&f->inode->lock);
+	return err;
+}
+
+/* ---- fallocate ---- */
+
+struct alloc_undo {
+	uint64_t idx;
+	bool created;
+	thpfs_bitmap_t added;
+};
+
+/* Allocates every page of [start, end) (fallocate mode 0 / KEEP_SIZE); on
+ * failure takes back everything this call allocated.  inode->lock held. */
+static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end,
+		       bool keep_size)
+{
+	uint64_t old_size = inode->size, old_falloc = inode->falloc_end;
+	struct alloc_undo *undo = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+	for (uint64_t pos = start; pos < end;) {
+		uint64_t idx = pos >> THPFS_HUGE_SHIFT, in = pos & (THPFS_HUGE_SIZE - 1);
+		uint64_t cend = thpfs_min(end, (idx + 1) << THPFS_HUGE_SHIFT);
+		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
+		unsigned pl = (unsigned)((cend - (idx << THPFS_HUGE_SHIFT) + THPFS_PAGE_SIZE - 1) >>
+					 THPFS_PAGE_SHIFT);
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct alloc_undo *nu = realloc(undo, cap * sizeof(*undo));
+			if (!nu) {
+				err = -ENOMEM;
+				break;
+			}
+			undo = nu;
+		}
+		struct thpfs_chunk *c = chunk_fill(fs, inode, idx, pf, pl, keep_size ? 0 : end,
+						   &undo[n].created, undo[n].added, &err);
+		if (!c)
+			break;
+		undo[n].idx = idx;
+		n++;
+		/* As in write_locked: make the new extent visible to reclaim. */
+		if (!keep_size && cend > inode->size)
+			inode->size = cend;
+		if (keep_size && cend > inode->size && cend > inode->falloc_end)
+			inode->falloc_end = cend;
+		pos = cend;
+	}
+	if (err) {
+		while (n--) {
+			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, undo[n].idx);
+			if (!c)
+				continue;
+			if (undo[n].created)
+				_thpfs_chunk_destroy(fs, c);
+			else if (!c->huge)
+				_thpfs_undo_added(fs, c, undo[n].added);
+		}
+		inode->size = old_size;
+		inode->falloc_end = old_falloc;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, undo[i].idx);
+			if (c)
+				_thpfs_collapse_eager(fs, c);
+		}
+	}
+	free(undo);
+	return err;
+}
+
+/* Zeroes [start, end), all of it present: whole base pages become unwritten
+ * (read zero, a hole to SEEK_DATA) like fresh fallocations. */
+static void zero_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
+{
+	for (uint64_t pos = start; pos < end;) {
+		uint64_t idx = pos >> THPFS_HUGE_SHIFT, in = pos & (THPFS_HUGE_SIZE - 1);
+		uint64_t cend = thpfs_min(end, (idx + 1) << THPFS_HUGE_SHIFT);
+		uint64_t hi = cend - (idx << THPFS_HUGE_SHIFT);
+		struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, idx);
+		if (c) {
+			memset(c->mem + in, 0, hi - in);
+			unsigned pf = (unsigned)((in + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
+			unsigned pl = (unsigned)(hi >> THPFS_PAGE_SHIFT);
+			if (pf < pl) {
+				if (!c->huge)
+					_thpfs_bitmap_clear_range(c->uptodate, pf, pl);
+				if (c->queued) {
+					_thpfs_bitmap_clear_range(c->pending, pf, pl);
+					if (thpfs_bitmap_empty(c->pending))
+						_thpfs_deferred_del(fs, c);
+				}
+			}
+		}
+		pos = cend;
+	}
+}
+
+int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
+{
+	const int known = THPFS_FALLOC_KEEP_SIZE | THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_ZERO_RANGE;
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	if (mode & ~known)
+		return -EOPNOTSUPP;
+	bool punch = mode & THPFS_FALLOC_PUNCH_HOLE, zero = mode & THPFS_FALLOC_ZERO_RANGE;
+	if (punch && (zero || !(mode & THPFS_FALLOC_KEEP_SIZE)))
+		return -EOPNOTSUPP;
+	if ((uint64_t)off > THPFS_MAX_FILE_SIZE || (uint64_t)len > THPFS_MAX_FILE_SIZE - (uint64_t)off)
+		return -EFBIG;
+	struct thpfs_inode *inode = f->inode;
+	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
+	pthread_rwlock_wrlock(&inode->lock);
+	if (punch) {
+		_thpfs_undo_range(f->fs, inode, start, end);
+	} else {
+		bool keep = mode & THPFS_FALLOC_KEEP_SIZE;
+		err = alloc_range(f->fs, inode, start, end, keep);
+		if (!err && zero)
+			zero_range(f->fs, inode, start, end);
+	}
+	if (!err)
+		touch_mtime(inode);
+	pthread_rwlock_unlock(&inode->lock);
+	return err;
+}
+
+/* ---- Seeking ---- */
+
+/* First offset >= off that is data (want) or a hole (!want), up to limit;
+ * data is an uptodate page.  inode->lock held. */
+static uint64_t seek_data_hole(struct thpfs_inode *inode, uint64_t off, uint64_t limit, bool want)
+{
+	uint64_t pos = off;
+	while (pos < limit) {
+		uint64_t idx = pos >> THPFS_HUGE_SHIFT;
+		struct thpfs_chunk *c = want ? _thpfs_index_next(&inode->pages, idx)
+					     : _thpfs_index_lookup(&inode->pages, idx);
+		if (!c)
+			return want ? limit : pos;
+		if (want && c->index > idx)
+			pos = c->index << THPFS_HUGE_SHIFT;
+		unsigned pg = (unsigned)((pos & (THPFS_HUGE_SIZE - 1)) >> THPFS_PAGE_SHIFT);
+		unsigned hit = _thpfs_bitmap_find(c->uptodate, pg, want);
+		if (hit < THPFS_PAGES_PER_HUGE)
+			return thpfs_max(pos, (c->index << THPFS_HUGE_SHIFT) +
+						      ((uint64_t)hit << THPFS_PAGE_SHIFT));
+		pos = (c->index + 1) << THPFS_HUGE_SHIFT;
+	}
+	return limit;
+}
+
+off_t thpfs_lseek(struct thpfs_file *f, off_t off, int whence)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	struct thpfs_inode *inode = f->inode;
+	pthread_mutex_lock(&f->pos_lock);
+	off_t res = 0;
+	int e = 0;
+	switch (whence) {
+	case SEEK_SET:
+		res = off;
+		break;
+	case SEEK_CUR:
+		if (__builtin_add_overflow(f->pos, off, &res))
+			e = -EOVERFLOW;
+		break;
+	case SEEK_END:
+		pthread_rwlock_rdlock(&inode->lock);
+		if (__builtin_add_overflow((off_t)inode->size, off, &res))
+			e = -EOVERFLOW;
+		pthread_rwlock_unlock(&inode->lock);
+		break;
+	case SEEK_DATA:
+	case SEEK_HOLE:
+		if (off < 0) {
+			e = -ENXIO; /* Linux: negative offsets are past nothing */
+			break;
+		}
+		pthread_rwlock_rdlock(&inode->lock);
+		if ((uint64_t)off >= inode->size)
+			e = -ENXIO;
+		else
+			res = (off_t)seek_data_hole(inode, (uint64_t)off, inode->size,
+						    whence == SEEK_DATA);
+		if (!e && whence == SEEK_DATA && res == (off_t)inode->size)
+			e = -ENXIO;
+		pthread_rwlock_unlock(&inode->lock);
+		break;
+	default:
+		e = -EINVAL;
+	}
+	if (!e && res < 0)
+		e = -EINVAL;
+	if (e)
+		res = e;
+	if (res >= 0)
+		f->pos = res;
+	pthread_mutex_unlock(&f->pos_lock);
+	return res;
+}
+
+/* ---- Pins ---- */
+
+int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if (off < 0 || !addr || !len)
+		return -EINVAL;
+	struct thpfs *fs = f->fs;
+	struct thpfs_inode *inode = f->inode;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&inode->lock);
+	if ((uint64_t)off >= inode->size) {
+		pthread_rwlock_unlock(&inode->lock);
+		return -ENXIO;
+	}
+	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
+	unsigned pg = (unsigned)(in >> THPFS_PAGE_SHIFT);
+	bool created;
+	thpfs_bitmap_t added;
+	struct thpfs_chunk *c = chunk_fill(fs, inode, (uint64_t)off >> THPFS_HUGE_SHIFT, pg, pg + 1,
+					   inode->size, &created, added, &err);
+	if (c) {
+		chunk_mark_written(fs, c, pg, pg + 1);
+		if (c->pins++ == 0) {
+			thpfs_list_add_tail(&c->pinlink, &inode->pinned);
+			THPFS_STAT_ADD(fs, pinned_pages, 1);
+		}
+		*addr = c->mem + in;
+		uint64_t avail = c->huge ? THPFS_HUGE_SIZE - in : THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1));
+		*len = (size_t)thpfs_min(avail, inode->size - (uint64_t)off);
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	return c ? 0 : err;
+}
+
+int thpfs_unmap(struct thpfs_file *f, void *addr)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	struct thpfs_inode *inode = f->inode;
+	char *p = addr;
+	err = -EINVAL;
+	pthread_rwlock_wrlock(&inode->lock);
+	for (struct thpfs_list *l = inode->pinned.next; l != &inode->pinned; l = l->next) {
+		struct thpfs_chunk *c = thpfs_container_of(l, struct thpfs_chunk, pinlink);
+		if (p < c->mem || p >= c->mem + THPFS_HUGE_SIZE)
+			continue;
+		err = 0;
+		if (--c->pins == 0) {
+			thpfs_list_del(&c->pinlink);
+			THPFS_STAT_SUB(f->fs, pinned_pages, 1);
+			if (c->queued)
+				_thpfs_chunk_settle(f->fs, c); /* the deferred split */
+		}
+		break;
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	return err;
+}
+
+/* ---- Whole inodes ---- */
+
+uint64_t _thpfs_inode_blocks(const struct thpfs_inode *inode)
+{
+	uint64_t pages = 0;
+	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, 0); c;
+	     c = _thpfs_index_next(&inode->pages, c->index + 1))
+		pages += c->nr_present;
+	return pages * (THPFS_PAGE_SIZE / 512);
+}
+
+void _thpfs_inode_free_data(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	struct thpfs_chunk *c;
+	while ((c = _thpfs_index_next(&inode->pages, 0))) {
+		if (c->pins) {
+			/* The last file closed with pins still held: they die
+			 * with the inode. */
+			THPFS_STAT_SUB(fs, pinned_pages, 1);
+			thpfs_list_del(&c->pinlink);
+			c->pins = 0;
+		}
+		_thpfs_chunk_destroy(fs, c);
+	}
+	_thpfs_index_destroy(&inode->pages);
+}

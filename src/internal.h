@@ -1,0 +1,381 @@
+/*
+ * internal.h - structures and cross-file functions of libthpfs.
+ *
+ * Glossary
+ *   frame     memory taken from the OS.  A huge frame is 2 MiB, aligned,
+ *             from an arena marked MADV_HUGEPAGE, populated at allocation so
+ *             that it is one transparent huge page.  A base block is 2 MiB of
+ *             address space from an arena marked MADV_NOHUGEPAGE whose 4 KiB
+ *             base pages are populated one by one (a base frame is one such
+ *             page).
+ *   chunk     one 2 MiB-aligned range of a file that holds memory: either a
+ *             huge page (mem is a huge frame) or base pages (mem is a base
+ *             block; page i of the range lives at mem + i * 4 KiB).
+ *   present   a page holds memory (always all 512 in a huge chunk).
+ *   uptodate  a page was written (or mapped); a present page that is not
+ *             uptodate was only fallocated: it reads zero and SEEK_DATA treats
+ *             it as a hole, as tmpfs does.
+ *   pending   a page that was punched or truncated while its chunk could not
+ *             be split (pinned, or no memory for the split): its bytes are
+ *             zero, it still holds memory, and it is freed by the deferred
+ *             split queue once the chunk can be split.
+ *
+ * Invariants (checked by _thpfs_chunk_check in debug builds)
+ *   huge  => present == all, nr_present == 512, pending may be any subset.
+ *   !huge => nr_present == popcount(present) > 0, pending  is a subset of present.
+ *   uptodate is a subset of present.
+ *   Bytes at or past i_size in present pages are zero.
+ *   A chunk with pins > 0 is never split, collapsed, moved or freed.
+ *   queued <=> the chunk is on fs->deferred (it has pending pages).
+ *
+ * Lock order (each lock may be taken while holding the ones above it):
+ *   fs->ns_lock            (rwlock)  namespace: directories, names, nlink,
+ *                                    the inode table, inode lookup counts
+ *     inode->lock          (rwlock)  one file's data: index, chunks, size,
+ *                                    pins; read for reads, write for changes
+ *       fs->deferred_lock  (mutex)   the deferred split list
+ *         fs->frame_lock   (mutex)   arenas, free slots, the size= budget
+ * inode->lock of two different inodes is never held at once, except through
+ * pthread_rwlock_trywrlock (reclaim and the collapse thread skip busy inodes).
+ * Counters in fs->stats are updated with atomic adds and need no lock.
+ */
+#ifndef THPFS_INTERNAL_H
+#define THPFS_INTERNAL_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "thpfs.h"
+
+/* ---- Sizes ---- */
+#define THPFS_PAGE_SHIFT 12
+#define THPFS_PAGE_SIZE (1UL << THPFS_PAGE_SHIFT)
+#define THPFS_HUGE_SHIFT 21
+#define THPFS_HUGE_SIZE (1UL << THPFS_HUGE_SHIFT)
+#define THPFS_PAGES_PER_HUGE (THPFS_HUGE_SIZE / THPFS_PAGE_SIZE) /* 512 */
+#define THPFS_BITMAP_WORDS (THPFS_PAGES_PER_HUGE / 64)          /* 8 */
+
+/* ---- Small helpers ---- */
+#define thpfs_min(a, b) ((a) < (b) ? (a) : (b))
+#define thpfs_max(a, b) ((a) > (b) ? (a) : (b))
+#define THPFS_STAT_ADD(fs, field, n) \
+	__atomic_add_fetch(&(fs)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define THPFS_STAT_SUB(fs, field, n) \
+	__atomic_sub_fetch(&(fs)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+struct thpfs_list {
+	struct thpfs_list *next, *prev;
+};
+static inline void thpfs_list_init(struct thpfs_list *l) { l->next = l->prev = l; }
+static inline bool thpfs_list_empty(const struct thpfs_list *l) { return l->next == l; }
+static inline void thpfs_list_add_tail(struct thpfs_list *n, struct thpfs_list *head)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+static inline void thpfs_list_del(struct thpfs_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->next = n->prev = n;
+}
+#define thpfs_container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* 512-bit page bitmaps */
+typedef uint64_t thpfs_bitmap_t[THPFS_BITMAP_WORDS];
+static inline bool thpfs_bit_test(const uint64_t *b, unsigned i) { return (b[i >> 6] >> (i & 63)) & 1; }
+static inline void thpfs_bit_set(uint64_t *b, unsigned i) { b[i >> 6] |= 1ULL << (i & 63); }
+static inline void thpfs_bit_clear(uint64_t *b, unsigned i) { b[i >> 6] &= ~(1ULL << (i & 63)); }
+static inline void thpfs_bitmap_fill(uint64_t *b) { memset(b, 0xff, sizeof(thpfs_bitmap_t)); }
+static inline void thpfs_bitmap_zero(uint64_t *b) { memset(b, 0, sizeof(thpfs_bitmap_t)); }
+static inline unsigned thpfs_bitmap_weight(const uint64_t *b)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
+		n += (unsigned)__builtin_popcountll(b[i]);
+	return n;
+}
+static inline bool thpfs_bitmap_empty(const uint64_t *b)
+{
+	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+/* Set or clear bits [from, to). */
+void _thpfs_bitmap_set_range(uint64_t *b, unsigned from, unsigned to);
+void _thpfs_bitmap_clear_range(uint64_t *b, unsigned from, unsigned to);
+/* First bit >= from that is set (want = true) or clear; 512 if none. */
+unsigned _thpfs_bitmap_find(const uint64_t *b, unsigned from, bool want);
+
+/* ---- Mount options (options.c) ---- */
+enum thpfs_huge_policy {
+	THPFS_HUGE_NEVER,       /* base pages only */
+	THPFS_HUGE_ALWAYS,      /* a huge page for every new 2 MiB range */
+	THPFS_HUGE_WITHIN_SIZE, /* only where the aligned 2 MiB fits in size/write */
+	THPFS_HUGE_ADVISE,      /* only files marked THPFS_ADV_HUGEPAGE */
+};
+enum thpfs_split_mode {
+	THPFS_SPLIT_MIGRATE, /* copy live pages to base frames, free the huge frame */
+	THPFS_SPLIT_INPLACE, /* MADV_DONTNEED the punched pages inside the THP */
+};
+struct thpfs_options {
+	uint64_t size;       /* bytes of data the mount may hold; 0 = unlimited */
+	uint64_t nr_inodes;  /* 0 = unlimited */
+	enum thpfs_huge_policy huge;
+	enum thpfs_split_mode split;
+	unsigned max_ptes_none; /* 0..511 */
+	bool collapse_thread;
+	unsigned scan_sleep_ms;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+};
+/* Parses a tmpfs-style option string into *o (defaults first).  On a bad
+ * option returns -EINVAL and writes a message naming it into err. */
+int _thpfs_parse_options(struct thpfs_options *o, const char *s, char *err, size_t errlen);
+const char *_thpfs_huge_name(enum thpfs_huge_policy p);
+
+/* ---- Page-cache index (index.c) ----
+ * A radix tree, 64 slots a node, from chunk index (offset >> 21) to chunk.
+ * The caller holds inode->lock (read for lookups, write for changes). */
+struct thpfs_index {
+	void *root;
+	unsigned height; /* 0: empty; root covers 64^height keys */
+	uint64_t count;  /* chunks */
+	uint64_t nodes;  /* tree nodes */
+};
+void _thpfs_index_init(struct thpfs_index *ix);
+struct thpfs_chunk *_thpfs_index_lookup(const struct thpfs_index *ix, uint64_t key);
+int _thpfs_index_insert(struct thpfs_index *ix, uint64_t key, struct thpfs_chunk *c);
+void _thpfs_index_remove(struct thpfs_index *ix, uint64_t key);
+/* First chunk with index >= key, or NULL. */
+struct thpfs_chunk *_thpfs_index_next(const struct thpfs_index *ix, uint64_t key);
+/* Frees the tree's nodes (not the chunks). */
+void _thpfs_index_destroy(struct thpfs_index *ix);
+/* Bytes of metadata the tree uses. */
+uint64_t _thpfs_index_bytes(const struct thpfs_index *ix);
+
+/* ---- Chunks ---- */
+struct thpfs_inode;
+struct thpfs_chunk {
+	uint64_t index;             /* file offset >> THPFS_HUGE_SHIFT */
+	struct thpfs_inode *inode;  /* owner */
+	char *mem;                  /* huge frame or base block */
+	bool huge;                  /* mem is a huge frame */
+	bool queued;                /* on fs->deferred */
+	bool inplace;               /* base block made from a huge frame in place */
+	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
+	uint32_t nr_present;        /* pages holding memory */
+	thpfs_bitmap_t present;
+	thpfs_bitmap_t uptodate;
+	thpfs_bitmap_t pending;
+	struct thpfs_list deferred; /* link in fs->deferred; fs->deferred_lock */
+	struct thpfs_list pinlink;  /* link in inode->pinned while pins > 0 */
+};
+
+/* ---- Inodes ---- */
+struct thpfs_dentry {
+	struct thpfs_dentry *hnext;  /* hash chain in the parent */
+	struct thpfs_list link;      /* in the parent's cookie order */
+	struct thpfs_inode *inode;
+	uint64_t cookie;
+	char name[];
+};
+struct thpfs_inode {
+	uint64_t ino;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	uint32_t nlink;          /* ns_lock */
+	uint64_t lookups;        /* thpfs_lookup references; ns_lock */
+	uint32_t opens;          /* open files; ns_lock */
+	struct timespec atime, mtime, ctime, btime;
+	struct thpfs_inode *hnext; /* inode table chain; ns_lock */
+	struct thpfs_list all;     /* fs->inodes; ns_lock */
+	pthread_rwlock_t lock;
+	/* regular files (inode->lock) */
+	uint64_t size;
+	struct thpfs_index pages;
+	int advice;              /* THPFS_ADV_* */
+	uint64_t falloc_end;     /* end of KEEP_SIZE fallocations past size */
+	struct thpfs_list pinned; /* chunks with pins > 0 */
+	/* directories (ns_lock) */
+	struct thpfs_inode *parent;
+	struct thpfs_dentry **dhash;
+	unsigned dhash_size, nentries;
+	struct thpfs_list dentries;
+	uint64_t next_cookie;
+	struct thpfs_dentry *readdir_hint; /* namei.c: last entry readdir passed */
+	/* symlinks */
+	char *target;
+};
+
+struct thpfs_file {
+	struct thpfs *fs;
+	struct thpfs_inode *inode;
+	int flags;
+	pthread_mutex_t pos_lock;
+	off_t pos;
+	uint32_t magic; /* THPFS_FILE_MAGIC while open */
+};
+#define THPFS_FILE_MAGIC 0x74687066u
+
+/* ---- The mount ---- */
+struct thpfs_arena; /* frame.c */
+struct thpfs {
+	struct thpfs_options opt;
+	pthread_rwlock_t ns_lock;
+	struct thpfs_inode *root;
+	struct thpfs_inode **itable;
+	unsigned itable_size;
+	uint64_t next_ino;
+	struct thpfs_list inodes;
+
+	pthread_mutex_t deferred_lock;
+	struct thpfs_list deferred;
+
+	/* frame layer (frame.c), frame_lock */
+	pthread_mutex_t frame_lock;
+	struct thpfs_arena *huge_arenas, *base_arenas;
+	char **huge_free, **base_free; /* stacks of free 2 MiB slots */
+	size_t nhuge_free, nbase_free, huge_free_cap, base_free_cap;
+	uint64_t held_bytes;  /* frames held, counted against opt.size */
+	uint64_t fault_nth, fault_count;
+	int fault_repeat;
+	bool thp_available;
+
+	/* collapse thread (collapse.c) */
+	pthread_t collapse_tid;
+	bool collapse_running;
+	pthread_mutex_t collapse_mu;
+	pthread_cond_t collapse_cv;
+	bool collapse_stop;
+
+	struct thpfs_stats stats;
+};
+
+/* ---- Frames from the OS (frame.c) ----
+ * All take fs->frame_lock themselves; callers must not hold it. */
+int _thpfs_frames_init(struct thpfs *fs);
+void _thpfs_frames_destroy(struct thpfs *fs);
+/* A populated huge frame, or NULL (-ENOMEM, -ENOSPC past size=, injected
+ * fault) with *err set.  Charges 2 MiB to the budget. */
+char *_thpfs_huge_alloc(struct thpfs *fs, int *err);
+/* Returns the frame's memory to the OS at once and uncharges 2 MiB. */
+void _thpfs_huge_free(struct thpfs *fs, char *mem);
+/* 2 MiB of address space for base pages; nothing populated, nothing charged. */
+char *_thpfs_block_alloc(struct thpfs *fs, int *err);
+/* Returns a block with no present pages to the free list. */
+void _thpfs_block_free(struct thpfs *fs, char *mem);
+/* Charges and populates pages [from, to) of a block (zero-filled).  Fails
+ * with -ENOSPC or -ENOMEM (fault injection counts one allocation per call)
+ * and then populates nothing. */
+int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned to);
+/* Returns pages [from, to) of a block to the OS and uncharges them. */
+void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
+/* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
+ * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
+ * _thpfs_pages_release + _thpfs_block_free. */
+void _thpfs_huge_to_block(struct thpfs *fs, char *mem);
+/* Whether n more bytes fit in size=. */
+bool _thpfs_budget_fits(struct thpfs *fs, uint64_t n);
+/* As above, for a split or collapse that is about to give credit bytes back:
+ * the budget may be passed by up to credit bytes for that moment. */
+char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
+int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
+				 uint64_t credit);
+/* Bytes of frames held now (the size= budget's use). */
+uint64_t _thpfs_held_bytes(struct thpfs *fs);
+
+/* ---- Chunk operations (split.c) ----
+ * Caller holds inode->lock for writing. */
+struct thpfs_chunk *_thpfs_chunk_new(struct thpfs_inode *inode, uint64_t index);
+/* Frees a chunk's memory and the struct, removing it from the index and the
+ * deferred list.  The chunk must not be pinned. */
+void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c);
+/* Splits a huge chunk, dropping the pages set in drop (see split.c). */
+int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop);
+/* Collapses a base chunk into a huge frame.  Returns 0, -EBUSY (pinned or
+ * pending), -EAGAIN (too many holes for max_ptes_none unless force), or the
+ * frame allocation's error; the chunk is unchanged on failure. */
+int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force);
+void _thpfs_chunk_check(const struct thpfs_chunk *c);
+
+/* ---- Truncation core (truncate.c) ----
+ * Caller holds inode->lock for writing. */
+/* Removes bytes [start, end) of the file's data (end = UINT64_MAX for "to the
+ * end"): whole chunks inside are freed, partly covered huge chunks are zeroed
+ * then split, partly covered base pages are zeroed; pinned or unsplittable
+ * chunks keep their memory with the range zeroed and go on the deferred
+ * queue. */
+void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end);
+/* Frees a chunk's pending pages now if it can (not pinned, memory for the
+ * split); dequeues it when nothing is pending.  Returns bytes freed. */
+uint64_t _thpfs_chunk_settle(struct thpfs *fs, struct thpfs_chunk *c);
+void _thpfs_deferred_add(struct thpfs *fs, struct thpfs_chunk *c);
+void _thpfs_deferred_del(struct thpfs *fs, struct thpfs_chunk *c);
+/* Reclaim for size= and thpfs_reclaim.  self is an inode whose lock the
+ * caller already holds for writing (or NULL); others are only trylocked. */
+uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want);
+
+/* ---- File data (data.c) ----
+ * Free all data of an inode that is being destroyed (no lock needed: no one
+ * else can reach it). */
+void _thpfs_inode_free_data(struct thpfs *fs, struct thpfs_inode *inode);
+/* Changes the size of a regular file; caller holds inode->lock for writing. */
+int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t size);
+/* Sets up the data side of a new regular-file inode (index, pin list). */
+void _thpfs_inode_data_init(struct thpfs_inode *inode);
+/* Takes back the base pages set in added from chunk c. */
+void _thpfs_undo_added(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *added);
+/* Whether policy gives chunk idx of inode a huge page (for collapse). */
+bool _thpfs_want_huge(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx);
+/* st_blocks of a file in 512-byte units; caller holds inode->lock. */
+uint64_t _thpfs_inode_blocks(const struct thpfs_inode *inode);
+
+/* ---- Inodes and namespace (inode.c, namei.c) ---- */
+void _thpfs_fill_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *st);
+void _thpfs_now(struct timespec *ts);
+/* Drops an open-file reference (ns_lock taken inside) and destroys the
+ * inode if it has no links, opens or lookups left. */
+void _thpfs_inode_put_open(struct thpfs *fs, struct thpfs_inode *inode);
+int _thpfs_ns_init(struct thpfs *fs);
+void _thpfs_ns_destroy(struct thpfs *fs);
+/* namei.c uses these from inode.c; all need fs->ns_lock held for writing,
+ * except _thpfs_inode_find (read is enough).  _thpfs_inode_new gives an
+ * inode with nlink 0 in the table (-ENOSPC past nr_inodes, -ENOMEM). */
+struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, gid_t gid,
+				     int *err);
+struct thpfs_inode *_thpfs_inode_find(struct thpfs *fs, uint64_t ino);
+/* Destroys the inode if nlink, opens and lookups are all 0 (never the root). */
+void _thpfs_inode_maybe_destroy(struct thpfs *fs, struct thpfs_inode *inode);
+/* _thpfs_fill_stat taking inode->lock for a regular file; caller holds
+ * ns_lock (read is enough). */
+void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *st);
+
+/* ---- Collapse thread (collapse.c) ---- */
+int _thpfs_collapse_start(struct thpfs *fs);
+void _thpfs_collapse_stop(struct thpfs *fs);
+/* After a write made pages present: collapse the chunk if it is now full
+ * (eager trigger).  Caller holds inode->lock for writing. */
+void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
+
+/* ---- Files ---- */
+/* Validates f (open, from this library); returns -EBADF otherwise. */
+static inline int thpfs_file_check(const struct thpfs_file *f)
+{
+	return (f && f->magic == THPFS_FILE_MAGIC) ? 0 : -EBADF;
+}
+
+#endif /* THPFS_INTERNAL_H */

@@ -1,0 +1,236 @@
+/*
+ * split.c - chunks: making, destroying, splitting a huge page into base pages
+ * and collapsing base pages back into a huge page.
+ *
+ * Every function here is called with inode->lock held for writing and never
+ * sleeps on another inode.  None of them moves or frees a pinned chunk.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ---- Page bitmaps ---- */
+
+void _thpfs_bitmap_set_range(uint64_t *b, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++) {
+		if ((i & 63) == 0 && i + 64 <= to) {
+			b[i >> 6] = ~0ULL;
+			i += 63;
+			continue;
+		}
+		thpfs_bit_set(b, i);
+	}
+}
+
+void _thpfs_bitmap_clear_range(uint64_t *b, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++) {
+		if ((i & 63) == 0 && i + 64 <= to) {
+			b[i >> 6] = 0;
+			i += 63;
+			continue;
+		}
+		thpfs_bit_clear(b, i);
+	}
+}
+
+unsigned _thpfs_bitmap_find(const uint64_t *b, unsigned from, bool want)
+{
+	while (from < THPFS_PAGES_PER_HUGE) {
+		uint64_t w = want ? b[from >> 6] : ~b[from >> 6];
+		w &= ~0ULL << (from & 63);
+		if (w)
+			return (from & ~63u) + (unsigned)__builtin_ctzll(w);
+		from = (from & ~63u) + 64;
+	}
+	return THPFS_PAGES_PER_HUGE;
+}
+
+/* ---- Chunks ---- */
+
+void _thpfs_chunk_check(const struct thpfs_chunk *c)
+{
+#ifdef THPFS_DEBUG
+	unsigned n = thpfs_bitmap_weight(c->present);
+	if (c->huge && n != THPFS_PAGES_PER_HUGE)
+		abort();
+	if (n != c->nr_present || (!c->huge && n == 0))
+		abort();
+	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
+		if ((c->uptodate[i] | c->pending[i]) & ~c->present[i])
+			abort();
+	if (c->queued == thpfs_bitmap_empty(c->pending) && !c->pins)
+		abort();
+#else
+	(void)c;
+#endif
+}
+
+struct thpfs_chunk *_thpfs_chunk_new(struct thpfs_inode *inode, uint64_t index)
+{
+	struct thpfs_chunk *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->index = index;
+	c->inode = inode;
+	thpfs_list_init(&c->deferred);
+	thpfs_list_init(&c->pinlink);
+	return c;
+}
+
+/* Releases the base pages of a block whose bits are set in pages. */
+static void release_pages(struct thpfs *fs, char *mem, const uint64_t *pages)
+{
+	unsigned i = _thpfs_bitmap_find(pages, 0, true);
+	while (i < THPFS_PAGES_PER_HUGE) {
+		unsigned end = _thpfs_bitmap_find(pages, i, false);
+		_thpfs_pages_release(fs, mem, i, end);
+		i = _thpfs_bitmap_find(pages, end, true);
+	}
+}
+
+void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	if (c->queued)
+		_thpfs_deferred_del(fs, c);
+	if (c->pins)
+		thpfs_list_del(&c->pinlink); /* only when the inode itself dies */
+	if (c->mem) {
+		if (c->huge) {
+			_thpfs_huge_free(fs, c->mem);
+		} else {
+			release_pages(fs, c->mem, c->present);
+			_thpfs_block_free(fs, c->mem);
+		}
+	}
+	_thpfs_index_remove(&c->inode->pages, c->index);
+	free(c);
+}
+
+/* Copies the pages set in keep from one 2 MiB area to another, run by run. */
+static void copy_pages(char *dst, const char *src, const uint64_t *keep)
+{
+	unsigned i = _thpfs_bitmap_find(keep, 0, true);
+	while (i < THPFS_PAGES_PER_HUGE) {
+		unsigned end = _thpfs_bitmap_find(keep, i, false);
+		memcpy(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
+		       (size_t)(end - i) * THPFS_PAGE_SIZE);
+		i = _thpfs_bitmap_find(keep, end, true);
+	}
+}
+
+/* Populates the pages set in want in block mem; on failure releases what it
+ * populated and returns the error. */
+static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uint64_t credit)
+{
+	unsigned i = _thpfs_bitmap_find(want, 0, true);
+	while (i < THPFS_PAGES_PER_HUGE) {
+		unsigned end = _thpfs_bitmap_find(want, i, false);
+		int err = _thpfs_pages_populate_credit(fs, mem, i, end, credit);
+		if (err) {
+			thpfs_bitmap_t done;
+			thpfs_bitmap_zero(done);
+			for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+				done[k] = want[k];
+			_thpfs_bitmap_clear_range(done, i, THPFS_PAGES_PER_HUGE);
+			release_pages(fs, mem, done);
+			return err;
+		}
+		i = _thpfs_bitmap_find(want, end, true);
+	}
+	return 0;
+}
+
+/*
+ * Splits huge chunk c, dropping the pages set in drop (which must not be all
+ * of them: a chunk wholly dropped is destroyed instead).  migrate: the pages
+ * kept are copied into a new base block and the huge frame is freed whole,
+ * so the memory of the dropped pages is back with the OS when this returns.
+ * inplace: the huge frame becomes a base block and the dropped pages are
+ * MADV_DONTNEED'd inside it; the kernel frees them only when its deferred
+ * split shrinker gets to the THP.
+ * Returns 0, -EBUSY if pinned, or -ENOMEM/-ENOSPC (chunk unchanged).
+ */
+int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop)
+{
+	if (c->pins)
+		return -EBUSY;
+	thpfs_bitmap_t keep;
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+		keep[k] = ~drop[k];
+	if (fs->opt.split == THPFS_SPLIT_MIGRATE) {
+		int err;
+		char *block = _thpfs_block_alloc(fs, &err);
+		if (!block)
+			return err;
+		err = populate_pages(fs, block, keep, THPFS_HUGE_SIZE);
+		if (err) {
+			_thpfs_block_free(fs, block);
+			return err;
+		}
+		copy_pages(block, c->mem, keep);
+		_thpfs_huge_free(fs, c->mem);
+		c->mem = block;
+		c->inplace = false;
+	} else {
+		_thpfs_huge_to_block(fs, c->mem);
+		release_pages(fs, c->mem, drop);
+		c->inplace = true;
+	}
+	c->huge = false;
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		c->present[k] = keep[k];
+		c->uptodate[k] &= keep[k];
+		c->pending[k] &= keep[k];
+	}
+	c->nr_present = thpfs_bitmap_weight(c->present);
+	THPFS_STAT_ADD(fs, thp_split_page, 1);
+	_thpfs_chunk_check(c);
+	return 0;
+}
+
+/*
+ * Collapses base chunk c into a huge page: a new huge frame gets a copy of the
+ * present pages (holes stay zero), then the base pages are released.  Skips
+ * (with -EBUSY) a pinned chunk or one with pending pages (those are on their
+ * way out), and (with -EAGAIN) one with more holes than max_ptes_none allows
+ * unless force.  The collapsed page is uptodate if any of its pages was.
+ */
+int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
+{
+	if (c->huge)
+		return 0;
+	if (c->pins) {
+		THPFS_STAT_ADD(fs, collapse_skipped_pinned, 1);
+		return -EBUSY;
+	}
+	if (!thpfs_bitmap_empty(c->pending))
+		return -EBUSY;
+	if (!force && c->nr_present + fs->opt.max_ptes_none < THPFS_PAGES_PER_HUGE) {
+		THPFS_STAT_ADD(fs, collapse_skipped_holes, 1);
+		return -EAGAIN;
+	}
+	int err;
+	uint64_t credit = (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
+	char *huge = _thpfs_huge_alloc_credit(fs, credit, &err);
+	if (!huge) {
+		THPFS_STAT_ADD(fs, thp_collapse_alloc_failed, 1);
+		return err;
+	}
+	copy_pages(huge, c->mem, c->present);
+	release_pages(fs, c->mem, c->present);
+	_thpfs_block_free(fs, c->mem);
+	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
+	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
+	THPFS_STAT_ADD(fs, pages_collapsed, c->nr_present);
+	c->mem = huge;
+	c->huge = true;
+	c->inplace = false;
+	c->nr_present = THPFS_PAGES_PER_HUGE;
+	thpfs_bitmap_fill(c->present);
+	if (uptodate)
+		thpfs_bitmap_fill(c->uptodate);
+	_thpfs_chunk_check(c);
+	return 0;
+}

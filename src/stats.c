@@ -1,0 +1,80 @@
+/*
+ * stats.c - counters, as a struct and as /proc/meminfo-style text.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+
+#define LOAD(field) __atomic_load_n(&fs->stats.field, __ATOMIC_RELAXED)
+
+int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
+{
+	if (!fs || !st)
+		return -EINVAL;
+	/* Field by field: each is exact, the set is a near-instant snapshot. */
+	uint64_t *dst = (uint64_t *)st;
+	const uint64_t *src = (const uint64_t *)&fs->stats;
+	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	return 0;
+}
+
+int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
+{
+	struct thpfs_stats s;
+	int err = thpfs_get_stats(fs, &s);
+	if (err)
+		return err;
+	if (!buf)
+		len = 0;
+	return snprintf(buf, len,
+			"Shmem:          %12llu kB\n"
+			"ShmemHugePages: %12llu kB\n"
+			"ShmemBasePages: %12llu kB\n"
+			"ShmemPinned:    %12llu kB\n"
+			"SizeLimit:      %12llu kB\n"
+			"HugePagesAvailable: %s\n"
+			"huge_frames %llu\n"
+			"base_pages %llu\n"
+			"pinned_pages %llu\n"
+			"deferred_split_queue %llu\n"
+			"inodes %llu\n"
+			"thp_file_alloc %llu\n"
+			"thp_file_fallback %llu\n"
+			"thp_split_page %llu\n"
+			"thp_split_page_failed %llu\n"
+			"thp_deferred_split_page %llu\n"
+			"thp_deferred_split_done %llu\n"
+			"thp_collapse_alloc %llu\n"
+			"thp_collapse_alloc_failed %llu\n"
+			"pages_collapsed %llu\n"
+			"collapse_skipped_pinned %llu\n"
+			"collapse_skipped_holes %llu\n"
+			"collapse_full_scans %llu\n"
+			"bytes_released %llu\n"
+			"punch_zeroed_bytes %llu\n"
+			"reclaim_bytes %llu\n",
+			(unsigned long long)s.shmem_bytes >> 10,
+			(unsigned long long)s.shmem_huge_bytes >> 10,
+			(unsigned long long)s.base_pages * 4,
+			(unsigned long long)s.pinned_pages * 4,
+			(unsigned long long)s.size_limit >> 10,
+			s.thp_available ? "yes" : "no",
+			(unsigned long long)s.huge_frames, (unsigned long long)s.base_pages,
+			(unsigned long long)s.pinned_pages,
+			(unsigned long long)s.deferred_split_queue, (unsigned long long)s.inodes,
+			(unsigned long long)s.thp_file_alloc, (unsigned long long)s.thp_file_fallback,
+			(unsigned long long)s.thp_split_page,
+			(unsigned long long)s.thp_split_page_failed,
+			(unsigned long long)s.thp_deferred_split_page,
+			(unsigned long long)s.thp_deferred_split_done,
+			(unsigned long long)s.thp_collapse_alloc,
+			(unsigned long long)s.thp_collapse_alloc_failed,
+			(unsigned long long)s.pages_collapsed,
+			(unsigned long long)s.collapse_skipped_pinned,
+			(unsigned long long)s.collapse_skipped_holes,
+			(unsigned long long)s.collapse_full_scans,
+			(unsigned long long)s.bytes_released,
+			(unsigned long long)s.punch_zeroed_bytes,
+			(unsigned long long)s.reclaim_bytes);
+}
