@@ -63,6 +63,7 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
  * busy file is left for the next pass. */
 static void collapse_scan(struct thpfs *fs)
 {
+	_thpfs_release_flush(fs); /* bounds how long released pages linger */
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	for (struct thpfs_list *l = fs->inodes.next; l != &fs->inodes; l = l->next) {
 		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
@@ -111,7 +112,7 @@ int _thpfs_collapse_start(struct thpfs *fs)
 	pthread_mutex_init(&fs->collapse_mu, NULL);
 	pthread_cond_init(&fs->collapse_cv, NULL);
 	fs->collapse_stop = false;
-	if (!fs->opt.collapse_thread || fs->opt.huge == THPFS_HUGE_NEVER)
+	if (!fs->opt.collapse_thread)
 		return 0;
 	int err = pthread_create(&fs->collapse_tid, NULL, collapse_thread, fs);
 	if (err)

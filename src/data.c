@@ -339,9 +339,10 @@ int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t
 {
 	if (size > THPFS_MAX_FILE_SIZE)
 		return -EFBIG;
-	if (size < inode->size || (size < inode->falloc_end)) {
+	if (size <= inode->size) {
 		/* Everything past the new EOF goes, KEEP_SIZE fallocations too;
-		 * the page holding EOF is zeroed past it. */
+		 * the page holding EOF is zeroed past it.  Like shmem_setattr,
+		 * this happens for an unchanged size as well. */
 		_thpfs_undo_range(fs, inode, size, UINT64_MAX);
 		inode->falloc_end = 0;
 	}
@@ -514,8 +515,8 @@ static uint64_t seek_data_hole(struct thpfs_inode *inode, uint64_t off, uint64_t
 		unsigned pg = (unsigned)((pos & (THPFS_HUGE_SIZE - 1)) >> THPFS_PAGE_SHIFT);
 		unsigned hit = _thpfs_bitmap_find(c->uptodate, pg, want);
 		if (hit < THPFS_PAGES_PER_HUGE)
-			return thpfs_max(pos, (c->index << THPFS_HUGE_SHIFT) +
-						      ((uint64_t)hit << THPFS_PAGE_SHIFT));
+			return thpfs_min(limit, thpfs_max(pos, (c->index << THPFS_HUGE_SHIFT) +
+							       ((uint64_t)hit << THPFS_PAGE_SHIFT)));
 		pos = (c->index + 1) << THPFS_HUGE_SHIFT;
 	}
 	return limit;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -58,6 +59,13 @@ static bool thp_enabled_in_sysfs(void)
 int _thpfs_frames_init(struct thpfs *fs)
 {
 	pthread_mutex_init(&fs->frame_lock, NULL);
+	pthread_mutex_init(&fs->release_lock, NULL);
+	fs->release_iov = calloc(THPFS_RELEASE_BATCH, sizeof(struct iovec));
+	if (!fs->release_iov)
+		return -ENOMEM;
+	/* process_madvise on ourselves batches the TLB flushes of many
+	 * MADV_DONTNEEDs; without it we fall back to one madvise per run. */
+	fs->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	fs->thp_available = thp_enabled_in_sysfs();
 	fs->stats.thp_available = fs->thp_available;
 	fs->stats.size_limit = fs->opt.size;
@@ -76,6 +84,11 @@ static void arenas_unmap(struct thpfs_arena *a)
 
 void _thpfs_frames_destroy(struct thpfs *fs)
 {
+	_thpfs_release_flush(fs);
+	free(fs->release_iov);
+	if (fs->pidfd >= 0)
+		close(fs->pidfd);
+	pthread_mutex_destroy(&fs->release_lock);
 	arenas_unmap(fs->huge_arenas);
 	arenas_unmap(fs->base_arenas);
 	free(fs->huge_free);
@@ -292,6 +305,8 @@ char *_thpfs_block_alloc(struct thpfs *fs, int *err)
 
 void _thpfs_block_free(struct thpfs *fs, char *mem)
 {
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
+		_thpfs_release_flush(fs); /* its pages must be gone before reuse */
 	pthread_mutex_lock(&fs->frame_lock);
 	bool huge = in_huge_arena(fs, mem);
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -310,6 +325,10 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 	uint64_t n = (uint64_t)(to - from) * THPFS_PAGE_SIZE;
 	if (!n)
 		return 0;
+	/* A queued page of this block must be gone before it comes back, or
+	 * it would come back with its old bytes. */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
+		_thpfs_release_flush(fs);
 	pthread_mutex_lock(&fs->frame_lock);
 	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, n, credit);
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -333,15 +352,48 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	return _thpfs_pages_populate_credit(fs, mem, from, to, 0);
 }
 
+/* Releases the queued batch; release_lock held.  The madvise runs under the
+ * lock so that nobody sees the queue empty while its pages are still live. */
+static void release_flush_locked(struct thpfs *fs)
+{
+	if (!fs->release_n)
+		return;
+	ssize_t r = -1;
+	if (fs->pidfd >= 0)
+		r = syscall(SYS_process_madvise, fs->pidfd, fs->release_iov,
+			    (size_t)fs->release_n, MADV_DONTNEED, 0);
+	if (r < 0)
+		for (unsigned i = 0; i < fs->release_n; i++)
+			release(fs->release_iov[i].iov_base, fs->release_iov[i].iov_len);
+	pthread_mutex_lock(&fs->frame_lock);
+	fs->held_bytes -= fs->release_pages * THPFS_PAGE_SIZE;
+	pthread_mutex_unlock(&fs->frame_lock);
+	fs->release_n = 0;
+	__atomic_store_n(&fs->release_pages, 0, __ATOMIC_RELEASE);
+}
+
+void _thpfs_release_flush(struct thpfs *fs)
+{
+	pthread_mutex_lock(&fs->release_lock);
+	release_flush_locked(fs);
+	pthread_mutex_unlock(&fs->release_lock);
+}
+
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to)
 {
 	uint64_t n = (uint64_t)(to - from) * THPFS_PAGE_SIZE;
 	if (!n)
 		return;
-	release(mem + (size_t)from * THPFS_PAGE_SIZE, n);
-	pthread_mutex_lock(&fs->frame_lock);
-	fs->held_bytes -= n;
-	pthread_mutex_unlock(&fs->frame_lock);
+	pthread_mutex_lock(&fs->release_lock);
+	if (fs->release_n == THPFS_RELEASE_BATCH)
+		release_flush_locked(fs);
+	fs->release_iov[fs->release_n].iov_base = mem + (size_t)from * THPFS_PAGE_SIZE;
+	fs->release_iov[fs->release_n].iov_len = n;
+	fs->release_n++;
+	__atomic_store_n(&fs->release_pages, fs->release_pages + (to - from), __ATOMIC_RELEASE);
+	if (fs->release_pages >= THPFS_RELEASE_BATCH)
+		release_flush_locked(fs);
+	pthread_mutex_unlock(&fs->release_lock);
 	THPFS_STAT_SUB(fs, base_pages, to - from);
 	THPFS_STAT_SUB(fs, shmem_bytes, n);
 	THPFS_STAT_ADD(fs, bytes_released, n);
@@ -353,6 +405,14 @@ void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
+}
+
+void _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
+{
+	_thpfs_huge_to_block(fs, mem);
+	/* MADV_FREE on part of a PMD-mapped THP makes the kernel split the
+	 * huge page at once; the page it marks lazily free is one we drop. */
+	madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE);
 }
 
 uint64_t _thpfs_held_bytes(struct thpfs *fs)

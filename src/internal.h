@@ -34,7 +34,8 @@
  *     inode->lock          (rwlock)  one file's data: index, chunks, size,
  *                                    pins; read for reads, write for changes
  *       fs->deferred_lock  (mutex)   the deferred split list
- *         fs->frame_lock   (mutex)   arenas, free slots, the size= budget
+ *         fs->release_lock (mutex)   the batch of pages waiting to be released
+ *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
  * inode->lock of two different inodes is never held at once, except through
  * pthread_rwlock_trywrlock (reclaim and the collapse thread skip busy inodes).
  * Counters in fs->stats are updated with atomic adds and need no lock.
@@ -50,6 +51,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,6 +130,7 @@ enum thpfs_huge_policy {
 enum thpfs_split_mode {
 	THPFS_SPLIT_MIGRATE, /* copy live pages to base frames, free the huge frame */
 	THPFS_SPLIT_INPLACE, /* MADV_DONTNEED the punched pages inside the THP */
+	THPFS_SPLIT_NATIVE,  /* have the kernel split the THP in place, then release */
 };
 struct thpfs_options {
 	uint64_t size;       /* bytes of data the mount may hold; 0 = unlimited */
@@ -252,6 +255,13 @@ struct thpfs {
 	size_t nhuge_free, nbase_free, huge_free_cap, base_free_cap;
 	uint64_t held_bytes;  /* frames held, counted against opt.size */
 	uint64_t fault_nth, fault_count;
+	/* release batch (frame.c), release_lock: base pages waiting for one
+	 * process_madvise(MADV_DONTNEED) call */
+	pthread_mutex_t release_lock;
+	struct iovec *release_iov;
+	unsigned release_n;
+	uint64_t release_pages;
+	int pidfd;
 	int fault_repeat;
 	bool thp_available;
 
@@ -282,7 +292,11 @@ void _thpfs_block_free(struct thpfs *fs, char *mem);
  * with -ENOSPC or -ENOMEM (fault injection counts one allocation per call)
  * and then populates nothing. */
 int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned to);
-/* Returns pages [from, to) of a block to the OS and uncharges them. */
+/* Returns pages [from, to) of a block to the OS and uncharges them.  The
+ * pages are queued and released in batches (one process_madvise call, one
+ * TLB flush, for up to THPFS_RELEASE_BATCH pages); the queue is flushed when
+ * full, before any page of any block is populated or a block is reused, by
+ * reclaim and by the background thread every scan_sleep_ms. */
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
 /* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
@@ -295,6 +309,13 @@ bool _thpfs_budget_fits(struct thpfs *fs, uint64_t n);
 char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit);
+#define THPFS_RELEASE_BATCH 64
+/* Releases every queued page now.  Takes release_lock then frame_lock. */
+void _thpfs_release_flush(struct thpfs *fs);
+/* Turns a huge frame into base pages in place and asks the kernel to split
+ * the THP now (MADV_FREE on part of a THP splits it), page first being one
+ * that is about to be released. */
+void _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 

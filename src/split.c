@@ -174,7 +174,10 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		c->mem = block;
 		c->inplace = false;
 	} else {
-		_thpfs_huge_to_block(fs, c->mem);
+		if (fs->opt.split == THPFS_SPLIT_NATIVE)
+			_thpfs_huge_split_native(fs, c->mem, _thpfs_bitmap_find(drop, 0, true));
+		else
+			_thpfs_huge_to_block(fs, c->mem);
 		release_pages(fs, c->mem, drop);
 		c->inplace = true;
 	}

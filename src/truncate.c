@@ -251,7 +251,9 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
  */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want)
 {
-	uint64_t freed = 0;
+	uint64_t before = _thpfs_held_bytes(fs);
+	_thpfs_release_flush(fs);
+	uint64_t freed = before - _thpfs_held_bytes(fs);
 	bool ns = self ? pthread_rwlock_tryrdlock(&fs->ns_lock) == 0
 		       : pthread_rwlock_rdlock(&fs->ns_lock) == 0;
 	struct deferred_ref *v;
