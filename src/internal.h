@@ -36,6 +36,8 @@
  *       fs->deferred_lock  (mutex)   the deferred split list
  *         fs->release_lock (mutex)   the batch of pages waiting to be released
  *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
+ * fs->file_lock (mutex) guards the file-handle lists and nests inside any of
+ * these.
  * inode->lock of two different inodes is never held at once, except through
  * pthread_rwlock_trywrlock (reclaim and the collapse thread skip busy inodes).
  * Counters in fs->stats are updated with atomic adds and need no lock.
@@ -231,6 +233,7 @@ struct thpfs_file {
 	pthread_mutex_t pos_lock;
 	off_t pos;
 	uint32_t magic; /* THPFS_FILE_MAGIC while open */
+	struct thpfs_list link; /* fs->files; fs->file_lock */
 };
 #define THPFS_FILE_MAGIC 0x74687066u
 
@@ -271,6 +274,13 @@ struct thpfs {
 	pthread_mutex_t collapse_mu;
 	pthread_cond_t collapse_cv;
 	bool collapse_stop;
+
+	/* File handles are never freed before unmount: a closed one waits on
+	 * a free list for reuse, so a stale pointer still reads as closed
+	 * (-EBADF) instead of touching freed memory.  file_lock (a leaf lock)
+	 * guards the lists. */
+	pthread_mutex_t file_lock;
+	struct thpfs_list files, free_files;
 
 	struct thpfs_stats stats;
 };
@@ -372,6 +382,10 @@ void _thpfs_now(struct timespec *ts);
  * inode if it has no links, opens or lookups left. */
 void _thpfs_inode_put_open(struct thpfs *fs, struct thpfs_inode *inode);
 int _thpfs_ns_init(struct thpfs *fs);
+/* File handles (namei.c): a zeroed handle with pos_lock ready, or NULL. */
+struct thpfs_file *_thpfs_file_alloc(struct thpfs *fs);
+void _thpfs_file_free(struct thpfs *fs, struct thpfs_file *f);
+void _thpfs_files_destroy(struct thpfs *fs);
 void _thpfs_ns_destroy(struct thpfs *fs);
 /* namei.c uses these from inode.c; all need fs->ns_lock held for writing,
  * except _thpfs_inode_find (read is enough).  _thpfs_inode_new gives an

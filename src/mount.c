@@ -22,6 +22,9 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 		goto out_free;
 	pthread_mutex_init(&fs->deferred_lock, NULL);
 	thpfs_list_init(&fs->deferred);
+	pthread_mutex_init(&fs->file_lock, NULL);
+	thpfs_list_init(&fs->files);
+	thpfs_list_init(&fs->free_files);
 	e = _thpfs_frames_init(fs);
 	if (e)
 		goto out_deferred;
@@ -40,6 +43,7 @@ out_frames:
 	_thpfs_frames_destroy(fs);
 out_deferred:
 	pthread_mutex_destroy(&fs->deferred_lock);
+	pthread_mutex_destroy(&fs->file_lock);
 out_free:
 	free(fs);
 	return e;
@@ -58,6 +62,7 @@ int thpfs_unmount(struct thpfs *fs)
 		return -EBUSY;
 	_thpfs_collapse_stop(fs);
 	_thpfs_ns_destroy(fs);
+	_thpfs_files_destroy(fs);
 	_thpfs_frames_destroy(fs);
 	pthread_mutex_destroy(&fs->deferred_lock);
 	free(fs);

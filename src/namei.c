@@ -781,13 +781,9 @@ static int open_inode(struct thpfs *fs, struct thpfs_inode *inode, int flags, bo
 		return -ENOTDIR;
 	if (S_ISDIR(inode->mode) && ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)))
 		return -EISDIR;
-	f = calloc(1, sizeof(*f));
+	f = _thpfs_file_alloc(fs);
 	if (!f)
 		return -ENOMEM;
-	if (pthread_mutex_init(&f->pos_lock, NULL)) {
-		free(f);
-		return -ENOMEM;
-	}
 	if ((flags & O_TRUNC) && !created && S_ISREG(inode->mode)) {
 		struct timespec now;
 		int ret = 0;
@@ -801,8 +797,7 @@ static int open_inode(struct thpfs *fs, struct thpfs_inode *inode, int flags, bo
 		}
 		pthread_rwlock_unlock(&inode->lock);
 		if (ret) {
-			pthread_mutex_destroy(&f->pos_lock);
-			free(f);
+			_thpfs_file_free(fs, f);
 			return ret;
 		}
 	}
@@ -940,9 +935,66 @@ int thpfs_close(struct thpfs_file *f)
 		return ret;
 	f->magic = 0;
 	_thpfs_inode_put_open(f->fs, f->inode);
-	pthread_mutex_destroy(&f->pos_lock);
-	free(f);
+	_thpfs_file_free(f->fs, f);
 	return 0;
+}
+
+/* ---- File handles ---- */
+
+struct thpfs_file *_thpfs_file_alloc(struct thpfs *fs)
+{
+	struct thpfs_file *f = NULL;
+
+	pthread_mutex_lock(&fs->file_lock);
+	if (!thpfs_list_empty(&fs->free_files)) {
+		f = thpfs_container_of(fs->free_files.next, struct thpfs_file, link);
+		thpfs_list_del(&f->link);
+		thpfs_list_add_tail(&f->link, &fs->files);
+	}
+	pthread_mutex_unlock(&fs->file_lock);
+	if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return NULL;
+		if (pthread_mutex_init(&f->pos_lock, NULL)) {
+			free(f);
+			return NULL;
+		}
+		pthread_mutex_lock(&fs->file_lock);
+		thpfs_list_add_tail(&f->link, &fs->files);
+		pthread_mutex_unlock(&fs->file_lock);
+	}
+	f->fs = fs;
+	f->inode = NULL;
+	f->flags = 0;
+	f->pos = 0;
+	return f;
+}
+
+/* Puts a closed handle (magic already cleared) on the free list. */
+void _thpfs_file_free(struct thpfs *fs, struct thpfs_file *f)
+{
+	pthread_mutex_lock(&fs->file_lock);
+	thpfs_list_del(&f->link);
+	thpfs_list_add_tail(&f->link, &fs->free_files);
+	pthread_mutex_unlock(&fs->file_lock);
+}
+
+/* Frees every handle, open or not; the mount is going away. */
+void _thpfs_files_destroy(struct thpfs *fs)
+{
+	struct thpfs_list *lists[2] = { &fs->files, &fs->free_files };
+
+	for (int i = 0; i < 2; i++) {
+		while (!thpfs_list_empty(lists[i])) {
+			struct thpfs_file *f = thpfs_container_of(lists[i]->next, struct thpfs_file, link);
+
+			thpfs_list_del(&f->link);
+			pthread_mutex_destroy(&f->pos_lock);
+			free(f);
+		}
+	}
+	pthread_mutex_destroy(&fs->file_lock);
 }
 
 /* ---- Path-based namespace calls ---- */

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs every test suite in turn - the library's tests, the same under
+# AddressSanitizer+UBSan, the concurrency tests under ThreadSanitizer, the
+# FUSE mount tests and the balloon model's tests - and ends with one line
+# "check: N passed, N failed" summing the suites' own summary lines.
+# Exits non-zero if any suite fails.
+cd "$(dirname "$0")/.." || exit 1
+MAKE=${MAKE:-make}
+log=$(mktemp)
+trap 'rm -f "$log" "$log.rc"' EXIT
+total_pass=0
+total_fail=0
+bad=""
+run_stage() {
+	name=$1
+	shift
+	echo "=== $name: $*"
+	( "$@"; echo $? > "$log.rc" ) 2>&1 | tee "$log"
+	rc=$(cat "$log.rc" 2>/dev/null || echo 1)
+	line=$(grep -E '^([A-Za-z-]+: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	p=$(echo "$line" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+	f=$(echo "$line" | sed -n 's/.* \([0-9][0-9]*\) failed.*/\1/p')
+	if [ -z "$line" ]; then
+		echo "=== $name: no summary line"
+		f=1
+		p=0
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "=== $name: exit status $rc"
+		f=1
+	fi
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f))
+	[ "$f" -ne 0 ] && bad="$bad $name"
+	return 0
+}
+run_stage unit $MAKE --no-print-directory test
+run_stage asan $MAKE --no-print-directory check-asan
+run_stage tsan $MAKE --no-print-directory check-tsan
+run_stage fuse $MAKE --no-print-directory test-fuse
+run_stage balloon $MAKE --no-print-directory test-balloon
+[ -n "$bad" ] && echo "failing suites:$bad"
+echo "check: $total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
