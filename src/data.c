@@ -59,7 +59,7 @@ static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct
 		if (mem) {
 			c->mem = mem;
 			c->huge = true;
-			c->nr_present = THPFS_PAGES_PER_HUGE;
+			thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 			thpfs_bitmap_fill(c->present);
 			THPFS_STAT_ADD(fs, thp_file_alloc, 1);
 			return 0;
@@ -89,7 +89,7 @@ static int chunk_populate(struct thpfs *fs, struct thpfs_inode *inode, struct th
 			return err;
 		_thpfs_bitmap_set_range(c->present, i, end);
 		_thpfs_bitmap_set_range(added, i, end);
-		c->nr_present += end - i;
+		thpfs_chunk_set_present(c, c->nr_present + (end - i));
 		i = _thpfs_bitmap_find(c->present, end, false);
 	}
 	return 0;
@@ -118,6 +118,7 @@ static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inod
 		if (!*err)
 			*err = _thpfs_index_insert(&inode->pages, idx, c);
 		if (*err) {
+			thpfs_chunk_set_present(c, 0);
 			if (c->mem && c->huge)
 				_thpfs_huge_free(fs, c->mem);
 			else if (c->mem)
@@ -157,7 +158,7 @@ void _thpfs_undo_added(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		c->present[k] &= ~added[k];
 		c->uptodate[k] &= ~added[k];
 	}
-	c->nr_present = thpfs_bitmap_weight(c->present);
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 }
 
 /* Marks pages [pf, pl) of c written: uptodate and no longer pending. */
@@ -642,11 +643,7 @@ int thpfs_unmap(struct thpfs_file *f, void *addr)
 
 uint64_t _thpfs_inode_blocks(const struct thpfs_inode *inode)
 {
-	uint64_t pages = 0;
-	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, 0); c;
-	     c = _thpfs_index_next(&inode->pages, c->index + 1))
-		pages += c->nr_present;
-	return pages * (THPFS_PAGE_SIZE / 512);
+	return inode->nr_pages * (THPFS_PAGE_SIZE / 512);
 }
 
 void _thpfs_inode_free_data(struct thpfs *fs, struct thpfs_inode *inode)

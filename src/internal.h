@@ -189,6 +189,10 @@ struct thpfs_chunk {
 	struct thpfs_list pinlink;  /* link in inode->pinned while pins > 0 */
 };
 
+/* Sets a chunk's present-page count, keeping the inode's total in step.
+ * inode->lock held for writing. */
+static inline void thpfs_chunk_set_present(struct thpfs_chunk *c, unsigned n);
+
 /* ---- Inodes ---- */
 struct thpfs_dentry {
 	struct thpfs_dentry *hnext;  /* hash chain in the parent */
@@ -214,6 +218,7 @@ struct thpfs_inode {
 	struct thpfs_index pages;
 	int advice;              /* THPFS_ADV_* */
 	uint64_t falloc_end;     /* end of KEEP_SIZE fallocations past size */
+	uint64_t nr_pages;       /* present pages in all chunks (st_blocks / 8) */
 	struct thpfs_list pinned; /* chunks with pins > 0 */
 	/* directories (ns_lock) */
 	struct thpfs_inode *parent;
@@ -236,6 +241,12 @@ struct thpfs_file {
 	struct thpfs_list link; /* fs->files; fs->file_lock */
 };
 #define THPFS_FILE_MAGIC 0x74687066u
+
+static inline void thpfs_chunk_set_present(struct thpfs_chunk *c, unsigned n)
+{
+	c->inode->nr_pages += (uint64_t)n - c->nr_present;
+	c->nr_present = n;
+}
 
 /* ---- The mount ---- */
 struct thpfs_arena; /* frame.c */

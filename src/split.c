@@ -104,6 +104,7 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 			_thpfs_block_free(fs, c->mem);
 		}
 	}
+	thpfs_chunk_set_present(c, 0);
 	_thpfs_index_remove(&c->inode->pages, c->index);
 	free(c);
 }
@@ -187,7 +188,7 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		c->uptodate[k] &= keep[k];
 		c->pending[k] &= keep[k];
 	}
-	c->nr_present = thpfs_bitmap_weight(c->present);
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 	THPFS_STAT_ADD(fs, thp_split_page, 1);
 	_thpfs_chunk_check(c);
 	return 0;
@@ -230,7 +231,7 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 	c->mem = huge;
 	c->huge = true;
 	c->inplace = false;
-	c->nr_present = THPFS_PAGES_PER_HUGE;
+	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 	thpfs_bitmap_fill(c->present);
 	if (uptodate)
 		thpfs_bitmap_fill(c->uptodate);

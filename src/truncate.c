@@ -92,7 +92,7 @@ static void release_present(struct thpfs *fs, struct thpfs_chunk *c, const uint6
 		c->uptodate[k] &= ~pages[k];
 		c->pending[k] &= ~pages[k];
 	}
-	c->nr_present = thpfs_bitmap_weight(c->present);
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 }
 
 /*
