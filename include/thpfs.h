@@ -46,7 +46,12 @@ struct thpfs_file; /* an open file description */
  *                       default 50% of RAM; % is of physical RAM)
  *   nr_inodes=N[k|m|g]  most inodes (0 = unlimited; default: RAM pages / 2)
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
- *   split=migrate|inplace  how a huge page is split (migrate)
+ *   split=native|migrate|inplace  how a huge page is split (native): native
+ *                       has the kernel split the THP in place, no copy;
+ *                       migrate copies the live 4 KiB pages out and frees
+ *                       the 2 MiB; inplace only drops the punched pages
+ *                       inside the THP, which frees nothing until the
+ *                       kernel's deferred split runs (kept to show that)
  *   max_ptes_none=N     0..511: holes a 2 MiB range may have and still be
  *                       collapsed into a huge page (0)
  *   collapse=on|off     background collapse thread (on)

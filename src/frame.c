@@ -117,6 +117,9 @@ static struct thpfs_arena *arena_new(bool huge)
 		munmap((char *)start + THPFS_ARENA_SIZE, tail);
 	a->base = (char *)start;
 	madvise(a->base, THPFS_ARENA_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* A child of fork() must not share file data copy-on-write: that would
+	 * make every page shared, and a shared THP cannot be split. */
+	madvise(a->base, THPFS_ARENA_SIZE, MADV_DONTFORK);
 	return a;
 }
 
@@ -311,9 +314,18 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 	bool huge = in_huge_arena(fs, mem);
 	pthread_mutex_unlock(&fs->frame_lock);
 	/* A block made from a huge frame in place goes back to the huge
-	 * arena: give the range its MADV_HUGEPAGE back (the VMAs merge). */
-	if (huge)
+	 * arena.  Its 2 MiB are mapped by a page table of 4 KiB entries now,
+	 * and a later fault would fill that table with 4 KiB pages instead of
+	 * installing a huge page: map the slot afresh (which frees the page
+	 * table) and give it its MADV_HUGEPAGE back (the VMAs merge). */
+	if (huge) {
+		void *p = mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			madvise(mem, THPFS_HUGE_SIZE, MADV_DONTNEED);
 		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+		madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	}
 	pthread_mutex_lock(&fs->frame_lock);
 	slot_put(fs, mem, huge);
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -407,12 +419,23 @@ void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
 }
 
-void _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
 {
-	_thpfs_huge_to_block(fs, mem);
+	/* Out of VMAs (vm.max_map_count) or an old kernel: let the caller
+	 * migrate instead. */
+	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
+		return -ENOMEM;
 	/* MADV_FREE on part of a PMD-mapped THP makes the kernel split the
-	 * huge page at once; the page it marks lazily free is one we drop. */
-	madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE);
+	 * huge page at once (the THP must be mapped only here: arenas are
+	 * MADV_DONTFORK); the page it marks lazily free is one we drop. */
+	if (madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE)) {
+		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+		return -EINVAL;
+	}
+	THPFS_STAT_SUB(fs, huge_frames, 1);
+	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
+	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
+	return 0;
 }
 
 uint64_t _thpfs_held_bytes(struct thpfs *fs)

@@ -130,9 +130,9 @@ enum thpfs_huge_policy {
 	THPFS_HUGE_ADVISE,      /* only files marked THPFS_ADV_HUGEPAGE */
 };
 enum thpfs_split_mode {
+	THPFS_SPLIT_NATIVE,  /* have the kernel split the THP in place, then release */
 	THPFS_SPLIT_MIGRATE, /* copy live pages to base frames, free the huge frame */
 	THPFS_SPLIT_INPLACE, /* MADV_DONTNEED the punched pages inside the THP */
-	THPFS_SPLIT_NATIVE,  /* have the kernel split the THP in place, then release */
 };
 struct thpfs_options {
 	uint64_t size;       /* bytes of data the mount may hold; 0 = unlimited */
@@ -335,8 +335,9 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 void _thpfs_release_flush(struct thpfs *fs);
 /* Turns a huge frame into base pages in place and asks the kernel to split
  * the THP now (MADV_FREE on part of a THP splits it), page first being one
- * that is about to be released. */
-void _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
+ * that is about to be released.  Returns 0, or an error with nothing
+ * changed (the caller then migrates). */
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 

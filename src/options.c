@@ -231,7 +231,7 @@ static void set_defaults(struct thpfs_options *o)
 	o->size = ((ram / 2) + THPFS_PAGE_SIZE - 1) & ~(uint64_t)(THPFS_PAGE_SIZE - 1);
 	o->nr_inodes = phys_ram_pages() / 2;
 	o->huge = THPFS_HUGE_ALWAYS;
-	o->split = THPFS_SPLIT_MIGRATE;
+	o->split = THPFS_SPLIT_NATIVE;
 	o->max_ptes_none = 0;
 	o->collapse_thread = true;
 	o->scan_sleep_ms = 100;

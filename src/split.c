@@ -145,7 +145,9 @@ static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uin
 
 /*
  * Splits huge chunk c, dropping the pages set in drop (which must not be all
- * of them: a chunk wholly dropped is destroyed instead).  migrate: the pages
+ * of them: a chunk wholly dropped is destroyed instead).  native: the kernel
+ * splits the THP in place (see _thpfs_huge_split_native) and the dropped
+ * pages are released, no copy; if it cannot, we migrate.  migrate: the pages
  * kept are copied into a new base block and the huge frame is freed whole,
  * so the memory of the dropped pages is back with the OS when this returns.
  * inplace: the huge frame becomes a base block and the dropped pages are
@@ -160,7 +162,11 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 	thpfs_bitmap_t keep;
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		keep[k] = ~drop[k];
-	if (fs->opt.split == THPFS_SPLIT_MIGRATE) {
+	enum thpfs_split_mode mode = fs->opt.split;
+	if (mode == THPFS_SPLIT_NATIVE &&
+	    _thpfs_huge_split_native(fs, c->mem, _thpfs_bitmap_find(drop, 0, true)))
+		mode = THPFS_SPLIT_MIGRATE;
+	if (mode == THPFS_SPLIT_MIGRATE) {
 		int err;
 		char *block = _thpfs_block_alloc(fs, &err);
 		if (!block)
@@ -175,9 +181,7 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		c->mem = block;
 		c->inplace = false;
 	} else {
-		if (fs->opt.split == THPFS_SPLIT_NATIVE)
-			_thpfs_huge_split_native(fs, c->mem, _thpfs_bitmap_find(drop, 0, true));
-		else
+		if (mode == THPFS_SPLIT_INPLACE)
 			_thpfs_huge_to_block(fs, c->mem);
 		release_pages(fs, c->mem, drop);
 		c->inplace = true;
