@@ -36,6 +36,8 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
 	struct thpfs_inode *inode = f->inode;
 	if (!S_ISREG(inode->mode))
 		return -EINVAL;
+	if (inode->advice == THPFS_ADV_NOHUGEPAGE)
+		return 0; /* like MADV_COLLAPSE on a MADV_NOHUGEPAGE range */
 	uint64_t first = (uint64_t)off >> THPFS_HUGE_SHIFT;
 	uint64_t end = (uint64_t)off + (uint64_t)len;
 	if (end < (uint64_t)off || end > THPFS_MAX_FILE_SIZE)

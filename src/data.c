@@ -251,15 +251,22 @@ static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const c
 	uint64_t write_end = off + len;
 	size_t done = 0;
 	int err = 0;
+	bool page_at_a_time = false; /* size= is nearly full: store what fits */
 	while (done < len) {
 		uint64_t pos = off + done, in = pos & (THPFS_HUGE_SIZE - 1);
 		size_t n = thpfs_min(len - done, THPFS_HUGE_SIZE - in);
+		if (page_at_a_time)
+			n = thpfs_min(n, THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1)));
 		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
 		unsigned pl = (unsigned)((in + n + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
 		bool created;
 		thpfs_bitmap_t added;
 		struct thpfs_chunk *c = chunk_fill(fs, inode, pos >> THPFS_HUGE_SHIFT, pf, pl,
 						   write_end, &created, added, &err);
+		if (!c && err == -ENOSPC && pl - pf > 1 && !page_at_a_time) {
+			page_at_a_time = true;
+			continue;
+		}
 		if (!c)
 			break;
 		memcpy(c->mem + in, buf + done, n);

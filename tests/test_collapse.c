@@ -1,0 +1,604 @@
+/*
+ * test_collapse.c - getting huge pages back (issue 3): eager collapse when a
+ * write refills a split huge page, the background collapse thread and its
+ * max_ptes_none limit, thpfs_collapse on request, pinned ranges being
+ * skipped, and a collapse that cannot get a frame changing nothing.
+ *
+ * Waits on the background thread poll the counters with a deadline; a
+ * deadline that passes is a failure, not a skip.
+ */
+#include "testlib.h"
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <time.h>
+
+#define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
+/* How long a test waits for the background thread before failing. */
+#define WAIT_S 10.0
+
+/* ---- helpers ---- */
+
+static void punch(struct thpfs_file *f, uint64_t off, uint64_t len)
+{
+	int r = thpfs_fallocate(f, PUNCH, (off_t)off, (off_t)len);
+	if (r)
+		fail_msg("punch(%" PRIu64 ", %" PRIu64 ") = %d", off, len, r);
+}
+
+/* Reads [off, off+len) into a new buffer, asserting a full read. */
+static uint8_t *read_copy(struct thpfs_file *f, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len);
+	assert_non_null(buf);
+	ssize_t n = thpfs_pread(f, buf, len, (off_t)off);
+	if (n != (ssize_t)len)
+		fail_msg("pread(%" PRIu64 ", %" PRIu64 ") = %zd", off, len, n);
+	return buf;
+}
+
+/* Asserts that the file's [off, off+len) equals want byte for byte. */
+static void check_same(struct thpfs_file *f, uint64_t off, const uint8_t *want, uint64_t len)
+{
+	uint8_t *got = read_copy(f, off, len);
+	for (uint64_t i = 0; i < len; i++) {
+		if (got[i] != want[i]) {
+			uint8_t g = got[i];
+			free(got);
+			fail_msg("offset %" PRIu64 ": read %#x, expected %#x", off + i, g, want[i]);
+		}
+	}
+	free(got);
+}
+
+static uint64_t stat_field(const struct thpfs_stats *s, size_t field)
+{
+	return *(const uint64_t *)((const char *)s + field);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Polls the counter at byte offset field of struct thpfs_stats until it is
+ * at least target; fails the test after WAIT_S seconds.  Returns the stats
+ * seen when it got there. */
+#define WAIT_STAT(fs, name, target) wait_stat(fs, offsetof(struct thpfs_stats, name), target, #name)
+static struct thpfs_stats wait_stat(struct thpfs *fs, size_t field, uint64_t target,
+				    const char *name)
+{
+	double end = tl_now() + WAIT_S;
+	struct thpfs_stats s = tl_stats(fs);
+	while (stat_field(&s, field) < target) {
+		if (tl_now() > end)
+			fail_msg("%s stayed at %" PRIu64 " (< %" PRIu64 ") for %.0f s", name,
+				 stat_field(&s, field), target, WAIT_S);
+		sleep_ms(2);
+		s = tl_stats(fs);
+	}
+	return s;
+}
+
+/*
+ * Whether the 4 KiB page at addr is part of a transparent huge page, from
+ * /proc/self/pagemap (the PFN, root only) and /proc/kpageflags (KPF_THP).
+ * Returns 1 or 0, or -1 when the system will not tell (no access, page not
+ * present).
+ */
+#define KPF_THP_BIT 22
+static int page_is_thp(const void *addr)
+{
+	uint64_t ent = 0, flags = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	off_t pos = (off_t)((uintptr_t)addr / PG * sizeof(ent));
+	ssize_t n = pread(fd, &ent, sizeof(ent), pos);
+	close(fd);
+	uint64_t pfn = ent & ((1ULL << 55) - 1);
+	if (n != sizeof(ent) || !(ent >> 63) || !pfn)
+		return -1;
+	fd = open("/proc/kpageflags", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = pread(fd, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags)));
+	close(fd);
+	if (n != sizeof(flags))
+		return -1;
+	return (int)((flags >> KPF_THP_BIT) & 1);
+}
+
+/*
+ * Checks that the kernel backs the 2 MiB chunk holding file offset off with
+ * one THP (every one of its 512 pages has KPF_THP).  Pins the chunk with
+ * thpfs_map for the look.  Only when the OS gives THPs and pagemap tells
+ * PFNs; otherwise says so and checks nothing.
+ */
+static void check_chunk_is_thp(struct thpfs *fs, struct thpfs_file *f, uint64_t off)
+{
+	void *addr;
+	size_t len;
+	if (!tl_stats(fs).thp_available) {
+		print_message("THP unavailable: not checking kpageflags\n");
+		return;
+	}
+	off &= ~(HPG - 1);
+	assert_int_equal(thpfs_map(f, (off_t)off, &addr, &len), 0);
+	assert_int_equal(len, HPG);
+	int first = page_is_thp(addr);
+	if (first < 0) {
+		print_message("pagemap gives no PFNs here: not checking kpageflags\n");
+	} else {
+		for (unsigned i = 0; i < 512; i++) {
+			int t = page_is_thp((const char *)addr + i * PG);
+			if (t != 1) {
+				thpfs_unmap(f, addr);
+				fail_msg("page %u of the collapsed chunk is not part of a THP (%d)", i, t);
+			}
+		}
+	}
+	assert_int_equal(thpfs_unmap(f, addr), 0);
+}
+
+/* Checks that the kernel backs the page at file offset off with a base page
+ * (not part of a THP), when pagemap tells; pins it for the look. */
+static void check_page_not_thp(struct thpfs_file *f, uint64_t off)
+{
+	void *addr;
+	size_t len;
+	assert_int_equal(thpfs_map(f, (off_t)off, &addr, &len), 0);
+	int t = page_is_thp(addr);
+	assert_int_equal(thpfs_unmap(f, addr), 0);
+	if (t < 0)
+		print_message("pagemap gives no PFNs here: not checking kpageflags\n");
+	else
+		assert_int_equal(t, 0);
+}
+
+/* ---- eager collapse after a refill ---- */
+
+/*
+ * Punching pages out of a huge page splits it; writing them back makes the
+ * range fully present again and the write collapses it at once into a new
+ * huge page holding exactly the old bytes (runs for each split= mode).
+ */
+static void test_refill_restores_huge(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	const uint64_t pgs[3] = { 0, 200, 511 }; /* punched pages of chunk 0 */
+
+	tl_write_pat(f, 0, 4 * MIB, 7);
+	uint8_t *orig = read_copy(f, 0, 4 * MIB);
+	struct thpfs_stats s0 = tl_stats(fs), s1, s2;
+	assert_int_equal(s0.huge_frames, 2);
+	assert_int_equal(s0.base_pages, 0);
+
+	for (int i = 0; i < 3; i++)
+		punch(f, pgs[i] * PG, PG);
+	s1 = tl_stats(fs);
+	print_message("%s: after 3 punches split %" PRIu64 " huge %" PRIu64 " base %" PRIu64 "\n",
+		      TL_FX(state)->opts, s1.thp_split_page - s0.thp_split_page, s1.huge_frames,
+		      s1.base_pages);
+	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(s1.huge_frames, 1);
+	assert_int_equal(s1.base_pages, 509);
+	assert_int_equal(s1.shmem_bytes, 4 * MIB - 3 * PG);
+	assert_int_equal(tl_blocks(f), 2 * BLK_HPG - 3 * BLK_PG);
+	for (int i = 0; i < 3; i++)
+		tl_check_zero(f, pgs[i] * PG, PG);
+	check_same(f, PG, orig + PG, 199 * PG);
+	check_same(f, 2 * MIB, orig + 2 * MIB, 2 * MIB);
+	if (strstr(TL_FX(state)->opts, "split=migrate"))
+		check_page_not_thp(f, PG); /* copied into base pages */
+
+	/* refilling two of the three holes is not enough */
+	tl_write_pat(f, pgs[0] * PG, PG, 7);
+	tl_write_pat(f, pgs[1] * PG, PG, 7);
+	s2 = tl_stats(fs);
+	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc);
+	assert_int_equal(s2.huge_frames, 1);
+	assert_int_equal(s2.base_pages, 511);
+
+	/* the last one makes the range full: collapsed by this very write */
+	tl_write_pat(f, pgs[2] * PG, PG, 7);
+	s2 = tl_stats(fs);
+	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 512);
+	assert_int_equal(s2.thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed);
+	assert_int_equal(s2.huge_frames, 2);
+	assert_int_equal(s2.base_pages, 0);
+	assert_int_equal(s2.shmem_bytes, 4 * MIB);
+	assert_int_equal(s2.shmem_huge_bytes, 4 * MIB);
+	assert_int_equal(tl_blocks(f), 2 * BLK_HPG);
+	check_same(f, 0, orig, 4 * MIB);
+	/* the base pages went back: after the release batch is flushed the
+	 * budget holds exactly the two huge frames */
+	_thpfs_release_flush(fs);
+	assert_int_equal(_thpfs_held_bytes(fs), 4 * MIB);
+	check_chunk_is_thp(fs, f, 0);
+	free(orig);
+	tl_close(f);
+}
+
+/* ---- the background thread and max_ptes_none ---- */
+
+/* Writes 2 MiB of pattern seed at 0 of path and punches the pages of
+ * holes[0..n) (page numbers), asserting the huge page was split. */
+static struct thpfs_file *split_with_holes(struct thpfs *fs, const char *path, unsigned seed,
+					   const unsigned *holes, unsigned n)
+{
+	struct thpfs_file *f = tl_open(fs, path, O_RDWR | O_CREAT);
+	uint64_t splits = tl_stats(fs).thp_split_page;
+	tl_write_pat(f, 0, 2 * MIB, seed);
+	for (unsigned i = 0; i < n; i++)
+		punch(f, holes[i] * PG, PG);
+	assert_int_equal(tl_stats(fs).thp_split_page, splits + 1);
+	return f;
+}
+
+/* Asserts that the 2 MiB at 0 hold pattern seed except the pages in holes,
+ * which read zero. */
+static void check_holes(struct thpfs_file *f, unsigned seed, const unsigned *holes, unsigned n)
+{
+	uint64_t pos = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t h = holes[i] * PG;
+		if (h > pos)
+			tl_check_pat(f, pos, h - pos, seed);
+		tl_check_zero(f, h, PG);
+		pos = h + PG;
+	}
+	if (pos < 2 * MIB)
+		tl_check_pat(f, pos, 2 * MIB - pos, seed);
+}
+
+/* max_ptes_none=0: a range with one hole is left alone by the thread. */
+static void test_bg_max_ptes_none_0(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	const unsigned holes[1] = { 100 };
+	struct thpfs_file *f = split_with_holes(fs, "/f", 3, holes, 1);
+	struct thpfs_stats s1 = tl_stats(fs), s2;
+
+	/* +3: a pass that was running during the punch counts once */
+	s2 = WAIT_STAT(fs, collapse_full_scans, s1.collapse_full_scans + 3);
+	print_message("%" PRIu64 " passes, skipped for holes %" PRIu64 " -> %" PRIu64 "\n",
+		      s2.collapse_full_scans - s1.collapse_full_scans, s1.collapse_skipped_holes,
+		      s2.collapse_skipped_holes);
+	assert_int_equal(s2.thp_collapse_alloc, s1.thp_collapse_alloc);
+	assert_int_equal(s2.pages_collapsed, s1.pages_collapsed);
+	assert_true(s2.collapse_skipped_holes > s1.collapse_skipped_holes);
+	assert_int_equal(s2.huge_frames, 0);
+	assert_int_equal(s2.base_pages, 511);
+	assert_int_equal(tl_blocks(f), BLK_HPG - BLK_PG);
+	check_holes(f, 3, holes, 1);
+	/* on request only whole ranges collapse: this one is not */
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * MIB)), 0);
+	s2 = tl_stats(fs);
+	assert_int_equal(s2.thp_collapse_alloc, s1.thp_collapse_alloc);
+	assert_int_equal(tl_blocks(f), BLK_HPG - BLK_PG);
+	tl_close(f);
+}
+
+/* max_ptes_none=511: the same kind of range (here with 65 holes) is
+ * collapsed by the thread; the holes read zero and take memory again. */
+static void test_bg_max_ptes_none_511(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	unsigned holes[65];
+	holes[0] = 100;
+	for (unsigned i = 1; i < 65; i++)
+		holes[i] = 199 + i; /* 200..263 */
+	struct thpfs_stats s0 = tl_stats(fs), s2;
+	/* the thread may collapse as soon as the punches return, so only
+	 * event counters (not gauges) are read before it does */
+	struct thpfs_file *f = split_with_holes(fs, "/f", 4, holes, 65);
+	s2 = WAIT_STAT(fs, thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 512 - 65);
+	assert_true(s2.collapse_full_scans >= s0.collapse_full_scans);
+	assert_int_equal(s2.huge_frames, 1);
+	assert_int_equal(s2.base_pages, 0);
+	assert_int_equal(tl_blocks(f), BLK_HPG);
+	check_holes(f, 4, holes, 65);
+	check_chunk_is_thp(fs, f, 0);
+	tl_close(f);
+}
+
+/* max_ptes_none=8: 8 holes collapse, 9 do not. */
+static void test_bg_max_ptes_none_edge(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	const unsigned h8[8] = { 1, 2, 3, 50, 51, 300, 400, 511 };
+	const unsigned h9[9] = { 0, 1, 2, 3, 50, 51, 300, 400, 511 };
+	struct thpfs_stats s0 = tl_stats(fs), s2;
+	struct thpfs_file *a = split_with_holes(fs, "/a", 5, h8, 8);
+	struct thpfs_file *b = split_with_holes(fs, "/b", 6, h9, 9);
+
+	s2 = WAIT_STAT(fs, thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	uint64_t scans = s2.collapse_full_scans;
+	s2 = WAIT_STAT(fs, collapse_full_scans, scans + 3);
+	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 504);
+	assert_int_equal(tl_blocks(a), BLK_HPG);
+	assert_int_equal(tl_blocks(b), BLK_HPG - 9 * BLK_PG);
+	assert_int_equal(s2.huge_frames, 1);
+	assert_int_equal(s2.base_pages, 503);
+	check_holes(a, 5, h8, 8);
+	check_holes(b, 6, h9, 9);
+	tl_close(a);
+	tl_close(b);
+}
+
+/* ---- pins ---- */
+
+/*
+ * Splits chunk 0 of a new file by punching page 7, pins page 300 with
+ * thpfs_map, writes a byte through the pin and refills page 7, so that the
+ * range is fully present but pinned.  want receives the file's 2 MiB as
+ * they must read; *pin the mapped address.
+ */
+static struct thpfs_file *pinned_full_range(struct thpfs *fs, uint8_t *want, void **pin)
+{
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	size_t len;
+	tl_write_pat(f, 0, 2 * MIB, 8);
+	punch(f, 7 * PG, PG);
+	assert_int_equal(thpfs_map(f, (off_t)(300 * PG + 5), pin, &len), 0);
+	assert_int_equal(len, PG - 5);
+	*(uint8_t *)*pin = 0;
+	tl_write_pat(f, 7 * PG, PG, 8);
+	tl_fill(want, 2 * MIB, 0, 8);
+	want[300 * PG + 5] = 0;
+	check_same(f, 0, want, 2 * MIB);
+	struct thpfs_stats s = tl_stats(fs);
+	assert_int_equal(s.pinned_pages, 1);
+	assert_int_equal(s.base_pages, 512);
+	assert_int_equal(s.huge_frames, 0);
+	return f;
+}
+
+/* The thread skips a pinned range (and counts it); after the unmap, its
+ * next pass collapses the range. */
+static void test_pinned_skipped_bg(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	uint8_t *want = malloc(2 * MIB);
+	void *pin;
+	assert_non_null(want);
+	uint64_t collapsed0 = tl_stats(fs).thp_collapse_alloc;
+	struct thpfs_file *f = pinned_full_range(fs, want, &pin);
+	struct thpfs_stats s1 = tl_stats(fs), s2;
+
+	s2 = WAIT_STAT(fs, collapse_skipped_pinned, s1.collapse_skipped_pinned + 3);
+	assert_int_equal(s2.thp_collapse_alloc, collapsed0);
+	assert_int_equal(s2.huge_frames, 0);
+	assert_int_equal(s2.base_pages, 512);
+	assert_int_equal(s2.pinned_pages, 1);
+	/* the pin still points at the file's bytes */
+	*((uint8_t *)pin + 1) = 0x77;
+	want[300 * PG + 6] = 0x77;
+	check_same(f, 0, want, 2 * MIB);
+
+	assert_int_equal(thpfs_unmap(f, pin), 0);
+	s2 = WAIT_STAT(fs, thp_collapse_alloc, collapsed0 + 1);
+	assert_int_equal(s2.huge_frames, 1);
+	assert_int_equal(s2.base_pages, 0);
+	assert_int_equal(s2.pinned_pages, 0);
+	assert_int_equal(tl_blocks(f), BLK_HPG);
+	check_same(f, 0, want, 2 * MIB);
+	free(want);
+	tl_close(f);
+}
+
+/* thpfs_collapse skips a pinned range (counting it) and collapses it once
+ * the pin is gone. */
+static void test_pinned_skipped_request(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	uint8_t *want = malloc(2 * MIB);
+	void *pin;
+	assert_non_null(want);
+	struct thpfs_stats s0 = tl_stats(fs), s1;
+	struct thpfs_file *f = pinned_full_range(fs, want, &pin);
+
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * MIB)), 0);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.collapse_skipped_pinned, s0.collapse_skipped_pinned + 1);
+	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc);
+	assert_int_equal(s1.base_pages, 512);
+	check_same(f, 0, want, 2 * MIB);
+
+	assert_int_equal(thpfs_unmap(f, pin), 0);
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * MIB)), 1);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s1.huge_frames, 1);
+	assert_int_equal(s1.base_pages, 0);
+	check_same(f, 0, want, 2 * MIB);
+	check_chunk_is_thp(fs, f, 0);
+	free(want);
+	tl_close(f);
+}
+
+/* ---- thpfs_collapse ---- */
+
+/* Under huge=advise a file without advice gets base pages; thpfs_collapse
+ * (like MADV_COLLAPSE) makes huge pages of whole ranges anyway, counts
+ * them, and leaves a partly present range alone. */
+static void test_collapse_request(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	struct thpfs_stats s0 = tl_stats(fs), s1;
+
+	tl_write_pat(f, 0, 7 * MIB, 9);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.huge_frames, 0);
+	assert_int_equal(s1.base_pages, 7 * MIB / PG);
+	/* only the chunk holding [2 MiB + 4 KiB, +1) */
+	assert_int_equal(thpfs_collapse(f, (off_t)(2 * MIB + PG), 1), 1);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.huge_frames, 1);
+	assert_int_equal(s1.pages_collapsed, s0.pages_collapsed + 512);
+	/* the rest: chunks 0 and 2; chunk 3 is half present */
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(8 * MIB)), 2);
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(8 * MIB)), 0);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc + 3);
+	assert_int_equal(s1.pages_collapsed, s0.pages_collapsed + 3 * 512);
+	assert_int_equal(s1.huge_frames, 3);
+	assert_int_equal(s1.base_pages, 256);
+	assert_int_equal(tl_blocks(f), 3 * BLK_HPG + 256 * BLK_PG);
+	tl_check_pat(f, 0, 7 * MIB, 9);
+	for (int i = 0; i < 3; i++)
+		check_chunk_is_thp(fs, f, (uint64_t)i * HPG);
+
+	/* bad arguments */
+	assert_int_equal(thpfs_collapse(f, -1, (off_t)HPG), -EINVAL);
+	assert_int_equal(thpfs_collapse(f, 0, 0), -EINVAL);
+	assert_int_equal(thpfs_collapse(f, 0, -5), -EINVAL);
+	assert_int_equal(thpfs_collapse(NULL, 0, (off_t)HPG), -EBADF);
+	struct thpfs_file *d = tl_open(fs, "/", O_RDONLY | O_DIRECTORY);
+	assert_int_equal(thpfs_collapse(d, 0, (off_t)HPG), -EINVAL);
+	tl_close(d);
+	tl_check_pat(f, 0, 7 * MIB, 9);
+	tl_close(f);
+}
+
+/* THPFS_ADV_NOHUGEPAGE means "never huge pages, whatever the mount says"
+ * (thpfs.h): no trigger may collapse such a file, not even on request
+ * (MADV_COLLAPSE refuses VM_NOHUGEPAGE ranges too). */
+static void test_collapse_nohugepage(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	assert_int_equal(thpfs_fadvise(f, THPFS_ADV_NOHUGEPAGE), 0);
+	tl_write_pat(f, 0, 2 * MIB, 10);
+	struct thpfs_stats s = tl_stats(fs);
+	assert_int_equal(s.huge_frames, 0);
+	assert_int_equal(s.base_pages, 512);
+	int r = thpfs_collapse(f, 0, (off_t)(2 * MIB));
+	s = tl_stats(fs);
+	print_message("thpfs_collapse on a NOHUGEPAGE file = %d, huge_frames %" PRIu64 "\n", r,
+		      s.huge_frames);
+	assert_true(r <= 0);
+	assert_int_equal(s.huge_frames, 0);
+	assert_int_equal(s.thp_collapse_alloc, 0);
+	tl_check_pat(f, 0, 2 * MIB, 10);
+	tl_close(f);
+}
+
+/* ---- a collapse that cannot get a frame ---- */
+
+/* Asserts that the memory gauges of a and b are equal. */
+static void same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
+{
+	assert_int_equal(a->shmem_bytes, b->shmem_bytes);
+	assert_int_equal(a->shmem_huge_bytes, b->shmem_huge_bytes);
+	assert_int_equal(a->huge_frames, b->huge_frames);
+	assert_int_equal(a->base_pages, b->base_pages);
+	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
+}
+
+/* Eager and requested collapses whose huge frame allocation fails leave
+ * the base pages, the bytes and the gauges as they were. */
+static void test_collapse_no_frame(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 2 * MIB, 11);
+	punch(f, 33 * PG, PG);
+	struct thpfs_stats s0 = tl_stats(fs), s1;
+	assert_int_equal(s0.base_pages, 511);
+
+	/* allocation 1 is the refilled page, 2 the eager collapse's frame */
+	thpfs_fault_inject(fs, 2, 0);
+	tl_write_pat(f, 33 * PG, PG, 11);
+	thpfs_fault_inject(fs, 0, 0);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed + 1);
+	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc);
+	assert_int_equal(s1.huge_frames, 0);
+	assert_int_equal(s1.base_pages, 512);
+	assert_int_equal(tl_blocks(f), BLK_HPG);
+	tl_check_pat(f, 0, 2 * MIB, 11);
+	_thpfs_release_flush(fs);
+	uint64_t held = _thpfs_held_bytes(fs);
+	assert_int_equal(held, 2 * MIB);
+
+	/* on request: the error comes back, nothing changes */
+	s0 = tl_stats(fs);
+	thpfs_fault_inject(fs, 1, 1);
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * MIB)), -ENOMEM);
+	thpfs_fault_inject(fs, 0, 0);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed + 1);
+	same_memory(&s0, &s1);
+	_thpfs_release_flush(fs);
+	assert_int_equal(_thpfs_held_bytes(fs), held);
+	tl_check_pat(f, 0, 2 * MIB, 11);
+
+	/* and with memory it works */
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * MIB)), 1);
+	s1 = tl_stats(fs);
+	assert_int_equal(s1.huge_frames, 1);
+	assert_int_equal(s1.base_pages, 0);
+	tl_check_pat(f, 0, 2 * MIB, 11);
+	tl_close(f);
+}
+
+/* The background thread failing to get frames (max_ptes_none=511, every
+ * allocation failing) changes nothing; once allocations work it collapses. */
+static void test_collapse_no_frame_bg(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	const unsigned holes[2] = { 10, 11 };
+	struct thpfs_stats s0 = tl_stats(fs), s1;
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 2 * MIB, 12);
+	/* from now on every allocation fails, the thread's included */
+	thpfs_fault_inject(fs, 1, 1);
+	punch(f, holes[0] * PG, 2 * PG); /* split=inplace: needs no allocation */
+	s1 = WAIT_STAT(fs, thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed + 2);
+	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc);
+	assert_int_equal(s1.huge_frames, 0);
+	assert_int_equal(s1.base_pages, 510);
+	assert_int_equal(tl_blocks(f), BLK_HPG - 2 * BLK_PG);
+	check_holes(f, 12, holes, 2);
+	thpfs_fault_inject(fs, 0, 0);
+	s1 = WAIT_STAT(fs, thp_collapse_alloc, s0.thp_collapse_alloc + 1);
+	assert_int_equal(s1.huge_frames, 1);
+	assert_int_equal(s1.base_pages, 0);
+	assert_int_equal(tl_blocks(f), BLK_HPG);
+	check_holes(f, 12, holes, 2);
+	tl_close(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		TL_TEST(test_refill_restores_huge, "huge=always,collapse=off,split=migrate"),
+		TL_TEST(test_refill_restores_huge, "huge=always,collapse=off,split=inplace"),
+		TL_TEST(test_refill_restores_huge, "huge=always,collapse=off,split=native"),
+		TL_TEST(test_bg_max_ptes_none_0,
+			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=0"),
+		TL_TEST(test_bg_max_ptes_none_511,
+			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511"),
+		TL_TEST(test_bg_max_ptes_none_edge,
+			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=8"),
+		TL_TEST(test_pinned_skipped_bg, "huge=always,collapse=on,scan_sleep_ms=5"),
+		TL_TEST(test_pinned_skipped_request, "huge=always,collapse=off"),
+		TL_TEST(test_collapse_request, "huge=advise,collapse=off"),
+		TL_TEST(test_collapse_nohugepage, "huge=always,collapse=off"),
+		TL_TEST(test_collapse_no_frame, "huge=always,collapse=off,split=migrate"),
+		TL_TEST(test_collapse_no_frame_bg,
+			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
