@@ -412,6 +412,13 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 						   &undo[n].created, undo[n].added, &err);
 		if (!c)
 			break;
+		/* Pages punched while pinned and allocated again are wanted:
+		 * they must not be freed when the pin drops. */
+		if (c->queued) {
+			_thpfs_bitmap_clear_range(c->pending, pf, pl);
+			if (thpfs_bitmap_empty(c->pending))
+				_thpfs_deferred_del(fs, c);
+		}
 		undo[n].idx = idx;
 		n++;
 		/* As in write_locked: make the new extent visible to reclaim. */

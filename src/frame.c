@@ -29,9 +29,6 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
 
 #define THPFS_ARENA_SIZE (1UL << 30)
 
@@ -438,34 +435,6 @@ int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
-	return 0;
-}
-
-int _thpfs_block_collapse_native(struct thpfs *fs, char *mem, unsigned present)
-{
-	uint64_t holes = (uint64_t)(THPFS_PAGES_PER_HUGE - present) * THPFS_PAGE_SIZE;
-	/* Released pages of this block must be gone, or the collapse would
-	 * copy them and the flush would later punch the new huge page. */
-	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
-		_thpfs_release_flush(fs);
-	pthread_mutex_lock(&fs->frame_lock);
-	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, holes, 0);
-	pthread_mutex_unlock(&fs->frame_lock);
-	if (err)
-		return err;
-	if (madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE) ||
-	    madvise(mem, THPFS_HUGE_SIZE, MADV_COLLAPSE)) {
-		err = errno == ENOMEM ? -ENOMEM : -EAGAIN;
-		madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
-		pthread_mutex_lock(&fs->frame_lock);
-		fs->held_bytes -= holes;
-		pthread_mutex_unlock(&fs->frame_lock);
-		return err;
-	}
-	THPFS_STAT_SUB(fs, base_pages, present);
-	THPFS_STAT_ADD(fs, huge_frames, 1);
-	THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
-	THPFS_STAT_ADD(fs, shmem_bytes, holes);
 	return 0;
 }
 

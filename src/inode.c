@@ -127,7 +127,14 @@ struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, g
 		*err = -ENOMEM;
 		return NULL;
 	}
-	if (pthread_rwlock_init(&inode->lock, NULL)) {
+	/* Writers first: a punch or write must not wait behind an endless
+	 * stream of readers.  No path takes inode->lock twice for reading. */
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	int rc = pthread_rwlock_init(&inode->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (rc) {
 		free(inode);
 		*err = -ENOMEM;
 		return NULL;

@@ -338,11 +338,6 @@ void _thpfs_release_flush(struct thpfs *fs);
  * that is about to be released.  Returns 0, or an error with nothing
  * changed (the caller then migrates). */
 int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
-/* Collapses a block that was split in place (it lies in a huge arena) back
- * into a huge page where it is, with the kernel's MADV_COLLAPSE: no copy by
- * us and no zeroing of a new frame.  present is its number of present pages;
- * the holes are charged.  Returns 0, or an error with nothing changed. */
-int _thpfs_block_collapse_native(struct thpfs *fs, char *mem, unsigned present);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 

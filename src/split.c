@@ -199,10 +199,11 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 }
 
 /*
- * Collapses base chunk c into a huge page.  A chunk split in place (native
- * or inplace) is collapsed where it is by the kernel (MADV_COLLAPSE); else,
- * or if that fails, a new huge frame gets a copy of the present pages (holes
- * stay zero) and the base pages are released.  Skips
+ * Collapses base chunk c into a huge page: a new huge frame gets a copy of the
+ * present pages (holes stay zero), then the base pages are released.  (The
+ * kernel's MADV_COLLAPSE on a range split in place avoids our copy, but it
+ * drains every CPU's LRU lists on each call; measured here it was slower and
+ * far less predictable, so we copy.)  Skips
  * (with -EBUSY) a pinned chunk or one with pending pages (those are on their
  * way out), and (with -EAGAIN) one with more holes than max_ptes_none allows
  * unless force.  The collapsed page is uptodate if any of its pages was.
@@ -222,21 +223,15 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 		return -EAGAIN;
 	}
 	int err;
-	char *huge = NULL;
-	/* A block split in place collapses in place, if the kernel can. */
-	if (c->inplace && !_thpfs_block_collapse_native(fs, c->mem, c->nr_present)) {
-		huge = c->mem;
-	} else {
-		uint64_t credit = (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
-		huge = _thpfs_huge_alloc_credit(fs, credit, &err);
-		if (!huge) {
-			THPFS_STAT_ADD(fs, thp_collapse_alloc_failed, 1);
-			return err;
-		}
-		copy_pages(huge, c->mem, c->present);
-		release_pages(fs, c->mem, c->present);
-		_thpfs_block_free(fs, c->mem);
+	uint64_t credit = (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
+	char *huge = _thpfs_huge_alloc_credit(fs, credit, &err);
+	if (!huge) {
+		THPFS_STAT_ADD(fs, thp_collapse_alloc_failed, 1);
+		return err;
 	}
+	copy_pages(huge, c->mem, c->present);
+	release_pages(fs, c->mem, c->present);
+	_thpfs_block_free(fs, c->mem);
 	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
 	THPFS_STAT_ADD(fs, pages_collapsed, c->nr_present);
