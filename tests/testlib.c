@@ -1,0 +1,257 @@
+/*
+ * testlib.c - helpers shared by the libthpfs cmocka tests (see testlib.h).
+ */
+#include "testlib.h"
+
+#include <inttypes.h>
+#include <time.h>
+
+/* Line-buffer stdout so that cmocka's messages (stdout) and its errors
+ * (stderr) come out in order when the runner pipes them. */
+__attribute__((constructor)) static void tl_line_buffer(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+struct thpfs *tl_mount(const char *options)
+{
+	struct thpfs *fs = NULL;
+	char err[256] = "";
+	int r = thpfs_mount_ex(&fs, options, err, sizeof(err));
+	if (r)
+		fail_msg("thpfs_mount(\"%s\") = %d (%s) %s", options ? options : "(null)", r,
+			 strerror(-r), err);
+	assert_non_null(fs);
+	return fs;
+}
+
+void tl_unmount(struct thpfs *fs)
+{
+	int r = thpfs_unmount(fs);
+	if (r)
+		fail_msg("thpfs_unmount = %d (%s)", r, strerror(-r));
+}
+
+struct thpfs_file *tl_open(struct thpfs *fs, const char *path, int flags)
+{
+	struct thpfs_file *f = NULL;
+	int r = thpfs_open(fs, path, flags, 0644, &f);
+	if (r)
+		fail_msg("thpfs_open(%s, %#x) = %d (%s)", path, flags, r, strerror(-r));
+	assert_non_null(f);
+	return f;
+}
+
+void tl_close(struct thpfs_file *f)
+{
+	assert_int_equal(thpfs_close(f), 0);
+}
+
+struct thpfs_stats tl_stats(struct thpfs *fs)
+{
+	struct thpfs_stats st;
+	memset(&st, 0xa5, sizeof(st));
+	assert_int_equal(thpfs_get_stats(fs, &st), 0);
+	return st;
+}
+
+struct stat tl_fstat(struct thpfs_file *f)
+{
+	struct stat st;
+	memset(&st, 0, sizeof(st));
+	int r = thpfs_fstat(f, &st);
+	if (r)
+		fail_msg("thpfs_fstat = %d (%s)", r, strerror(-r));
+	return st;
+}
+
+int64_t tl_blocks(struct thpfs_file *f)
+{
+	return (int64_t)tl_fstat(f).st_blocks;
+}
+
+int64_t tl_size(struct thpfs_file *f)
+{
+	return (int64_t)tl_fstat(f).st_size;
+}
+
+void tl_fill(uint8_t *buf, size_t len, uint64_t off, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = tl_pat(off + i, seed);
+}
+
+void tl_write_pat(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	assert_non_null(buf);
+	tl_fill(buf, len, off, seed);
+	ssize_t n = thpfs_pwrite(f, buf, len, (off_t)off);
+	free(buf);
+	if (n != (ssize_t)len)
+		fail_msg("pwrite(off %" PRIu64 ", len %" PRIu64 ") = %zd", off, len, n);
+}
+
+/* Reads [off, off+len) into a new buffer, asserting a full read. */
+static uint8_t *tl_read_all(struct thpfs_file *f, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	assert_non_null(buf);
+	memset(buf, 0x5a, len);
+	ssize_t n = thpfs_pread(f, buf, len, (off_t)off);
+	if (n != (ssize_t)len) {
+		free(buf);
+		fail_msg("pread(off %" PRIu64 ", len %" PRIu64 ") = %zd", off, len, n);
+	}
+	return buf;
+}
+
+void tl_check_pat(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed)
+{
+	uint8_t *buf = tl_read_all(f, off, len);
+	for (uint64_t i = 0; i < len; i++) {
+		if (buf[i] != tl_pat(off + i, seed)) {
+			uint8_t got = buf[i];
+			free(buf);
+			fail_msg("offset %" PRIu64 ": read %#x, expected pattern %#x", off + i, got,
+				 tl_pat(off + i, seed));
+		}
+	}
+	free(buf);
+}
+
+void tl_check_zero(struct thpfs_file *f, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = tl_read_all(f, off, len);
+	for (uint64_t i = 0; i < len; i++) {
+		if (buf[i]) {
+			uint8_t got = buf[i];
+			free(buf);
+			fail_msg("offset %" PRIu64 ": read %#x, expected 0", off + i, got);
+		}
+	}
+	free(buf);
+}
+
+int tl_thp_sysfs(void)
+{
+	char line[256];
+	FILE *fp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (!fp)
+		return -1;
+	if (!fgets(line, sizeof(line), fp)) {
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	return strstr(line, "[never]") ? 0 : 1;
+}
+
+/* Parses "Field:   N kB" into bytes; -1 if line is another field. */
+static int64_t tl_kb_field(const char *line, const char *field)
+{
+	size_t n = strlen(field);
+	if (strncmp(line, field, n) || line[n] != ':')
+		return -1;
+	return strtoll(line + n + 1, NULL, 10) * 1024;
+}
+
+int64_t tl_smaps_rollup(const char *field)
+{
+	char line[512];
+	int64_t sum = 0, v;
+	FILE *fp = fopen("/proc/self/smaps_rollup", "r");
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if ((v = tl_kb_field(line, field)) >= 0)
+			sum += v;
+	fclose(fp);
+	return sum;
+}
+
+int64_t tl_smaps_at(const void *addr, const char *field)
+{
+	char line[512];
+	int64_t ret = -1, v;
+	bool in = false;
+	uintptr_t a = (uintptr_t)addr;
+	FILE *fp = fopen("/proc/self/smaps", "r");
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp)) {
+		unsigned long lo, hi;
+		size_t tok = strcspn(line, " \t\n");
+		/* field lines are "Name: value"; mapping headers "lo-hi perms ..." */
+		bool is_field = tok > 0 && line[tok - 1] == ':';
+		if (!is_field && sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && (v = tl_kb_field(line, field)) >= 0) {
+			ret = v;
+			break;
+		}
+	}
+	fclose(fp);
+	return ret;
+}
+
+double tl_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+uint64_t tl_seed(const char *what)
+{
+	const char *e = getenv("THPFS_SEED");
+	uint64_t s;
+	if (e && *e) {
+		s = strtoull(e, NULL, 0);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s = (uint64_t)ts.tv_sec * 1000003ULL ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 20);
+	}
+	if (!s)
+		s = 1;
+	printf("%s: seed %" PRIu64 " (rerun with THPFS_SEED=%" PRIu64 ")\n", what, s, s);
+	return s;
+}
+
+uint64_t tl_env_u64(const char *name, uint64_t def)
+{
+	const char *e = getenv(name);
+	if (!e || !*e)
+		return def;
+	return strtoull(e, NULL, 0);
+}
+
+int tl_setup(void **state)
+{
+	struct tl_fx *fx = calloc(1, sizeof(*fx));
+	if (!fx)
+		return -1;
+	fx->opts = *state ? (const char *)*state : "huge=always";
+	char err[256] = "";
+	int r = thpfs_mount_ex(&fx->fs, fx->opts, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "mount \"%s\" failed: %d (%s) %s\n", fx->opts, r, strerror(-r), err);
+		free(fx);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+int tl_teardown(void **state)
+{
+	struct tl_fx *fx = *state;
+	int r = fx->fs ? thpfs_unmount(fx->fs) : 0;
+	if (r)
+		fprintf(stderr, "teardown: thpfs_unmount = %d (%s)\n", r, strerror(-r));
+	free(fx);
+	return r ? -1 : 0;
+}

@@ -1,0 +1,107 @@
+/*
+ * testlib.h - helpers shared by the libthpfs cmocka tests.
+ *
+ * Every helper that can fail asserts (cmocka fail_msg), so a test reads as a
+ * list of steps.  Content checks use a position-dependent pattern that is
+ * never zero, so a byte that reads zero where the pattern is expected (or
+ * the other way round) is always caught.
+ */
+#ifndef THPFS_TESTLIB_H
+#define THPFS_TESTLIB_H
+
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "thpfs.h"
+
+#define KIB 1024ULL
+#define MIB (1024ULL * 1024)
+#define PG 4096ULL
+#define HPG (2 * MIB)
+/* st_blocks units in one 4 KiB page and one 2 MiB huge page */
+#define BLK_PG 8
+#define BLK_HPG 4096
+
+/* Mounts with options, asserting success. */
+struct thpfs *tl_mount(const char *options);
+/* Unmounts, asserting success. */
+void tl_unmount(struct thpfs *fs);
+/* Opens path with flags (mode 0644), asserting success. */
+struct thpfs_file *tl_open(struct thpfs *fs, const char *path, int flags);
+void tl_close(struct thpfs_file *f);
+struct thpfs_stats tl_stats(struct thpfs *fs);
+struct stat tl_fstat(struct thpfs_file *f);
+/* st_blocks / st_size of an open file */
+int64_t tl_blocks(struct thpfs_file *f);
+int64_t tl_size(struct thpfs_file *f);
+
+/* The pattern byte stored at file offset off for a given seed (never 0). */
+static inline uint8_t tl_pat(uint64_t off, unsigned seed)
+{
+	uint64_t x = (off >> 12) * 0x9e3779b97f4a7c15ULL + (off & 4095) * 31 + seed;
+	return (uint8_t)((x ^ (x >> 29)) | 1);
+}
+void tl_fill(uint8_t *buf, size_t len, uint64_t off, unsigned seed);
+/* pwrite the pattern over [off, off+len), asserting a full write. */
+void tl_write_pat(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed);
+/* Reads [off, off+len) and asserts it holds the pattern / zeros; the
+ * message names the first bad offset. */
+void tl_check_pat(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed);
+void tl_check_zero(struct thpfs_file *f, uint64_t off, uint64_t len);
+
+/* 1 unless /sys/kernel/mm/transparent_hugepage/enabled says [never]
+ * (or cannot be read: then -1). */
+int tl_thp_sysfs(void);
+/* Sum of a "Field:  N kB" line over /proc/self/smaps_rollup, in bytes. */
+int64_t tl_smaps_rollup(const char *field);
+/* The "Field:  N kB" value of the /proc/self/smaps entry holding addr. */
+int64_t tl_smaps_at(const void *addr, const char *field);
+
+/* Seconds since an arbitrary point (CLOCK_MONOTONIC). */
+double tl_now(void);
+/* Seed from env THPFS_SEED, else from the clock; printed either way. */
+uint64_t tl_seed(const char *what);
+/* xorshift64* */
+static inline uint64_t tl_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+static inline uint64_t tl_rand_below(uint64_t *s, uint64_t n)
+{
+	return n ? tl_rand(s) % n : 0;
+}
+/* Non-negative integer from the environment, or def. */
+uint64_t tl_env_u64(const char *name, uint64_t def);
+
+/* Per-test fixture: a fresh mount.  Pass the mount options as the cmocka
+ * initial state (cmocka_unit_test_prestate_setup_teardown); NULL means
+ * "huge=always".  Teardown unmounts. */
+struct tl_fx {
+	struct thpfs *fs;
+	const char *opts;
+};
+int tl_setup(void **state);
+int tl_teardown(void **state);
+#define TL_FX(state) ((struct tl_fx *)*(state))
+#define TL_FS(state) (TL_FX(state)->fs)
+#define TL_TEST(fn, opts) \
+	cmocka_unit_test_prestate_setup_teardown(fn, tl_setup, tl_teardown, (void *)(opts))
+
+#endif
