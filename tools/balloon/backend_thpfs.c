@@ -1,6 +1,6 @@
 /*
  * backend_thpfs.c - guest RAM as one libthpfs file in an in-process mount
- * ("huge=always,split=migrate" plus --thpfs-options).
+ * ("huge=always" with the default split mode, plus --thpfs-options).
  *
  * Paths: the guest writes with thpfs_pwrite (where the library's eager
  * collapse lives), the checks read with thpfs_pread (holes stay holes), the
@@ -20,7 +20,7 @@
 
 #include "thpfs.h"
 
-#define THPFS_BASE_OPTS "huge=always,split=migrate,size=0"
+#define THPFS_BASE_OPTS "huge=always,size=0"
 #define ZERO_CHUNK (64UL << 10)
 
 struct thpfs_be {

@@ -87,7 +87,7 @@ static void usage(FILE *f)
 "  -b, --backends=LIST    comma-separated, or all (default): thpfs, kernel\n"
 "                         (kernel needs root; skipped with a message if not)\n"
 "      --thpfs-options=O  more thpfs mount options, appended to\n"
-"                         huge=always,split=migrate,size=0\n"
+"                         huge=always,size=0\n"
 "\n"
 "Output:\n"
 "  -j, --json             JSON on stdout instead of the table\n"
