@@ -16,7 +16,7 @@ TESTS_LIB_OBJ := $(B)/tests/obj/testlib.o
 TESTS_CG_BIN := $(B)/tests/test_cgroup
 TESTS_CG_OBJ := $(B)/tests/obj/cgroup.o
 # The concurrency tests, the only ones check-tsan runs.
-TESTS_TSAN := test_stress
+TESTS_TSAN := test_stress test_collapse
 TESTS_CFLAGS := -Itools
 TESTS_LIBS := -lcmocka -lpthread
 
