@@ -138,27 +138,11 @@ static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inod
 			if (c->nr_present == thpfs_bitmap_weight(added))
 				_thpfs_chunk_destroy(fs, c);
 			else
-				_thpfs_undo_added(fs, c, added);
+				_thpfs_chunk_release(fs, c, added);
 		}
 		return NULL;
 	}
 	return c;
-}
-
-/* Takes back the base pages a failed call populated (set in added). */
-void _thpfs_undo_added(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *added)
-{
-	unsigned i = _thpfs_bitmap_find(added, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(added, i, false);
-		_thpfs_pages_release(fs, c->mem, i, end);
-		i = _thpfs_bitmap_find(added, end, true);
-	}
-	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
-		c->present[k] &= ~added[k];
-		c->uptodate[k] &= ~added[k];
-	}
-	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 }
 
 /* Marks pages [pf, pl) of c written: uptodate and no longer pending. */
@@ -380,6 +364,7 @@ int thpfs_ftruncate(struct thpfs_file *f, off_t size)
 
 struct alloc_undo {
 	uint64_t idx;
+	unsigned pf, pl; /* pages of the chunk the call allocates */
 	bool created;
 	thpfs_bitmap_t added;
 };
@@ -412,14 +397,9 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 						   &undo[n].created, undo[n].added, &err);
 		if (!c)
 			break;
-		/* Pages punched while pinned and allocated again are wanted:
-		 * they must not be freed when the pin drops. */
-		if (c->queued) {
-			_thpfs_bitmap_clear_range(c->pending, pf, pl);
-			if (thpfs_bitmap_empty(c->pending))
-				_thpfs_deferred_del(fs, c);
-		}
 		undo[n].idx = idx;
+		undo[n].pf = pf;
+		undo[n].pl = pl;
 		n++;
 		/* As in write_locked: make the new extent visible to reclaim. */
 		if (!keep_size && cend > inode->size)
@@ -436,15 +416,23 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 			if (undo[n].created)
 				_thpfs_chunk_destroy(fs, c);
 			else if (!c->huge)
-				_thpfs_undo_added(fs, c, undo[n].added);
+				_thpfs_chunk_release(fs, c, undo[n].added);
 		}
 		inode->size = old_size;
 		inode->falloc_end = old_falloc;
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, undo[i].idx);
-			if (c)
-				_thpfs_collapse_eager(fs, c);
+			if (!c)
+				continue;
+			/* Pages punched while pinned and allocated again are
+			 * wanted: they must not be freed when the pin drops. */
+			if (c->queued) {
+				_thpfs_bitmap_clear_range(c->pending, undo[i].pf, undo[i].pl);
+				if (thpfs_bitmap_empty(c->pending))
+					_thpfs_deferred_del(fs, c);
+			}
+			_thpfs_collapse_eager(fs, c);
 		}
 	}
 	free(undo);

@@ -121,6 +121,11 @@ void _thpfs_bitmap_set_range(uint64_t *b, unsigned from, unsigned to);
 void _thpfs_bitmap_clear_range(uint64_t *b, unsigned from, unsigned to);
 /* First bit >= from that is set (want = true) or clear; 512 if none. */
 unsigned _thpfs_bitmap_find(const uint64_t *b, unsigned from, bool want);
+/* Walks the runs of set bits of b: pages [i, end) for each run. */
+#define thpfs_for_each_run(b, i, end)                                              \
+	for (unsigned i = _thpfs_bitmap_find((b), 0, true), end = 0;               \
+	     i < THPFS_PAGES_PER_HUGE && ((end = _thpfs_bitmap_find((b), i, false)), 1); \
+	     i = _thpfs_bitmap_find((b), end, true))
 
 /* ---- Mount options (options.c) ---- */
 enum thpfs_huge_policy {
@@ -354,6 +359,9 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
  * frame allocation's error; the chunk is unchanged on failure. */
 int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force);
 void _thpfs_chunk_check(const struct thpfs_chunk *c);
+/* Gives back the base pages set in pages (all present) of a base chunk that
+ * keeps at least one other page, and forgets them. */
+void _thpfs_chunk_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages);
 
 /* ---- Truncation core (truncate.c) ----
  * Caller holds inode->lock for writing. */
@@ -380,8 +388,7 @@ void _thpfs_inode_free_data(struct thpfs *fs, struct thpfs_inode *inode);
 int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t size);
 /* Sets up the data side of a new regular-file inode (index, pin list). */
 void _thpfs_inode_data_init(struct thpfs_inode *inode);
-/* Takes back the base pages set in added from chunk c. */
-void _thpfs_undo_added(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *added);
+
 /* Whether policy gives chunk idx of inode a huge page (for collapse). */
 bool _thpfs_want_huge(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx);
 /* st_blocks of a file in 512-byte units; caller holds inode->lock. */

@@ -82,12 +82,19 @@ struct thpfs_chunk *_thpfs_chunk_new(struct thpfs_inode *inode, uint64_t index)
 /* Releases the base pages of a block whose bits are set in pages. */
 static void release_pages(struct thpfs *fs, char *mem, const uint64_t *pages)
 {
-	unsigned i = _thpfs_bitmap_find(pages, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(pages, i, false);
+	thpfs_for_each_run(pages, i, end)
 		_thpfs_pages_release(fs, mem, i, end);
-		i = _thpfs_bitmap_find(pages, end, true);
+}
+
+void _thpfs_chunk_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
+{
+	release_pages(fs, c->mem, pages);
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		c->present[k] &= ~pages[k];
+		c->uptodate[k] &= ~pages[k];
+		c->pending[k] &= ~pages[k];
 	}
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 }
 
 void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
@@ -112,33 +119,24 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 /* Copies the pages set in keep from one 2 MiB area to another, run by run. */
 static void copy_pages(char *dst, const char *src, const uint64_t *keep)
 {
-	unsigned i = _thpfs_bitmap_find(keep, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(keep, i, false);
+	thpfs_for_each_run(keep, i, end)
 		memcpy(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
 		       (size_t)(end - i) * THPFS_PAGE_SIZE);
-		i = _thpfs_bitmap_find(keep, end, true);
-	}
 }
 
 /* Populates the pages set in want in block mem; on failure releases what it
  * populated and returns the error. */
 static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uint64_t credit)
 {
-	unsigned i = _thpfs_bitmap_find(want, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(want, i, false);
+	thpfs_for_each_run(want, i, end) {
 		int err = _thpfs_pages_populate_credit(fs, mem, i, end, credit);
 		if (err) {
 			thpfs_bitmap_t done;
-			thpfs_bitmap_zero(done);
-			for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
-				done[k] = want[k];
+			memcpy(done, want, sizeof(done));
 			_thpfs_bitmap_clear_range(done, i, THPFS_PAGES_PER_HUGE);
 			release_pages(fs, mem, done);
 			return err;
 		}
-		i = _thpfs_bitmap_find(want, end, true);
 	}
 	return 0;
 }

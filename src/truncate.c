@@ -65,34 +65,13 @@ static void zero_bytes(struct thpfs_chunk *c, uint64_t lo, uint64_t hi)
  * give them back now.  They stay present (and count in st_blocks). */
 static void mark_pending(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
 {
-	unsigned i = _thpfs_bitmap_find(pages, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(pages, i, false);
+	thpfs_for_each_run(pages, i, end) {
 		memset(c->mem + (size_t)i * THPFS_PAGE_SIZE, 0, (size_t)(end - i) * THPFS_PAGE_SIZE);
 		THPFS_STAT_ADD(fs, punch_zeroed_bytes, (uint64_t)(end - i) * THPFS_PAGE_SIZE);
-		i = _thpfs_bitmap_find(pages, end, true);
 	}
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		c->pending[k] |= pages[k];
 	_thpfs_deferred_add(fs, c);
-}
-
-/* Gives back the base pages set in pages (all present) of a base chunk that
- * keeps at least one other page. */
-static void release_present(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
-{
-	unsigned i = _thpfs_bitmap_find(pages, 0, true);
-	while (i < THPFS_PAGES_PER_HUGE) {
-		unsigned end = _thpfs_bitmap_find(pages, i, false);
-		_thpfs_pages_release(fs, c->mem, i, end);
-		i = _thpfs_bitmap_find(pages, end, true);
-	}
-	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
-		c->present[k] &= ~pages[k];
-		c->uptodate[k] &= ~pages[k];
-		c->pending[k] &= ~pages[k];
-	}
-	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 }
 
 /*
@@ -128,7 +107,7 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 				return 0;
 			}
 		} else {
-			release_present(fs, c, all);
+			_thpfs_chunk_release(fs, c, all);
 		}
 		_thpfs_deferred_del(fs, c); /* nothing is pending any more */
 	}
