@@ -122,7 +122,9 @@ int thpfs_fadvise(struct thpfs_file *f, int advice);
  * if it is a hole (as a write fault would; off must be < file size, else
  * -ENXIO), and pins the page holding it: until thpfs_unmap, the page is
  * neither moved (split, collapsed) nor freed.  *len receives the number of
- * bytes valid from *addr (to the end of that page).  A punch or truncate over
+ * bytes valid from *addr: to the end of that page (a huge page: its end, or
+ * the first of its 4 KiB pages punched while pinned, which is freed with
+ * whatever it holds when the pins drop), at most to EOF.  A punch or truncate over
  * a pinned page zeroes the range and frees the memory when the last pin
  * drops.  Writes through *addr do not change the file size.
  */
@@ -164,7 +166,9 @@ int thpfs_readdir(struct thpfs *fs, const char *path, uint64_t *cookie,
 		  thpfs_filldir_t fn, void *ctx);
 
 /* Inode-addressed forms (FUSE).  A lookup takes a reference on the inode that
- * keeps it (and its data) alive after unlink until thpfs_forget drops it. */
+ * keeps it (and its data) alive after unlink until thpfs_forget drops it.
+ * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at and thpfs_link_at
+ * (FUSE counts their replies as lookups); the path-based calls take none. */
 int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct stat *st);
 void thpfs_forget(struct thpfs *fs, uint64_t ino, uint64_t nlookup);
 int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st);

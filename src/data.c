@@ -608,7 +608,14 @@ int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 			THPFS_STAT_ADD(fs, pinned_pages, 1);
 		}
 		*addr = c->mem + in;
-		uint64_t avail = c->huge ? THPFS_HUGE_SIZE - in : THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1));
+		uint64_t avail = THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1));
+		if (c->huge) {
+			/* up to the end of the huge page, or to the first of its
+			 * pages that was punched while pinned: that one goes
+			 * when the pins do, with whatever was written to it */
+			unsigned stop = _thpfs_bitmap_find(c->pending, pg + 1, true);
+			avail = ((uint64_t)stop << THPFS_PAGE_SHIFT) - in;
+		}
 		*len = (size_t)thpfs_min(avail, inode->size - (uint64_t)off);
 	}
 	pthread_rwlock_unlock(&inode->lock);
