@@ -1,0 +1,706 @@
+#!/bin/bash
+# tests/fuse/run.sh BUILD_DIR - mount thpfs with the FUSE daemon in a
+# temporary directory and drive it with ordinary programs (dd, cp, cmp,
+# truncate, fallocate, stat, du, mkdir, mv, ln...), comparing with a private
+# kernel tmpfs (huge=always) where the answer is "what tmpfs does".
+#
+# Needs root (mounts, a child memory cgroup, setpriv to another user).
+# Every mount and the cgroup are removed on exit, also when a check fails.
+# Prints one line per check, then "N passed, N failed"; exit status 1 when
+# anything failed.
+set -u
+export TZ=UTC LC_ALL=C
+
+B=${1:?usage: tests/fuse/run.sh BUILD_DIR}
+B=$(cd "$B" && pwd) || exit 1
+THPFS=$B/thpfs
+THPFS_STAT=$B/thpfs-stat
+FSX=$B/fuse/fsx
+PROBE=$B/fuse/probe
+PUNCH=$B/fuse/punch-mem
+FSX_OPS=${FSX_OPS:-20000}
+
+passed=0
+failed=0
+skipped=0
+failed_names=()
+mounts=()   # mount points to take down at exit, newest last
+daemons=()  # daemon pids to reap at exit
+
+T=$(mktemp -d /tmp/thpfs-fuse-test.XXXXXX) || exit 1
+chmod 755 "$T" # other users must reach the mounts (allow_other checks)
+MNT=$T/mnt
+REF=$T/ref
+DATA=$T/data
+mkdir -p "$MNT" "$REF" "$DATA"
+
+cleanup() {
+	local i m
+	cd /
+	for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+		m=${mounts[i]}
+		if mountpoint -q "$m" 2>/dev/null; then
+			fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null ||
+				umount -l "$m" 2>/dev/null
+		fi
+	done
+	for i in "${daemons[@]}"; do
+		if kill -0 "$i" 2>/dev/null; then
+			sleep 0.2
+			kill "$i" 2>/dev/null
+		fi
+		wait "$i" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers ----
+
+# start_daemon MOUNTPOINT OPTIONS: runs `thpfs -f` in the background and
+# waits until the mount is there.  Sets DAEMON_PID.
+start_daemon() {
+	local mp=$1 opts=$2 i
+	# its output goes to the log: a daemon holding a check's $(...) pipe
+	# open would make the check wait for it
+	"$THPFS" -f -o "$opts" "$mp" >>"$T/daemon.log" 2>&1 &
+	DAEMON_PID=$!
+	daemons+=("$DAEMON_PID")
+	mounts+=("$mp")
+	for ((i = 0; i < 500; i++)); do
+		grep -qs " $mp fuse.thpfs " /proc/mounts && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || return 1
+		sleep 0.01
+	done
+	return 1
+}
+
+# stop_daemon MOUNTPOINT PID: unmounts and checks that the daemon exits 0.
+stop_daemon() {
+	local mp=$1 pid=$2 i
+	fusermount3 -u "$mp" || return 1
+	for ((i = 0; i < 500; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.01
+	done
+	wait "$pid"
+}
+
+fail_msg() {
+	echo "  $*" >&2
+	return 1
+}
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+	[ "$1" = "$2" ] || fail_msg "$3: got '$1', want '$2'"
+}
+
+stat_field() { stat -c "$1" "$2"; }
+
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+# A file of N MiB of random data in $DATA (made once per name).
+random_file() {
+	local name=$1 mib=$2
+	[ -f "$DATA/$name" ] || head -c $((mib << 20)) /dev/urandom >"$DATA/$name"
+	echo "$DATA/$name"
+}
+
+meminfo_value() { "$THPFS_STAT" "$MNT" "$1" | awk '{print $1}'; }
+
+# check NAME FUNCTION: runs the function in a subshell with errexit, so any
+# failing command fails the check; its output is shown only on failure.
+# (Not inside an `if`: bash ignores errexit in a condition's subshells.)
+# Lines a check prints starting with "info: " are shown also on success.
+# A check that exits 77 is skipped (its last line says why).
+check() {
+	local name=$1 fn=$2 out rc t0=$SECONDS
+	out=$( (set -e -o pipefail; cd "$T"; "$fn") 2>&1)
+	rc=$?
+	if [ "$rc" -eq 77 ]; then
+		skipped=$((skipped + 1))
+		printf 'skip  %s: %s\n' "$name" "$(printf '%s\n' "$out" | tail -1)"
+	elif [ "$rc" -eq 0 ]; then
+		passed=$((passed + 1))
+		printf 'ok    %s (%ds)\n' "$name" $((SECONDS - t0))
+		printf '%s\n' "$out" | sed -n 's/^info: /      /p'
+	else
+		failed=$((failed + 1))
+		failed_names+=("$name")
+		printf 'FAIL  %s (%ds)\n' "$name" $((SECONDS - t0))
+		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/      /'
+	fi
+}
+
+# ---- the checks (each runs with set -e in its own subshell) ----
+
+t_empty_root_and_statfs() {
+	expect_eq "$(ls -A "$MNT" | wc -l)" 0 "entries in a new mount"
+	expect_eq "$(stat -f -c '%S %b' "$MNT")" "4096 262144" "statfs block size, blocks (size=1g)"
+	expect_eq "$(stat -f -c '%c' "$MNT")" 100000 "statfs files (nr_inodes=100000)"
+	expect_eq "$(stat -c '%a %u %g' "$MNT")" "1777 0 0" "root mode and owner"
+}
+
+t_dd_cp_cmp() {
+	local src
+	src=$(random_file rand10 10)
+	cp "$src" "$MNT/copy"
+	cmp "$src" "$MNT/copy"
+	dd if="$src" of="$MNT/dd4k" bs=4k status=none
+	dd if="$src" of="$MNT/dd1m" bs=1M conv=fsync status=none
+	cmp "$src" "$MNT/dd4k"
+	cmp "$src" "$MNT/dd1m"
+	cmp "$src" <(dd if="$MNT/dd1m" bs=4k status=none)
+	cmp "$src" <(dd if="$MNT/dd4k" bs=1M status=none)
+	# unaligned writes into the middle, the same on tmpfs
+	local d
+	for d in "$MNT" "$REF"; do
+		cp "$src" "$d/patch"
+		dd if=/dev/zero of="$d/patch" bs=1 count=3333 seek=2097000 conv=notrunc status=none
+		dd if="$src" of="$d/patch" bs=7777 count=3 skip=5 seek=300 conv=notrunc status=none
+		dd if="$src" of="$d/patch" bs=65536 count=2 seek=200 conv=notrunc status=none
+	done
+	cmp "$MNT/patch" "$REF/patch"
+	expect_eq "$(stat_field %s "$MNT/patch")" "$(stat_field %s "$REF/patch")" "size after writes past EOF"
+	rm -f "$MNT"/copy "$MNT"/dd4k "$MNT"/dd1m "$MNT/patch" "$REF/patch"
+}
+
+t_truncate() {
+	local src d s
+	src=$(random_file rand10 10)
+	for d in "$MNT" "$REF"; do
+		cp "$src" "$d/t"
+		truncate -s 5M "$d/t"
+		truncate -s 3333 "$d/t"
+		truncate -s +2M "$d/t"
+		truncate -s 9000000 "$d/t"
+	done
+	cmp "$MNT/t" "$REF/t"
+	expect_eq "$(stat_field %s "$MNT/t")" 9000000 "size"
+	# shrinking frees memory: 3333 bytes of data left = one 4 KiB page
+	truncate -s 3333 "$MNT/t"
+	s=$(stat_field %b "$MNT/t")
+	expect_eq "$s" 8 "st_blocks after truncating to 3333 bytes"
+	truncate -s 0 "$MNT/t"
+	expect_eq "$(stat_field '%s %b' "$MNT/t")" "0 0" "size and blocks after truncate -s 0"
+	rm -f "$MNT/t" "$REF/t"
+}
+
+t_fallocate_l() {
+	fallocate -l 6M "$MNT/fl"
+	expect_eq "$(stat_field '%s %b' "$MNT/fl")" "6291456 12288" "size, blocks after fallocate -l 6M"
+	cmp "$MNT/fl" <(head -c 6M /dev/zero)
+	# allocated but never written reads as a hole, as on tmpfs
+	expect_eq "$("$PROBE" segments "$MNT/fl" | wc -l)" 0 "data segments of a fallocated file"
+	fallocate -n -o 6M -l 2M "$MNT/fl"
+	expect_eq "$(stat_field '%s %b' "$MNT/fl")" "6291456 16384" "fallocate -n keeps the size"
+	rm -f "$MNT/fl"
+}
+
+t_punch_splits_huge_page() {
+	local src b0 b1 split0 split1 d
+	src=$(random_file rand4 4)
+	for d in "$MNT" "$REF"; do cp "$src" "$d/p"; done
+	b0=$(stat_field %b "$MNT/p")
+	expect_eq "$b0" 8192 "st_blocks of 4 MiB written"
+	expect_eq "$(stat_field %o "$MNT/p")" 2097152 "st_blksize (huge page)"
+	split0=$(meminfo_value thp_split_page)
+	for d in "$MNT" "$REF"; do fallocate -p -o 8192 -l 4096 "$d/p"; done
+	b1=$(stat_field %b "$MNT/p")
+	expect_eq "$((b0 - b1))" 8 "st_blocks freed by a 4 KiB punch"
+	split1=$(meminfo_value thp_split_page)
+	expect_eq "$((split1 - split0))" 1 "huge pages split by the punch"
+	cmp "$MNT/p" "$REF/p"
+	# a punch covering a whole huge page frees it without a split
+	for d in "$MNT" "$REF"; do fallocate -p -o 2M -l 2M "$d/p"; done
+	expect_eq "$(stat_field %b "$MNT/p")" $((b1 - 4096)) "st_blocks after punching a whole huge page"
+	expect_eq "$(meminfo_value thp_split_page)" "$split1" "no split for a whole huge page"
+	cmp "$MNT/p" "$REF/p"
+	expect_eq "$(stat_field %s "$MNT/p")" 4194304 "punch keeps the size"
+	rm -f "$MNT/p" "$REF/p"
+}
+
+t_zero_range() {
+	local src
+	src=$(random_file rand4 4)
+	cp "$src" "$MNT/z"
+	cp "$src" "$REF/z"
+	fallocate -z -o 100 -l 5000 "$MNT/z"
+	# tmpfs has no FALLOC_FL_ZERO_RANGE: write the zeros there
+	dd if=/dev/zero of="$REF/z" bs=100 seek=1 count=50 conv=notrunc status=none
+	cmp "$MNT/z" "$REF/z"
+	fallocate -z -o 4M -l 1M "$MNT/z"
+	expect_eq "$(stat_field %s "$MNT/z")" 5242880 "fallocate -z past EOF extends the size"
+	fallocate -z -n -o 6M -l 1M "$MNT/z"
+	expect_eq "$(stat_field %s "$MNT/z")" 5242880 "fallocate -z -n keeps the size"
+	truncate -s 5M "$REF/z"
+	cmp "$MNT/z" "$REF/z"
+	rm -f "$MNT/z" "$REF/z"
+}
+
+t_fallocate_unsupported() {
+	local src out
+	src=$(random_file rand4 4)
+	cp "$src" "$MNT/u"
+	if out=$(fallocate -c -o 0 -l 2M "$MNT/u" 2>&1); then
+		fail_msg "fallocate -c (collapse range) succeeded"
+	fi
+	echo "$out" | grep -q "not supported" || fail_msg "collapse range: '$out'"
+	if fallocate -i -o 0 -l 2M "$MNT/u" 2>/dev/null; then
+		fail_msg "fallocate -i (insert range) succeeded"
+	fi
+	cmp "$src" "$MNT/u"
+	rm -f "$MNT/u"
+}
+
+t_du_matches_blocks() {
+	local src f
+	src=$(random_file rand10 10)
+	mkdir -p "$MNT/du"
+	cp "$src" "$MNT/du/a"
+	truncate -s 100M "$MNT/du/b"
+	dd if="$src" of="$MNT/du/b" bs=1M count=1 seek=50 conv=notrunc status=none
+	fallocate -p -o 4096 -l 65536 "$MNT/du/a"
+	for f in a b; do
+		expect_eq "$(du -B1 "$MNT/du/$f" | cut -f1)" $(($(stat_field %b "$MNT/du/$f") * 512)) "du of $f"
+	done
+	expect_eq "$(du -B1 "$MNT/du/b" | cut -f1)" 2097152 "du of a 100 MiB file with 1 MiB written"
+	expect_eq "$(du -b --apparent-size "$MNT/du/b" | cut -f1)" 104857600 "apparent size"
+	rm -rf "$MNT/du"
+}
+
+t_sparse_cp() {
+	local src
+	src=$(random_file rand4 4)
+	rm -f "$DATA/sparse"
+	truncate -s 64M "$DATA/sparse"
+	dd if="$src" of="$DATA/sparse" bs=1M count=2 seek=10 conv=notrunc status=none
+	dd if="$src" of="$DATA/sparse" bs=1M count=1 seek=40 conv=notrunc status=none
+	cp --sparse=always "$DATA/sparse" "$MNT/sparse"
+	cmp "$DATA/sparse" "$MNT/sparse"
+	# 3 MiB of data in two 2 MiB pages: 8192 blocks, or 6144 when cp also
+	# punches the trailing hole (coreutils 9 does), which splits the page
+	# holding the last 1 MiB and frees its empty half
+	local b
+	b=$(stat_field %b "$MNT/sparse")
+	[ "$b" -eq 8192 ] || [ "$b" -eq 6144 ] || fail_msg "blocks of the sparse copy: $b"
+	local last=44040192
+	[ "$b" -eq 6144 ] && last=42991616 # the punched half is a hole now
+	expect_eq "$("$PROBE" segments "$MNT/sparse" | tr '\n' ' ')" \
+		"10485760 12582912 41943040 $last " "data segments (SEEK_DATA/SEEK_HOLE)"
+	# and back out of the mount onto tmpfs, which keeps the holes
+	cp --sparse=always "$MNT/sparse" "$REF/sparse"
+	cmp "$DATA/sparse" "$REF/sparse"
+	[ "$(stat_field %b "$REF/sparse")" -le 16384 ] ||
+		fail_msg "copy out of the mount is not sparse: $(stat_field %b "$REF/sparse") blocks"
+	# copy_file_range inside the mount keeps holes too
+	cp --sparse=auto "$MNT/sparse" "$MNT/sparse2"
+	cmp "$DATA/sparse" "$MNT/sparse2"
+	b=$(stat_field %b "$MNT/sparse2")
+	[ "$b" -eq 8192 ] || [ "$b" -eq 6144 ] || fail_msg "blocks of a copy inside the mount: $b"
+	rm -f "$MNT/sparse" "$MNT/sparse2" "$REF/sparse"
+}
+
+t_namespace() {
+	local d
+	for d in "$MNT" "$REF"; do
+		(
+			cd "$d"
+			mkdir -p ns/a/b/c/d
+			echo hello >ns/a/b/c/d/f
+			echo world >ns/a/g
+			mv ns/a/b ns/a/x
+			mv ns/a/g ns/a/x/c/g
+			ln -s ../x/c/g ns/a/x/link
+			ln ns/a/x/c/d/f ns/hard
+			mkdir ns/e
+			mv ns/e ns/a/x/c/d/
+			ln -s nowhere ns/dangling
+		)
+	done
+	diff <(cd "$MNT/ns" && find . -printf '%p %y %n %s\n' | sort) \
+		<(cd "$REF/ns" && find . -printf '%p %y %n %s\n' | sort)
+	expect_eq "$(cat "$MNT/ns/a/x/link")" world "read through a symlink"
+	expect_eq "$(readlink "$MNT/ns/a/x/link")" ../x/c/g "readlink"
+	expect_eq "$(stat_field %h "$MNT/ns/hard")" 2 "link count of a hard link"
+	expect_eq "$(stat -L -c %i "$MNT/ns/hard")" "$(stat -c %i "$MNT/ns/a/x/c/d/f")" "hard link inode"
+	if rmdir "$MNT/ns/a" 2>/dev/null; then fail_msg "rmdir of a non-empty directory succeeded"; fi
+	if mkdir "$MNT/ns/a" 2>/dev/null; then fail_msg "mkdir over an existing name succeeded"; fi
+	rm -rf "$MNT/ns" "$REF/ns"
+	expect_eq "$(ls -A "$MNT" | tr '\n' ' ')" "" "entries after rm -rf"
+}
+
+t_rename_flags() {
+	echo one >"$MNT/r1"
+	echo two >"$MNT/r2"
+	expect_eq "$("$PROBE" rename2 "$MNT/r1" "$MNT/r2" noreplace || true)" EEXIST "RENAME_NOREPLACE onto a file"
+	expect_eq "$("$PROBE" rename2 "$MNT/r1" "$MNT/r2" exchange)" ok "RENAME_EXCHANGE"
+	expect_eq "$(cat "$MNT/r1") $(cat "$MNT/r2")" "two one" "contents after the exchange"
+	expect_eq "$("$PROBE" rename2 "$MNT/r1" "$MNT/r3" noreplace)" ok "RENAME_NOREPLACE to a new name"
+	expect_eq "$("$PROBE" rename2 "$MNT/r1" "$MNT/r4" exchange || true)" ENOENT "RENAME_EXCHANGE with a missing name"
+	rm -f "$MNT/r2" "$MNT/r3"
+}
+
+t_concurrent_writers() {
+	local src i
+	src=$(random_file rand32 32)
+	# four processes write their own 8 MiB region of one file, four more
+	# their own files, at the same time
+	truncate -s 32M "$MNT/shared"
+	for i in 0 1 2 3; do
+		dd if="$src" of="$MNT/shared" bs=64k skip=$((i * 128)) seek=$((i * 128)) count=128 \
+			conv=notrunc status=none &
+		dd if="$src" of="$MNT/own$i" bs=1M skip=$((i * 8)) count=8 status=none &
+	done
+	wait
+	cmp "$src" "$MNT/shared"
+	for i in 0 1 2 3; do
+		cmp <(dd if="$src" bs=1M skip=$((i * 8)) count=8 status=none) "$MNT/own$i"
+	done
+	# four appenders: every line must arrive whole
+	for i in 0 1 2 3; do
+		(for n in $(seq 1 500); do echo "writer $i line $n"; done) >>"$MNT/appended" &
+	done
+	wait
+	expect_eq "$(wc -l <"$MNT/appended")" 2000 "appended lines"
+	expect_eq "$(grep -c -E '^writer [0-3] line [0-9]+$' "$MNT/appended")" 2000 "whole lines"
+	rm -f "$MNT/shared" "$MNT"/own? "$MNT/appended"
+}
+
+t_unlinked_open_file() {
+	local src inodes0 inodes1
+	src=$(random_file rand4 4)
+	cp "$src" "$MNT/gone"
+	inodes0=$(meminfo_value inodes)
+	exec 3<"$MNT/gone"
+	rm "$MNT/gone"
+	[ ! -e "$MNT/gone" ] || fail_msg "the name is still there"
+	cmp "$src" /dev/fd/3
+	exec 3<&-
+	sleep 0.1
+	inodes1=$(meminfo_value inodes)
+	expect_eq "$((inodes0 - inodes1))" 1 "inodes freed after the last close"
+}
+
+t_mmap() {
+	local src
+	src=$(random_file rand4 4)
+	cp "$src" "$MNT/m"
+	# direct_io without FUSE_DIRECT_IO_ALLOW_MMAP (libfuse 3.14 cannot ask
+	# for it): shared mappings fail, private ones read through the kernel
+	expect_eq "$("$PROBE" mmap "$MNT/m" | tr '\n' ' ')" "shared: ENODEV private: ok " "mmap"
+	rm -f "$MNT/m"
+}
+
+t_umask_and_owner() {
+	(umask 027 && touch "$MNT/um" && mkdir "$MNT/umd")
+	expect_eq "$(stat_field %a "$MNT/um")" 640 "file mode under umask 027"
+	expect_eq "$(stat_field %a "$MNT/umd")" 750 "directory mode under umask 027"
+	(umask 0 && touch "$MNT/um0")
+	expect_eq "$(stat_field %a "$MNT/um0")" 666 "file mode under umask 0"
+	expect_eq "$(stat_field '%u %g' "$MNT/um")" "0 0" "owner"
+	rm -rf "$MNT/um" "$MNT/umd" "$MNT/um0"
+}
+
+t_setattr() {
+	echo data >"$MNT/sa"
+	chmod 640 "$MNT/sa"
+	chown 65534:100 "$MNT/sa"
+	touch -m -d '2001-02-03 04:05:06 UTC' "$MNT/sa"
+	touch -a -d '2002-03-04 05:06:07.5 UTC' "$MNT/sa"
+	expect_eq "$(stat_field '%a %u %g' "$MNT/sa")" "640 65534 100" "mode and owner"
+	expect_eq "$(stat_field %Y "$MNT/sa")" 981173106 "mtime"
+	expect_eq "$(stat_field %X "$MNT/sa")" 1015218367 "atime"
+	expect_eq "$(stat_field %x "$MNT/sa" | cut -c1-29)" "2002-03-04 05:06:07.500000000" "atime nanoseconds"
+	local c0
+	c0=$(stat_field %Z "$MNT/sa")
+	touch "$MNT/sa"
+	[ "$(stat_field %Y "$MNT/sa")" -ge "$c0" ] || fail_msg "touch did not set mtime to now"
+	truncate -s 3 "$MNT/sa"
+	expect_eq "$(cat "$MNT/sa")" dat "contents after truncate -s 3"
+	rm "$MNT/sa"
+}
+
+t_only_mounting_user() {
+	# no allow_other: another user cannot even look
+	if setpriv --reuid=65534 --regid=65534 --clear-groups stat "$MNT" >/dev/null 2>&1; then
+		fail_msg "user nobody could stat a mount without allow_other"
+	fi
+}
+
+t_permissions_allow_other() {
+	local mp=$T/mnt-other pid rc=0
+	start_daemon "$mp" "size=64m,allow_other" || fail_msg "mount with allow_other"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		echo secret >"$mp/rootfile"
+		chmod 644 "$mp/rootfile"
+		nobody sh -c "umask 022; echo mine > $mp/userfile; mkdir $mp/userdir"
+		expect_eq "$(stat -c '%u %g %a' "$mp/userfile")" "65534 65534 644" "owner of a file made by nobody"
+		expect_eq "$(stat -c '%u %g %a' "$mp/userdir")" "65534 65534 755" "owner of a directory made by nobody"
+		expect_eq "$(nobody cat "$mp/rootfile")" secret "nobody reads a 0644 file"
+		if nobody sh -c "echo x >> $mp/rootfile" 2>/dev/null; then fail_msg "nobody wrote a root 0644 file"; fi
+		if nobody chmod 666 "$mp/rootfile" 2>/dev/null; then fail_msg "nobody chmod'ed a root file"; fi
+		if nobody truncate -s 0 "$mp/rootfile" 2>/dev/null; then fail_msg "nobody truncated a root file"; fi
+		chmod 600 "$mp/rootfile"
+		if nobody cat "$mp/rootfile" >/dev/null 2>&1; then fail_msg "nobody read a 0600 root file"; fi
+		# sticky root (1777): nobody cannot remove root's file
+		if nobody rm -f "$mp/rootfile" 2>/dev/null; then fail_msg "nobody removed root's file in a sticky directory"; fi
+		# set-group-ID directories pass their group on
+		mkdir "$mp/sgid" && chown 0:100 "$mp/sgid" && chmod 2777 "$mp/sgid"
+		nobody sh -c "touch $mp/sgid/f; mkdir $mp/sgid/d"
+		expect_eq "$(stat -c '%u %g' "$mp/sgid/f")" "65534 100" "group inherited from a set-group-ID directory"
+		expect_eq "$(stat -c '%g %A' "$mp/sgid/d")" "100 drwxr-sr-x" "set-group-ID directory inherited"
+		# the kernel clears set-user-ID when an unprivileged user writes
+		nobody sh -c "touch $mp/userdir/suid && chmod 4755 $mp/userdir/suid && echo x >> $mp/userdir/suid"
+		expect_eq "$(nobody stat -c '%a' "$mp/userdir/suid")" 755 "set-user-ID cleared by a write"
+		nobody sh -c "chmod 4755 $mp/userdir/suid && : > $mp/userdir/suid"
+		expect_eq "$(nobody stat -c '%a' "$mp/userdir/suid")" 755 "set-user-ID cleared by an O_TRUNC open"
+		nobody sh -c "chmod 4755 $mp/userdir/suid && truncate -s 1 $mp/userdir/suid"
+		expect_eq "$(nobody stat -c '%a' "$mp/userdir/suid")" 755 "set-user-ID cleared by truncate"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+t_stats() {
+	local out
+	out=$("$THPFS_STAT" "$MNT")
+	echo "$out" | grep -q '^ShmemHugePages:' || fail_msg "no ShmemHugePages line"
+	echo "$out" | grep -q '^thp_split_page ' || fail_msg "no thp_split_page line"
+	[[ $("$THPFS_STAT" "$MNT" huge_frames) =~ ^[0-9]+$ ]] || fail_msg "huge_frames is not a number"
+	if command -v getfattr >/dev/null; then
+		expect_eq "$(getfattr --only-values -n user.thpfs.meminfo "$MNT" | head -1 | cut -d: -f1)" Shmem \
+			"getfattr on the root"
+	fi
+	expect_eq "$(ls -A "$MNT" | grep -c thpfs || true)" 0 "statistics files in the namespace"
+	if "$THPFS_STAT" "$REF" >/dev/null 2>&1; then fail_msg "thpfs-stat accepted a tmpfs"; fi
+	set +e
+	"$THPFS_STAT" "$MNT" no_such_counter >/dev/null 2>&1
+	expect_eq $? 2 "exit status for an unknown name"
+}
+
+t_enospc() {
+	local mp=$T/mnt-small pid src rc=0 out
+	src=$(random_file rand10 10)
+	start_daemon "$mp" "size=4m,nr_inodes=20" || fail_msg "mount size=4m"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		expect_eq "$(stat -f -c '%b %c' "$mp")" "1024 20" "statfs of size=4m,nr_inodes=20"
+		if out=$(dd if="$src" of="$mp/big" bs=1M status=none 2>&1); then
+			fail_msg "writing 10 MiB into size=4m succeeded"
+		fi
+		echo "$out" | grep -q "No space left on device" || fail_msg "dd said: $out"
+		local size
+		size=$(stat -c %s "$mp/big")
+		[ "$size" -le 4194304 ] || fail_msg "size $size past size="
+		cmp -n "$size" "$src" "$mp/big"
+		rm "$mp/big"
+		dd if="$src" of="$mp/fits" bs=1M count=4 status=none
+		rm "$mp/fits"
+		local n=0
+		while touch "$mp/f$n" 2>/dev/null; do n=$((n + 1)); [ $n -lt 100 ] || break; done
+		expect_eq "$n" 19 "files that fit in nr_inodes=20 (the root is one)"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# fsx_on DIR: the random exerciser against $REF; FSX_SEED repeats a run.
+fsx_on() {
+	rm -rf "$REF/fsx"
+	mkdir "$1/fsx" "$REF/fsx"
+	"$FSX" -n "$FSX_OPS" -s "${FSX_SEED:-$RANDOM$RANDOM}" "$1/fsx" "$REF/fsx" | sed 's/^/info: /'
+	rm -rf "$1/fsx" "$REF/fsx"
+}
+
+t_fsx() {
+	fsx_on "$MNT"
+}
+
+t_fsx_inplace_collapse() {
+	# split=inplace, and collapse back into huge pages as eagerly as it gets
+	local mp=$T/mnt-fsx pid rc
+	start_daemon "$mp" "size=1g,split=inplace,max_ptes_none=511,scan_sleep_ms=1" ||
+		fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	(set -e -o pipefail; fsx_on "$mp")
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# Sanitizer builds add shadow memory and allocator quarantine to the
+# daemon's cgroup: its usage says nothing about frames there.
+sanitized() {
+	case $(basename "$B") in build-asan | build-tsan) return 0 ;; esac
+	return 1
+}
+
+t_punch_memory_cgroup() {
+	if sanitized; then
+		echo "memory is not measurable in a sanitizer build"
+		exit 77
+	fi
+	"$PUNCH" -o size=1g,split=migrate "$THPFS" "$T/mnt-cg" | sed 's/^/info: /'
+}
+
+t_punch_memory_inplace() {
+	# split=inplace only drops RSS: the kernel keeps the whole huge page
+	# charged until it splits it later, so this prints and does not judge
+	"$PUNCH" -i -o size=1g,split=inplace "$THPFS" "$T/mnt-cg2" | sed 's/^/info: /'
+}
+
+t_bad_mounts() {
+	local out
+	if out=$("$THPFS" "$T/missing" 2>&1); then fail_msg "mounted on a missing directory"; fi
+	echo "$out" | grep -q "does not exist" || fail_msg "missing: '$out'"
+	touch "$T/afile"
+	if out=$("$THPFS" "$T/afile" 2>&1); then fail_msg "mounted on a file"; fi
+	echo "$out" | grep -q "not a directory" || fail_msg "file: '$out'"
+	if out=$("$THPFS" "$MNT" 2>&1); then fail_msg "mounted on a busy mount point"; fi
+	echo "$out" | grep -q "busy" || fail_msg "busy: '$out'"
+	set +e
+	out=$("$THPFS" -o huge=sometimes "$T/mnt-bad" 2>&1)
+	expect_eq $? 1 "exit status for a bad option" || return 1
+	set -e
+	echo "$out" | grep -q "huge" || fail_msg "bad option message does not name it: '$out'"
+	if out=$("$THPFS" -o size=lots "$T/mnt-bad" 2>&1); then fail_msg "size=lots accepted"; fi
+	echo "$out" | grep -q "size" || fail_msg "size=lots: '$out'"
+	if out=$("$THPFS" -o no_such_option "$T/mnt-bad" 2>&1); then fail_msg "unknown option accepted"; fi
+	# no /dev/fuse: hide it in a private mount namespace
+	if out=$(unshare -m sh -c "mount -t tmpfs none /dev && exec $THPFS $T/mnt-bad" 2>&1); then
+		fail_msg "mounted without /dev/fuse"
+	fi
+	echo "$out" | grep -q "/dev/fuse is unavailable" || fail_msg "no /dev/fuse: '$out'"
+	grep -qs " $T/mnt-bad " /proc/mounts && fail_msg "a failed mount left a mount behind"
+	true
+}
+
+t_shutdown_signals() {
+	local mp=$T/mnt-sig pid sig i
+	# job control: without it bash starts background jobs with SIGINT
+	# ignored, and libfuse (rightly) leaves an ignored signal alone
+	set -m
+	for sig in TERM INT; do
+		start_daemon "$mp" "size=16m" || fail_msg "mount"
+		pid=$DAEMON_PID
+		echo data >"$mp/f"
+		kill -s "$sig" "$pid"
+		for ((i = 0; i < 500; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.01
+		done
+		kill -0 "$pid" 2>/dev/null && fail_msg "daemon still running 5 s after SIG$sig"
+		wait "$pid" || fail_msg "daemon exit status $? after SIG$sig"
+		grep -qs " $mp " /proc/mounts && fail_msg "mount still there after SIG$sig"
+	done
+	# plain umount(8) also ends the daemon cleanly
+	start_daemon "$mp" "size=16m" || fail_msg "mount"
+	pid=$DAEMON_PID
+	umount "$mp"
+	for ((i = 0; i < 500; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.01
+	done
+	wait "$pid" || fail_msg "daemon exit status $? after umount"
+}
+
+t_background_mode() {
+	# without -f the daemon forks, the parent returns once it is mounted
+	local mp=$T/mnt-bg
+	"$THPFS" -o size=16m "$mp"
+	grep -qs " $mp fuse.thpfs " /proc/mounts || fail_msg "not mounted after the parent returned"
+	echo hi >"$mp/x"
+	expect_eq "$(cat "$mp/x")" hi "read back"
+	fusermount3 -u "$mp"
+}
+
+# ---- run ----
+
+if [ "$(id -u)" != 0 ]; then
+	echo "tests/fuse/run.sh: needs root (mounts, cgroups, setpriv)"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+for f in "$THPFS" "$THPFS_STAT" "$FSX" "$PROBE" "$PUNCH"; do
+	if [ ! -x "$f" ]; then
+		echo "tests/fuse/run.sh: $f is missing (make tools tests)"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+done
+if ! mount -t tmpfs -o size=2g,huge=always tmpfs "$REF"; then
+	echo "tests/fuse/run.sh: cannot mount the reference tmpfs"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+mounts+=("$REF")
+if ! start_daemon "$MNT" "size=1g,nr_inodes=100000"; then
+	echo "tests/fuse/run.sh: the daemon did not mount $MNT:"
+	cat "$T/daemon.log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+MAIN_PID=$DAEMON_PID
+# the checks run in subshells: register the mount points they use here, so
+# that cleanup takes them down whatever happens
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx; do
+	mkdir -p "$T/$m"
+	mounts+=("$T/$m")
+done
+
+check "empty root, statfs reports size= and nr_inodes=" t_empty_root_and_statfs
+check "dd, cp, cmp at 4 KiB and 1 MiB, unaligned writes" t_dd_cp_cmp
+check "truncate grows, shrinks, frees" t_truncate
+check "fallocate -l allocates, reads zero, is a hole" t_fallocate_l
+check "fallocate -p: 4 KiB punch splits a huge page" t_punch_splits_huge_page
+check "fallocate -z zeroes, extends unless -n" t_zero_range
+check "fallocate -c/-i are refused, data kept" t_fallocate_unsupported
+check "du agrees with stat %b" t_du_matches_blocks
+check "cp --sparse=always in and out (SEEK_DATA/HOLE)" t_sparse_cp
+check "mkdir -p, mv, ln -s, ln, find agree with tmpfs" t_namespace
+check "rename NOREPLACE / EXCHANGE" t_rename_flags
+check "concurrent writers and appenders" t_concurrent_writers
+check "an unlinked open file stays readable" t_unlinked_open_file
+check "mmap: shared fails with ENODEV, private reads" t_mmap
+check "umask and owner of new files" t_umask_and_owner
+check "setattr: chmod, chown, touch -d, truncate" t_setattr
+check "only the mounting user without allow_other" t_only_mounting_user
+check "permissions with allow_other (kernel checks)" t_permissions_allow_other
+check "statistics via xattr and thpfs-stat" t_stats
+check "ENOSPC at size=, nr_inodes= limit" t_enospc
+check "random operations: mount vs tmpfs (fsx)" t_fsx
+check "fsx with split=inplace, eager collapse" t_fsx_inplace_collapse
+check "punched 4 KiB pages leave the daemon's cgroup (migrate)" t_punch_memory_cgroup
+check "punch with split=inplace (reported only)" t_punch_memory_inplace
+check "clear errors: missing, file, busy, bad option, no /dev/fuse" t_bad_mounts
+check "clean exit on SIGTERM, SIGINT, umount" t_shutdown_signals
+check "background mode (no -f)" t_background_mode
+
+# the main daemon must also shut down cleanly
+if stop_daemon "$MNT" "$MAIN_PID"; then
+	passed=$((passed + 1))
+	echo "ok    main daemon exits 0 on fusermount3 -u"
+else
+	failed=$((failed + 1))
+	failed_names+=("main daemon exit")
+	echo "FAIL  main daemon exits 0 on fusermount3 -u"
+	cat "$T/daemon.log"
+fi
+
+[ "$skipped" -gt 0 ] && echo "($skipped skipped)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

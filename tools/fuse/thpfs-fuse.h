@@ -1,0 +1,35 @@
+/*
+ * thpfs-fuse.h - state shared by the thpfs FUSE daemon's files.
+ *
+ * tools/thpfs-fuse.c parses the command line, mounts and runs the session;
+ * tools/fuse/ops.c holds the low-level operations, a thin adapter from
+ * libfuse's inode-addressed requests onto libthpfs's *_at / *_ino functions.
+ */
+#ifndef THPFS_FUSE_H
+#define THPFS_FUSE_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include "thpfs.h"
+
+/* The extended attribute on the root directory that holds the meminfo text. */
+#define THPFS_XATTR_MEMINFO "user.thpfs.meminfo"
+
+/* Largest read or write the daemon asks the kernel for (FUSE_MAX_MAX_PAGES). */
+#define THPFS_FUSE_MAX_IO (1U << 20)
+
+struct thpfs_fuse {
+	struct thpfs *fs;       /* set before the session loop starts */
+	struct fuse_session *se; /* for notifications to the kernel */
+	double attr_timeout;    /* seconds the kernel may cache attributes */
+	double entry_timeout;   /* seconds the kernel may cache names */
+	unsigned max_write;     /* bytes asked for in FUSE_INIT */
+	int splice_read;        /* ask for FUSE_CAP_SPLICE_READ */
+	int splice_write;       /* ask for FUSE_CAP_SPLICE_WRITE */
+	int debug;
+};
+
+extern const struct fuse_lowlevel_ops thpfs_fuse_ops;
+
+#endif /* THPFS_FUSE_H */

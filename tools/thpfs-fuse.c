@@ -1,0 +1,415 @@
+/*
+ * thpfs-fuse.c - `thpfs`, the FUSE daemon that mounts a thpfs file system.
+ *
+ *   thpfs [-f] [-d] [-s] [-o OPTIONS] MOUNTPOINT
+ *
+ * Command line, mount-point checks, session set-up and shutdown live here;
+ * the FUSE operations are in tools/fuse/ops.c.  Options are parsed with
+ * libfuse's fuse_opt_parse: the library's mount options are collected into
+ * one string for thpfs_mount_ex, the daemon's own options go into struct
+ * cli, and everything else is left for libfuse (allow_other, ro, ...).
+ */
+#define _GNU_SOURCE
+#include "fuse/thpfs-fuse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+struct cli {
+	char *lib_opts;       /* "size=...,huge=..." for thpfs_mount_ex */
+	size_t lib_len;
+	double attr_timeout;
+	double entry_timeout;
+	unsigned max_write;
+	int splice_read;
+	int splice_write;
+	const char *mountpoint; /* the first non-option argument */
+	int show_help;        /* -h/--help/-V/--version: no checks, no mount */
+	int failed;           /* an option could not be stored */
+};
+
+enum {
+	KEY_LIB,  /* a libthpfs mount option: collected into cli.lib_opts */
+	KEY_INFO, /* help or version: noted, and left for fuse_parse_cmdline */
+};
+
+#define CLI_OPT(t, field, v) { t, offsetof(struct cli, field), v }
+
+static const struct fuse_opt cli_opts[] = {
+	FUSE_OPT_KEY("size=", KEY_LIB),
+	FUSE_OPT_KEY("nr_inodes=", KEY_LIB),
+	FUSE_OPT_KEY("huge=", KEY_LIB),
+	FUSE_OPT_KEY("split=", KEY_LIB),
+	FUSE_OPT_KEY("max_ptes_none=", KEY_LIB),
+	FUSE_OPT_KEY("collapse=", KEY_LIB),
+	FUSE_OPT_KEY("scan_sleep_ms=", KEY_LIB),
+	FUSE_OPT_KEY("mode=", KEY_LIB),
+	FUSE_OPT_KEY("uid=", KEY_LIB),
+	FUSE_OPT_KEY("gid=", KEY_LIB),
+	CLI_OPT("attr_timeout=%lf", attr_timeout, 0),
+	CLI_OPT("entry_timeout=%lf", entry_timeout, 0),
+	CLI_OPT("max_write=%u", max_write, 0),
+	CLI_OPT("splice_read", splice_read, 1),
+	CLI_OPT("no_splice_read", splice_read, 0),
+	CLI_OPT("splice_write", splice_write, 1),
+	CLI_OPT("no_splice_write", splice_write, 0),
+	FUSE_OPT_KEY("-h", KEY_INFO),
+	FUSE_OPT_KEY("--help", KEY_INFO),
+	FUSE_OPT_KEY("-V", KEY_INFO),
+	FUSE_OPT_KEY("--version", KEY_INFO),
+	FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "\n"
+	       "Mounts a thpfs file system (files in 2 MiB transparent huge pages that\n"
+	       "are split and given back to the OS when punched) with FUSE.  Unmount\n"
+	       "with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n"
+	       "\n"
+	       "thpfs options (-o, comma-separated):\n"
+	       "    size=N[k|m|g|%%]        bytes of file data (0 = unlimited; default 50%%)\n"
+	       "    nr_inodes=N[k|m|g]     most inodes (0 = unlimited)\n"
+	       "    huge=never|always|within_size|advise   when files get huge pages (always)\n"
+	       "    split=migrate|inplace  how a partly punched huge page is split (migrate)\n"
+	       "    max_ptes_none=N        0..511 holes a 2 MiB range may have and still be\n"
+	       "                           collapsed back into a huge page (0)\n"
+	       "    collapse=on|off        background collapse thread (on)\n"
+	       "    scan_sleep_ms=N        collapse thread pause between passes (100)\n"
+	       "    mode=OCTAL             root directory permissions (1777)\n"
+	       "    uid=N, gid=N           root directory owner (0)\n"
+	       "\n"
+	       "daemon options (-o):\n"
+	       "    attr_timeout=SECONDS   how long the kernel caches attributes (1.0)\n"
+	       "    entry_timeout=SECONDS  how long the kernel caches names (1.0)\n"
+	       "    max_write=BYTES        largest write request (1048576)\n"
+	       "    [no_]splice_read       receive write data through a pipe (off)\n"
+	       "    [no_]splice_write      send read data through a pipe (off)\n"
+	       "\n"
+	       "default_permissions is always on: the kernel checks permissions.  Only\n"
+	       "the mounting user can use the mount unless allow_other is given.\n"
+	       "Files are opened with direct I/O (no page-cache copy); a shared mmap of\n"
+	       "a file on the mount fails with ENODEV, a private one works.\n"
+	       "Statistics: `thpfs-stat MOUNTPOINT`, or the extended attribute\n"
+	       "%s of the mount's root directory.\n"
+	       "\n",
+	       prog, THPFS_XATTR_MEMINFO);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+/* Appends one "name=value" to the library option string. */
+static int lib_opt_add(struct cli *cli, const char *arg)
+{
+	size_t n = strlen(arg);
+	char *p = realloc(cli->lib_opts, cli->lib_len + n + 2);
+
+	if (!p)
+		return -1;
+	if (cli->lib_len)
+		p[cli->lib_len++] = ',';
+	memcpy(p + cli->lib_len, arg, n + 1);
+	cli->lib_len += n;
+	cli->lib_opts = p;
+	return 0;
+}
+
+/* fuse_opt_parse callback: 0 discards arg (it is ours), 1 keeps it for
+ * libfuse, -1 stops parsing. */
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *cli = data;
+
+	if (key == KEY_INFO)
+		cli->show_help = 1;
+	if (key == FUSE_OPT_KEY_NONOPT && !cli->mountpoint)
+		cli->mountpoint = arg;
+	if (key != KEY_LIB)
+		return 1;
+	if (lib_opt_add(cli, arg) < 0) {
+		cli->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* Replaces \040-style escapes of /proc/self/mountinfo in place. */
+static void unescape_octal(char *s)
+{
+	char *d = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*d++ = *s++;
+		}
+	}
+	*d = '\0';
+}
+
+/* Whether something is mounted on the directory path (canonical). */
+static int is_mount_point(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char mp[PATH_MAX + 1];
+
+		/* id parent major:minor root MOUNTPOINT ... */
+		if (sscanf(line, "%*s %*s %*s %*s %" "4096" "s", mp) != 1)
+			continue;
+		unescape_octal(mp);
+		found = strcmp(mp, path) == 0;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/*
+ * Checks the mount point before asking the kernel, so that the usual
+ * mistakes get a message that names them.  Returns 0 or -1 (printed).
+ */
+static int check_mountpoint(const char *prog, const char *mp)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	if (stat(mp, &st) < 0) {
+		if (errno == ENOENT)
+			fprintf(stderr, "%s: mount point %s does not exist\n", prog, mp);
+		else if (errno == ENOTCONN)
+			fprintf(stderr, "%s: mount point %s is busy: a FUSE file system "
+				"there lost its daemon (run: fusermount3 -u %s)\n", prog, mp, mp);
+		else
+			fprintf(stderr, "%s: cannot use mount point %s: %s\n", prog, mp,
+				strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: mount point %s is not a directory\n", prog, mp);
+		return -1;
+	}
+	if (realpath(mp, real) && is_mount_point(real)) {
+		fprintf(stderr, "%s: mount point %s is busy: a file system is already "
+			"mounted there (unmount it first)\n", prog, mp);
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks that the FUSE device exists and opens (libfuse opens it itself
+ * before it mounts, for unprivileged users too, with fusermount3's help). */
+static int check_fuse_device(const char *prog)
+{
+	struct stat st;
+	int fd;
+
+	if (stat("/dev/fuse", &st) < 0) {
+		fprintf(stderr, "%s: /dev/fuse is unavailable (%s): load the fuse module "
+			"(modprobe fuse) or, in a container, pass /dev/fuse in\n", prog,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISCHR(st.st_mode)) {
+		fprintf(stderr, "%s: /dev/fuse is not a character device\n", prog);
+		return -1;
+	}
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot open /dev/fuse: %s\n", prog, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Mounts the library with the collected options; prints the library's
+ * message on a bad option.  Returns 0 or -1. */
+static int mount_library(const char *prog, struct cli *cli, struct thpfs **fs)
+{
+	char err[256] = "";
+	int ret;
+
+	ret = thpfs_mount_ex(fs, cli->lib_opts ? cli->lib_opts : "", err, sizeof(err));
+	if (ret == 0)
+		return 0;
+	if (ret == -EINVAL && err[0])
+		fprintf(stderr, "%s: %s\n", prog, err);
+	else
+		fprintf(stderr, "%s: cannot create the file system: %s\n", prog,
+			strerror(-ret));
+	return -1;
+}
+
+/*
+ * Runs the session until unmount or a signal.  Multi-threaded unless -s:
+ * libthpfs is thread safe, so requests are served in parallel.
+ */
+static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+{
+	struct fuse_loop_config *cfg;
+	int ret;
+
+	if (opts->singlethread)
+		return fuse_session_loop(se);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, opts->clone_fd);
+	if (opts->max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(cfg, opts->max_idle_threads);
+	fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
+	ret = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return ret;
+}
+
+/*
+ * Checks what can be checked before libfuse sees the mount point (its own
+ * check only says "bad mount point"): the library options, the FUSE device,
+ * the mount point.  The library options are validated with a trial mount;
+ * the real one happens after fuse_daemonize, because fork keeps only the
+ * calling thread and libthpfs may run a collapse thread.  Returns 0 or -1
+ * (printed).
+ */
+static int preflight(const char *prog, struct cli *cli)
+{
+	struct thpfs *fs;
+
+	if (mount_library(prog, cli, &fs) < 0)
+		return -1;
+	thpfs_unmount(fs);
+	if (check_fuse_device(prog) < 0)
+		return -1;
+	if (cli->mountpoint && check_mountpoint(prog, cli->mountpoint) < 0)
+		return -1;
+	return 0;
+}
+
+/* Checks the daemon's own option values; returns 0 or -1 (printed). */
+static int check_cli(const char *prog, const struct cli *cli)
+{
+	if (cli->max_write < 4096 || cli->max_write > THPFS_FUSE_MAX_IO) {
+		fprintf(stderr, "%s: max_write=%u: must be 4096..%u\n", prog, cli->max_write,
+			THPFS_FUSE_MAX_IO);
+		return -1;
+	}
+	if (cli->attr_timeout < 0 || cli->entry_timeout < 0) {
+		fprintf(stderr, "%s: attr_timeout and entry_timeout must be >= 0\n", prog);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Mounts, daemonizes unless -f, creates the file system and serves requests
+ * until unmount or a signal; then unmounts both.  Returns the exit status.
+ */
+static int serve(const char *prog, struct fuse_args *args, const struct fuse_cmdline_opts *opts,
+		 struct cli *cli)
+{
+	struct thpfs_fuse tf = {
+		.attr_timeout = cli->attr_timeout,
+		.entry_timeout = cli->entry_timeout,
+		.max_write = cli->max_write,
+		.splice_read = cli->splice_read,
+		.splice_write = cli->splice_write,
+		.debug = opts->debug,
+	};
+	struct fuse_session *se;
+	int ret = 1;
+
+	se = fuse_session_new(args, &thpfs_fuse_ops, sizeof(thpfs_fuse_ops), &tf);
+	if (!se)
+		return 1;
+	tf.se = se;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, opts->mountpoint) != 0) {
+		fprintf(stderr, "%s: cannot mount on %s\n", prog, opts->mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(opts->foreground) != 0)
+		goto out_unmount;
+	if (mount_library(prog, cli, &tf.fs) < 0)
+		goto out_unmount;
+
+	ret = run_session(se, opts);
+	/* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP */
+	ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
+
+out_unmount:
+	fuse_session_unmount(se);
+	if (tf.fs) {
+		int err = thpfs_unmount(tf.fs);
+
+		if (err < 0) {
+			fprintf(stderr, "%s: thpfs_unmount: %s\n", prog, strerror(-err));
+			ret = 1;
+		}
+	}
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cli cli = {
+		.attr_timeout = 1.0,
+		.entry_timeout = 1.0,
+		.max_write = THPFS_FUSE_MAX_IO,
+	};
+	struct fuse_cmdline_opts opts;
+	const char *prog = "thpfs";
+	int ret = 1;
+
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0 || cli.failed)
+		goto out_args;
+	if (!cli.show_help && preflight(prog, &cli) < 0)
+		goto out_args;
+	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=thpfs,subtype=thpfs") < 0)
+		goto out_args;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		goto out_args;
+	if (opts.show_help) {
+		usage(argv[0]);
+		ret = 0;
+	} else if (opts.show_version) {
+		printf("thpfs %s (libfuse %s)\n", THPFS_VERSION, fuse_pkgversion());
+		fuse_lowlevel_version();
+		ret = 0;
+	} else if (!opts.mountpoint) {
+		fprintf(stderr, "usage: %s [options] MOUNTPOINT (see %s --help)\n", argv[0],
+			argv[0]);
+	} else if (check_cli(prog, &cli) == 0) {
+		ret = serve(prog, &args, &opts, &cli);
+	}
+	free(opts.mountpoint);
+out_args:
+	fuse_opt_free_args(&args);
+	free(cli.lib_opts);
+	return ret;
+}

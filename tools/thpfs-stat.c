@@ -1,0 +1,105 @@
+/*
+ * thpfs-stat.c - print the statistics of a mounted thpfs.
+ *
+ *   thpfs-stat MOUNTPOINT            the whole meminfo text
+ *   thpfs-stat MOUNTPOINT NAME...    the value of each named line, one a line
+ *
+ * The daemon serves the text as the extended attribute user.thpfs.meminfo
+ * of the mount's root directory (nothing is added to the namespace), so
+ * `getfattr --only-values -n user.thpfs.meminfo MOUNTPOINT` prints the same.
+ * Exit status: 0, 1 on an error (printed), 2 when a NAME is not there.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#define XATTR_NAME "user.thpfs.meminfo"
+
+/* Reads the attribute into a NUL-terminated malloc'd buffer, retrying if the
+ * text grew between the size probe and the read.  Returns NULL with errno. */
+static char *read_meminfo(const char *mp)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		ssize_t size = getxattr(mp, XATTR_NAME, NULL, 0);
+		ssize_t n;
+		char *buf;
+
+		if (size < 0)
+			return NULL;
+		buf = malloc((size_t)size + 257);
+		if (!buf)
+			return NULL;
+		n = getxattr(mp, XATTR_NAME, buf, (size_t)size + 256);
+		if (n >= 0) {
+			buf[n] = '\0';
+			return buf;
+		}
+		free(buf);
+		if (errno != ERANGE)
+			return NULL;
+	}
+	errno = ERANGE;
+	return NULL;
+}
+
+/* Prints the value part of the line named name ("Name:  123 kB" or
+ * "name 123"); returns 0, or -1 when there is no such line. */
+static int print_field(const char *text, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *line = text; *line; ) {
+		const char *end = strchr(line, '\n');
+		size_t llen = end ? (size_t)(end - line) : strlen(line);
+
+		if (llen > len && !strncmp(line, name, len) &&
+		    (line[len] == ':' || line[len] == ' ' || line[len] == '\t')) {
+			const char *v = line + len + (line[len] == ':');
+
+			while (v < line + llen && (*v == ' ' || *v == '\t'))
+				v++;
+			printf("%.*s\n", (int)(line + llen - v), v);
+			return 0;
+		}
+		line += llen + (end != NULL);
+	}
+	return -1;
+}
+
+int main(int argc, char *argv[])
+{
+	char *text;
+	int ret = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fprintf(argc < 2 ? stderr : stdout,
+			"usage: %s MOUNTPOINT [NAME...]\n"
+			"Prints the statistics of the thpfs mounted on MOUNTPOINT, or the\n"
+			"values of the named lines (e.g. ShmemHugePages thp_split_page).\n",
+			argv[0]);
+		return argc < 2 ? 1 : 0;
+	}
+	text = read_meminfo(argv[1]);
+	if (!text) {
+		if (errno == ENODATA || errno == ENOTSUP)
+			fprintf(stderr, "%s: %s is not a thpfs mount point\n", argv[0], argv[1]);
+		else
+			fprintf(stderr, "%s: %s: %s\n", argv[0], argv[1], strerror(errno));
+		return 1;
+	}
+	if (argc == 2) {
+		fputs(text, stdout);
+	} else {
+		for (int i = 2; i < argc; i++) {
+			if (print_field(text, argv[i]) < 0) {
+				fprintf(stderr, "%s: no statistic named %s\n", argv[0], argv[i]);
+				ret = 2;
+			}
+		}
+	}
+	free(text);
+	return ret;
+}
