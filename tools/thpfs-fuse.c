@@ -81,7 +81,7 @@ static void usage(const char *prog)
 	       "    size=N[k|m|g|%%]        bytes of file data (0 = unlimited; default 50%%)\n"
 	       "    nr_inodes=N[k|m|g]     most inodes (0 = unlimited)\n"
 	       "    huge=never|always|within_size|advise   when files get huge pages (always)\n"
-	       "    split=migrate|inplace  how a partly punched huge page is split (migrate)\n"
+	       "    split=native|migrate|inplace  how a partly punched huge page is split (native)\n"
 	       "    max_ptes_none=N        0..511 holes a 2 MiB range may have and still be\n"
 	       "                           collapsed back into a huge page (0)\n"
 	       "    collapse=on|off        background collapse thread (on)\n"
