@@ -131,12 +131,22 @@ int thpfs_fadvise(struct thpfs_file *f, int advice);
 int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len);
 int thpfs_unmap(struct thpfs_file *f, void *addr);
 
+/* Lazy discard (a balloon's "give it back when asked"): [off, off+len) reads
+ * as zeros from now on, but its memory - and every huge page it touches -
+ * stays until the mount needs memory: thpfs_reclaim, or a write or fallocate
+ * that would pass size=, frees the whole 4 KiB pages inside the range
+ * (splitting huge pages then).  Writing such a page again keeps it.  Same
+ * argument rules and errors as a punch.  Returns 0. */
+int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len);
+
 /* Collapse base pages of [off, off+len) back into huge pages where a whole
  * aligned 2 MiB range is present (ignoring max_ptes_none, like MADV_COLLAPSE
  * ignores khugepaged's limits).  Returns the number of huge pages made. */
 int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
-/* Free up to bytes of memory without losing data: run the deferred split
- * queue, split huge pages beyond EOF.  Returns bytes freed (>= 0). */
+/* Free up to bytes of memory without losing data (0 = all it can): release
+ * queued pages, run the deferred split queue (pages punched while pinned,
+ * pages given to thpfs_free_lazy), split huge pages beyond EOF.  Returns
+ * bytes freed (>= 0). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
 /* ---- Namespace ---------------------------------------------------------- */

@@ -466,9 +466,9 @@ static void zero_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 	}
 }
 
-int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
+/* The checks fallocate(2) makes of a file and a range, in its order. */
+static int range_args_check(struct thpfs_file *f, off_t off, off_t len)
 {
-	const int known = THPFS_FALLOC_KEEP_SIZE | THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_ZERO_RANGE;
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
@@ -476,12 +476,28 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 		return -EBADF;
 	if (off < 0 || len <= 0)
 		return -EINVAL;
+	return 0;
+}
+
+/* Whether [off, off+len) passes the largest file size. */
+static bool range_too_big(off_t off, off_t len)
+{
+	return (uint64_t)off > THPFS_MAX_FILE_SIZE ||
+	       (uint64_t)len > THPFS_MAX_FILE_SIZE - (uint64_t)off;
+}
+
+int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
+{
+	const int known = THPFS_FALLOC_KEEP_SIZE | THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_ZERO_RANGE;
+	int err = range_args_check(f, off, len);
+	if (err)
+		return err;
 	if (mode & ~known)
 		return -EOPNOTSUPP;
 	bool punch = mode & THPFS_FALLOC_PUNCH_HOLE, zero = mode & THPFS_FALLOC_ZERO_RANGE;
 	if (punch && (zero || !(mode & THPFS_FALLOC_KEEP_SIZE)))
 		return -EOPNOTSUPP;
-	if ((uint64_t)off > THPFS_MAX_FILE_SIZE || (uint64_t)len > THPFS_MAX_FILE_SIZE - (uint64_t)off)
+	if (range_too_big(off, len))
 		return -EFBIG;
 	struct thpfs_inode *inode = f->inode;
 	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
@@ -498,6 +514,21 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 		touch_mtime(inode);
 	pthread_rwlock_unlock(&inode->lock);
 	return err;
+}
+
+int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len)
+{
+	int err = range_args_check(f, off, len);
+	if (err)
+		return err;
+	if (range_too_big(off, len))
+		return -EFBIG;
+	struct thpfs_inode *inode = f->inode;
+	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_lazy_range(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
+	touch_mtime(inode);
+	pthread_rwlock_unlock(&inode->lock);
+	return 0;
 }
 
 /* ---- Seeking ---- */

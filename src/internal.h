@@ -371,6 +371,9 @@ void _thpfs_chunk_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_
  * chunks keep their memory with the range zeroed and go on the deferred
  * queue. */
 void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end);
+/* Zeroes [start, end) and marks its whole present pages pending, keeping
+ * their memory (and huge pages) until reclaim: thpfs_free_lazy. */
+void _thpfs_lazy_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end);
 /* Frees a chunk's pending pages now if it can (not pinned, memory for the
  * split); dequeues it when nothing is pending.  Returns bytes freed. */
 uint64_t _thpfs_chunk_settle(struct thpfs *fs, struct thpfs_chunk *c);

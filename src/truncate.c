@@ -11,6 +11,8 @@
  *     pages inside the range are marked pending and queued on fs->deferred;
  *     they are freed when the last pin drops (thpfs_unmap), or by reclaim.
  * The kernel retries only anonymous memory this way; we do it for files.
+ * thpfs_free_lazy uses the same queue on purpose: its pages are zeroed and
+ * marked pending at once, and freed only by reclaim.
  *
  * Locking: callers hold inode->lock for writing; the deferred list has its
  * own fs->deferred_lock (below inode->lock in the lock order).
@@ -143,6 +145,34 @@ void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 			drop[k] &= c->present[k];
 		chunk_drop_pages(fs, c, drop);
+	}
+}
+
+void _thpfs_lazy_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
+{
+	uint64_t idx = start >> THPFS_HUGE_SHIFT;
+	uint64_t last = (end - 1) >> THPFS_HUGE_SHIFT;
+	struct thpfs_chunk *c;
+	while (idx <= last && (c = _thpfs_index_next(&inode->pages, idx)) && c->index <= last) {
+		idx = c->index + 1;
+		uint64_t cs = c->index << THPFS_HUGE_SHIFT;
+		uint64_t lo = start > cs ? start - cs : 0;
+		uint64_t hi = end - cs < THPFS_HUGE_SIZE ? end - cs : THPFS_HUGE_SIZE;
+		unsigned pf = (unsigned)((lo + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
+		unsigned pl = (unsigned)(hi >> THPFS_PAGE_SHIFT);
+		if (pf >= pl) {
+			zero_bytes(c, lo, hi);
+			continue;
+		}
+		zero_bytes(c, lo, (uint64_t)pf << THPFS_PAGE_SHIFT);
+		zero_bytes(c, (uint64_t)pl << THPFS_PAGE_SHIFT, hi);
+		thpfs_bitmap_t pages;
+		thpfs_bitmap_zero(pages);
+		_thpfs_bitmap_set_range(pages, pf, pl);
+		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+			pages[k] &= c->present[k];
+		if (!thpfs_bitmap_empty(pages))
+			mark_pending(fs, c, pages);
 	}
 }
 

@@ -3,8 +3,8 @@
  *
  * The process enters a child memory cgroup (tools/cgroup.h), mounts
  * huge=always, fills a 256 MiB file, and punches out half of its 4 KiB
- * pages chosen at random.  With split=migrate the cgroup's usage must fall
- * by at least 99% of the punched bytes.  With split=inplace the punched
+ * pages chosen at random.  With split=native (the default) and split=migrate
+ * the cgroup's usage must fall by at least 99% of the punched bytes.  With split=inplace the punched
  * pages are MADV_DONTNEED'd inside transparent huge pages, which the kernel
  * only splits later (deferred split): the usage is expected to fall by less
  * than half of the punched bytes - the trap split=migrate exists to avoid.
@@ -190,6 +190,18 @@ static void test_migrate_returns_memory(void **state)
 	assert_true(fell >= (int64_t)(punched * 99 / 100));
 }
 
+/* The default: the kernel splits our huge pages in place (no copy) and the
+ * punched pages leave the cgroup at once. */
+static void test_native_returns_memory(void **state)
+{
+	struct cg_fx *fx = *state;
+	uint64_t punched;
+	int64_t fell = fill_and_punch(fx, "huge=always", &punched);
+	printf("split=native (default): usage fell by %" PRId64 " bytes, punched %" PRIu64 "\n",
+	       fell, punched);
+	assert_true(fell >= (int64_t)(punched * 99 / 100));
+}
+
 static void test_inplace_keeps_memory(void **state)
 {
 	struct cg_fx *fx = *state;
@@ -209,6 +221,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrate_returns_memory, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_native_returns_memory, cg_setup, cg_teardown),
 		cmocka_unit_test_setup_teardown(test_inplace_keeps_memory, cg_setup, cg_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

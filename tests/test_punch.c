@@ -14,6 +14,7 @@
 #define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
 #define MIGRATE "huge=always,split=migrate,collapse=off"
 #define INPLACE "huge=always,split=inplace,collapse=off"
+#define NATIVE "huge=always,split=native,collapse=off"
 
 static void need_thp(struct thpfs *fs)
 {
@@ -417,13 +418,18 @@ static void punch_script(struct thpfs *fs, uint8_t **out, uint64_t *blocks)
 
 static void test_split_modes_agree(void **state)
 {
-	struct thpfs *m = tl_mount(MIGRATE), *p = tl_mount(INPLACE);
-	uint8_t *a, *b;
-	uint64_t ba, bb;
+	struct thpfs *m = tl_mount(MIGRATE), *p = tl_mount(INPLACE), *n = tl_mount(NATIVE);
+	uint8_t *a, *b, *c;
+	uint64_t ba, bb, bc;
 
 	(void)state;
 	punch_script(m, &a, &ba);
 	punch_script(p, &b, &bb);
+	punch_script(n, &c, &bc);
+	for (uint64_t i = 0; i < 12 * MIB; i++)
+		if (a[i] != c[i])
+			fail_msg("byte %" PRIu64 ": migrate %#x, native %#x", i, a[i], c[i]);
+	assert_int_equal(ba, bc);
 	print_message("st_blocks after the script: migrate %" PRIu64 ", inplace %" PRIu64 "\n", ba, bb);
 	for (uint64_t i = 0; i < 12 * MIB; i++)
 		if (a[i] != b[i])
@@ -436,8 +442,10 @@ static void test_split_modes_agree(void **state)
 	assert_int_equal(a[11 * MIB + 123], 0);
 	free(a);
 	free(b);
+	free(c);
 	tl_unmount(m);
 	tl_unmount(p);
+	tl_unmount(n);
 }
 
 static void test_zero_range(void **state)
@@ -492,25 +500,35 @@ int main(void)
 		TL_TEST(test_punch_middle, MIGRATE),
 		TL_TEST(test_punch_tail, MIGRATE),
 		TL_TEST(test_punch_head, INPLACE),
+		TL_TEST(test_punch_head, NATIVE),
 		TL_TEST(test_punch_middle, INPLACE),
+		TL_TEST(test_punch_middle, NATIVE),
 		TL_TEST(test_punch_tail, INPLACE),
+		TL_TEST(test_punch_tail, NATIVE),
 		TL_TEST(test_punch_span, MIGRATE),
 		TL_TEST(test_punch_span, INPLACE),
+		TL_TEST(test_punch_span, NATIVE),
 		TL_TEST(test_punch_unaligned, MIGRATE),
 		TL_TEST(test_punch_unaligned, INPLACE),
+		TL_TEST(test_punch_unaligned, NATIVE),
 		TL_TEST(test_punch_whole_huge, MIGRATE),
 		TL_TEST(test_punch_whole_huge, INPLACE),
+		TL_TEST(test_punch_whole_huge, NATIVE),
 		TL_TEST(test_punch_pinned, MIGRATE),
 		TL_TEST(test_punch_pinned, INPLACE),
+		TL_TEST(test_punch_pinned, NATIVE),
 		TL_TEST(test_punch_pinned_rewrite, MIGRATE),
 		TL_TEST(test_punch_pinned_rewrite, INPLACE),
+		TL_TEST(test_punch_pinned_rewrite, NATIVE),
 		TL_TEST(test_map_hole, MIGRATE),
 		TL_TEST(test_map_hole, "huge=never"),
 		TL_TEST(test_truncate_split, MIGRATE),
 		TL_TEST(test_truncate_split, INPLACE),
+		TL_TEST(test_truncate_split, NATIVE),
 		cmocka_unit_test(test_split_modes_agree),
 		TL_TEST(test_zero_range, MIGRATE),
 		TL_TEST(test_zero_range, INPLACE),
+		TL_TEST(test_zero_range, NATIVE),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

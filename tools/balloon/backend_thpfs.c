@@ -159,6 +159,16 @@ static int tb_zero(struct bl_backend *be, uint64_t off, uint64_t len)
 	return 0;
 }
 
+static int tb_lazy_free(struct bl_backend *be, uint64_t off, uint64_t len)
+{
+	return thpfs_free_lazy(tb(be)->f, (off_t)off, (off_t)len);
+}
+
+static int64_t tb_reclaim(struct bl_backend *be, uint64_t bytes)
+{
+	return thpfs_reclaim(tb(be)->fs, bytes);
+}
+
 static int tb_pin(struct thpfs_be *t, void *addr)
 {
 	if (t->npins == t->pins_cap) {
@@ -246,6 +256,8 @@ const struct bl_backend_ops bl_thpfs_ops = {
 	.read = tb_read,
 	.punch = tb_punch,
 	.zero = tb_zero,
+	.lazy_free = tb_lazy_free,
+	.reclaim = tb_reclaim,
 	.map_pages = tb_map_pages,
 	.unmap_pages = tb_unmap_pages,
 	.huge_bytes = tb_huge_bytes,

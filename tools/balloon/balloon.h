@@ -158,6 +158,12 @@ struct bl_backend_ops {
 	int (*punch)(struct bl_backend *be, uint64_t off, uint64_t len);
 	/* Writes zeros over [off, off+len), keeping the memory. */
 	int (*zero)(struct bl_backend *be, uint64_t off, uint64_t len);
+	/* Optional, for the lazy policy: zero [off, off+len) now and let the
+	 * file system free it when memory is asked for (thpfs_free_lazy), and
+	 * ask for bytes of it back (thpfs_reclaim; returns bytes freed).  A
+	 * backend without them gets zero + a queue of punches in the host. */
+	int (*lazy_free)(struct bl_backend *be, uint64_t off, uint64_t len);
+	int64_t (*reclaim)(struct bl_backend *be, uint64_t bytes);
 	/* Fills ptrs[i] with a pointer to page pfns[i] that stays valid until
 	 * unmap_pages (thpfs: pins; kernel: the mapping). */
 	int (*map_pages)(struct bl_backend *be, const uint32_t *pfns, uint64_t n, char **ptrs);

@@ -174,8 +174,20 @@ static int host_hb_page(struct bl_host *h, uint32_t pfn)
 
 static int host_lazy_page(struct bl_host *h, uint32_t pfn)
 {
-	int err = host_zero(h, pfn, 1, BL_H_QUEUED);
+	int err;
 
+	if (h->be->ops->lazy_free) {
+		/* the file system keeps the page (and its huge page) until
+		 * memory is asked for */
+		err = h->be->ops->lazy_free(h->be, (uint64_t)pfn << BL_PAGE_SHIFT, BL_PAGE_SIZE);
+		if (!err) {
+			h->zeroes++;
+			h->zeroed_bytes += BL_PAGE_SIZE;
+			h->state[pfn] = BL_H_QUEUED;
+		}
+	} else {
+		err = host_zero(h, pfn, 1, BL_H_QUEUED);
+	}
 	if (err)
 		return err;
 	h->queue[h->q_tail++] = pfn;
@@ -279,6 +291,26 @@ int64_t bl_host_ask(struct bl_host *h, uint64_t bytes)
 
 	if (h->policy != BL_LAZY)
 		return 0;
+	if (h->be->ops->reclaim) {
+		/* the file system frees what was given to it lazily */
+		int64_t got = h->be->ops->reclaim(h->be, bytes);
+
+		if (got < 0)
+			return got;
+		/* it frees whole 2 MiB ranges' worth at a time, oldest first
+		 * as queued; account for as many queued pages as it freed */
+		while (h->q_head < h->q_tail && freed < (uint64_t)got) {
+			uint32_t pfn = h->queue[h->q_head++];
+
+			if (h->state[pfn] != BL_H_QUEUED)
+				continue;
+			h->state[pfn] = BL_H_DISCARDED;
+			h->punches++;
+			h->punched_bytes += BL_PAGE_SIZE;
+			freed += BL_PAGE_SIZE;
+		}
+		return got;
+	}
 	while (h->q_head < h->q_tail && freed < bytes) {
 		uint32_t pfn = h->queue[h->q_head++];
 		int err;
