@@ -118,7 +118,13 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 	return freed;
 }
 
-void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
+/*
+ * Walks the chunks overlapping [start, end): zeroes the bytes of pages that
+ * are only partly inside, and hands each chunk that has pages wholly inside
+ * to fn with those of them that are present (fn may free the chunk).
+ */
+static void range_walk(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end,
+		       void (*fn)(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages))
 {
 	if (start >= end)
 		return;
@@ -139,41 +145,34 @@ void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 		}
 		zero_bytes(c, lo, (uint64_t)pf << THPFS_PAGE_SHIFT);
 		zero_bytes(c, (uint64_t)pl << THPFS_PAGE_SHIFT, hi);
-		thpfs_bitmap_t drop;
-		thpfs_bitmap_zero(drop);
-		_thpfs_bitmap_set_range(drop, pf, pl);
-		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
-			drop[k] &= c->present[k];
-		chunk_drop_pages(fs, c, drop);
-	}
-}
-
-void _thpfs_lazy_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
-{
-	uint64_t idx = start >> THPFS_HUGE_SHIFT;
-	uint64_t last = (end - 1) >> THPFS_HUGE_SHIFT;
-	struct thpfs_chunk *c;
-	while (idx <= last && (c = _thpfs_index_next(&inode->pages, idx)) && c->index <= last) {
-		idx = c->index + 1;
-		uint64_t cs = c->index << THPFS_HUGE_SHIFT;
-		uint64_t lo = start > cs ? start - cs : 0;
-		uint64_t hi = end - cs < THPFS_HUGE_SIZE ? end - cs : THPFS_HUGE_SIZE;
-		unsigned pf = (unsigned)((lo + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
-		unsigned pl = (unsigned)(hi >> THPFS_PAGE_SHIFT);
-		if (pf >= pl) {
-			zero_bytes(c, lo, hi);
-			continue;
-		}
-		zero_bytes(c, lo, (uint64_t)pf << THPFS_PAGE_SHIFT);
-		zero_bytes(c, (uint64_t)pl << THPFS_PAGE_SHIFT, hi);
 		thpfs_bitmap_t pages;
 		thpfs_bitmap_zero(pages);
 		_thpfs_bitmap_set_range(pages, pf, pl);
 		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 			pages[k] &= c->present[k];
-		if (!thpfs_bitmap_empty(pages))
-			mark_pending(fs, c, pages);
+		fn(fs, c, pages);
 	}
+}
+
+static void undo_pages(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
+{
+	chunk_drop_pages(fs, c, pages);
+}
+
+void _thpfs_undo_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
+{
+	range_walk(fs, inode, start, end, undo_pages);
+}
+
+static void lazy_pages(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
+{
+	if (!thpfs_bitmap_empty(pages))
+		mark_pending(fs, c, pages);
+}
+
+void _thpfs_lazy_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start, uint64_t end)
+{
+	range_walk(fs, inode, start, end, lazy_pages);
 }
 
 uint64_t _thpfs_chunk_settle(struct thpfs *fs, struct thpfs_chunk *c)
