@@ -306,7 +306,8 @@ int bench_fill(struct bench_file *f, uint64_t size, size_t bs, const void *buf)
 
 /* ---- Counters ---- */
 
-int64_t bench_proc_kb(const char *file, const char *key)
+/* The number after "key<sep>" on a line of a /proc file, or -1. */
+static int64_t proc_field(const char *file, const char *key, char sep)
 {
 	FILE *fp = fopen(file, "r");
 	char line[256];
@@ -316,7 +317,7 @@ int64_t bench_proc_kb(const char *file, const char *key)
 	if (!fp)
 		return -1;
 	while (fgets(line, sizeof(line), fp)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
+		if (!strncmp(line, key, klen) && line[klen] == sep) {
 			v = strtoll(line + klen + 1, NULL, 10);
 			break;
 		}
@@ -325,23 +326,14 @@ int64_t bench_proc_kb(const char *file, const char *key)
 	return v;
 }
 
+int64_t bench_proc_kb(const char *file, const char *key)
+{
+	return proc_field(file, key, ':');
+}
+
 int64_t bench_vmstat(const char *key)
 {
-	FILE *fp = fopen("/proc/vmstat", "r");
-	char line[256];
-	size_t klen = strlen(key);
-	int64_t v = -1;
-
-	if (!fp)
-		return -1;
-	while (fgets(line, sizeof(line), fp)) {
-		if (!strncmp(line, key, klen) && line[klen] == ' ') {
-			v = strtoll(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(fp);
-	return v;
+	return proc_field("/proc/vmstat", key, ' ');
 }
 
 int64_t bench_read_u64(const char *path)
