@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test suite in turn - the library's tests, the same under
 # AddressSanitizer+UBSan, the concurrency tests under ThreadSanitizer, the
-# FUSE mount tests and the balloon model's tests - and ends with one line
+# FUSE mount tests (plain and with the daemon under ASan+UBSan) and the
+# balloon model's tests - and ends with one line
 # "check: N passed, N failed" summing the suites' own summary lines.
 # Exits non-zero if any suite fails.
 cd "$(dirname "$0")/.." || exit 1
@@ -37,6 +38,7 @@ run_stage unit $MAKE --no-print-directory test
 run_stage asan $MAKE --no-print-directory check-asan
 run_stage tsan $MAKE --no-print-directory check-tsan
 run_stage fuse $MAKE --no-print-directory test-fuse
+run_stage fuse-asan $MAKE --no-print-directory SAN=asan test-fuse
 run_stage balloon $MAKE --no-print-directory test-balloon
 [ -n "$bad" ] && echo "failing suites:$bad"
 echo "check: $total_pass passed, $total_fail failed"
