@@ -130,6 +130,12 @@ int thpfs_fadvise(struct thpfs_file *f, int advice);
  */
 int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len);
 int thpfs_unmap(struct thpfs_file *f, void *addr);
+/* Like thpfs_map for reading: pins the page holding off only if it holds
+ * memory, and never allocates or marks anything written.  -ENODATA for a
+ * hole (read zeros instead), -ENXIO at or past EOF.  The bytes at *addr are
+ * the file's until they are changed by a write, punch or truncate (a punch
+ * zeroes them in place while the pin is held). */
+int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len);
 
 /* Lazy discard (a balloon's "give it back when asked"): [off, off+len) reads
  * as zeros from now on, but its memory - and every huge page it touches -

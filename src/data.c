@@ -610,6 +610,57 @@ off_t thpfs_lseek(struct thpfs_file *f, off_t off, int whence)
 
 /* ---- Pins ---- */
 
+/* Takes a pin on c (inode->lock held for writing). */
+static void chunk_pin(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	if (c->pins++ == 0) {
+		thpfs_list_add_tail(&c->pinlink, &c->inode->pinned);
+		THPFS_STAT_ADD(fs, pinned_pages, 1);
+	}
+}
+
+/* Bytes valid from offset in of chunk c for a pin: to the end of the 4 KiB
+ * page, or for a huge page to its end or its first pending page; and never
+ * past EOF. */
+static size_t pin_span(const struct thpfs_chunk *c, uint64_t in, uint64_t off, uint64_t size)
+{
+	unsigned pg = (unsigned)(in >> THPFS_PAGE_SHIFT);
+	uint64_t avail = THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1));
+	if (c->huge) {
+		/* a page punched while pinned goes when the pins do, with
+		 * whatever was written to it */
+		unsigned stop = _thpfs_bitmap_find(c->pending, pg + 1, true);
+		avail = ((uint64_t)stop << THPFS_PAGE_SHIFT) - in;
+	}
+	return (size_t)thpfs_min(avail, size - off);
+}
+
+int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if (off < 0 || !addr || !len)
+		return -EINVAL;
+	struct thpfs_inode *inode = f->inode;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&inode->lock);
+	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, (uint64_t)off >> THPFS_HUGE_SHIFT);
+	if ((uint64_t)off >= inode->size)
+		err = -ENXIO;
+	else if (!c || !thpfs_bit_test(c->present, (unsigned)(in >> THPFS_PAGE_SHIFT)))
+		err = -ENODATA;
+	if (!err) {
+		chunk_pin(f->fs, c);
+		*addr = c->mem + in;
+		*len = pin_span(c, in, (uint64_t)off, inode->size);
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	return err;
+}
+
 int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 {
 	int err = thpfs_file_check(f);
@@ -634,20 +685,9 @@ int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 					   inode->size, &created, added, &err);
 	if (c) {
 		chunk_mark_written(fs, c, pg, pg + 1);
-		if (c->pins++ == 0) {
-			thpfs_list_add_tail(&c->pinlink, &inode->pinned);
-			THPFS_STAT_ADD(fs, pinned_pages, 1);
-		}
+		chunk_pin(fs, c);
 		*addr = c->mem + in;
-		uint64_t avail = THPFS_PAGE_SIZE - (in & (THPFS_PAGE_SIZE - 1));
-		if (c->huge) {
-			/* up to the end of the huge page, or to the first of its
-			 * pages that was punched while pinned: that one goes
-			 * when the pins do, with whatever was written to it */
-			unsigned stop = _thpfs_bitmap_find(c->pending, pg + 1, true);
-			avail = ((uint64_t)stop << THPFS_PAGE_SHIFT) - in;
-		}
-		*len = (size_t)thpfs_min(avail, inode->size - (uint64_t)off);
+		*len = pin_span(c, in, (uint64_t)off, inode->size);
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	return c ? 0 : err;

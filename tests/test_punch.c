@@ -304,6 +304,53 @@ static void test_punch_pinned_rewrite(void **state)
 	tl_close(f);
 }
 
+/* thpfs_map_existing pins only what holds memory: never allocates, never
+ * makes a fallocated page data; the pin behaves like thpfs_map's. */
+static void test_map_existing(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	bool huge = !strstr(TL_FX(state)->opts, "never");
+	void *a;
+	size_t l;
+
+	assert_int_equal(thpfs_map_existing(f, 0, &a, &l), -ENXIO);
+	assert_int_equal(thpfs_ftruncate(f, 8 * MIB), 0);
+	struct thpfs_stats s0 = tl_stats(fs);
+	assert_int_equal(thpfs_map_existing(f, MIB, &a, &l), -ENODATA);
+	struct thpfs_stats s1 = tl_stats(fs);
+	assert_int_equal(s1.shmem_bytes, s0.shmem_bytes);
+	assert_int_equal(tl_blocks(f), 0);
+
+	/* a fallocated page maps (reads zero) and stays a hole to SEEK_DATA */
+	assert_int_equal(thpfs_fallocate(f, THPFS_FALLOC_KEEP_SIZE, 4 * MIB, PG), 0);
+	assert_int_equal(thpfs_map_existing(f, 4 * MIB, &a, &l), 0);
+	assert_int_equal(((uint8_t *)a)[0], 0);
+	assert_int_equal(thpfs_unmap(f, a), 0);
+	assert_int_equal(thpfs_lseek(f, 4 * MIB, SEEK_DATA), -ENXIO);
+
+	/* data: the pointer shows the file's bytes, len stops at the page
+	 * (the huge page) and at EOF */
+	tl_write_pat(f, 0, 2 * MIB, 30);
+	assert_int_equal(thpfs_map_existing(f, 100, &a, &l), 0);
+	assert_int_equal(l, huge ? 2 * MIB - 100 : PG - 100);
+	uint8_t expect[64];
+	tl_fill(expect, sizeof(expect), 100, 30);
+	assert_memory_equal(a, expect, sizeof(expect));
+	assert_int_equal(tl_stats(fs).pinned_pages, 1);
+	/* a punch under the pin zeroes in place and frees at unmap */
+	int64_t blocks = tl_blocks(f);
+	assert_int_equal(thpfs_fallocate(f, THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE, 0, PG), 0);
+	assert_int_equal(((uint8_t *)a)[0], 0);
+	assert_int_equal(tl_blocks(f), blocks);
+	assert_int_equal(thpfs_unmap(f, a), 0);
+	assert_int_equal(tl_blocks(f), blocks - (int64_t)(PG / 512));
+	assert_int_equal(tl_stats(fs).pinned_pages, 0);
+	tl_check_zero(f, 0, PG);
+	tl_check_pat(f, PG, 2 * MIB - PG, 30);
+	tl_close(f);
+}
+
 /* Pins on base pages and holes: thpfs_map allocates a hole like a write
  * fault would; pins nest. */
 static void test_map_hole(void **state)
@@ -520,6 +567,8 @@ int main(void)
 		TL_TEST(test_punch_pinned_rewrite, MIGRATE),
 		TL_TEST(test_punch_pinned_rewrite, INPLACE),
 		TL_TEST(test_punch_pinned_rewrite, NATIVE),
+		TL_TEST(test_map_existing, NATIVE),
+		TL_TEST(test_map_existing, "huge=never,collapse=off"),
 		TL_TEST(test_map_hole, MIGRATE),
 		TL_TEST(test_map_hole, "huge=never"),
 		TL_TEST(test_truncate_split, MIGRATE),

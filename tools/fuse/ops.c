@@ -18,6 +18,7 @@
 #include "thpfs-fuse.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -457,12 +458,42 @@ static char *read_buf_get(size_t size)
 	return rb->data;
 }
 
+/*
+ * Replies to a read straight from thpfs's memory when the whole range lies
+ * in one pinned mapping (a huge page): the kernel copies it out during the
+ * reply and the pin is dropped after it, saving the copy into a buffer.
+ * Returns false (nothing replied) when the range is not in one mapping.
+ */
+static bool read_zero_copy(fuse_req_t req, struct thpfs_file *f, size_t size, off_t off)
+{
+	void *addr;
+	size_t len;
+
+	if (thpfs_map_existing(f, off, &addr, &len) < 0)
+		return false;
+	if (len < size) {
+		/* shorter only at EOF is fine; else take the copying path */
+		struct stat st;
+
+		if (thpfs_fstat(f, &st) < 0 || (uint64_t)off + len < (uint64_t)st.st_size) {
+			thpfs_unmap(f, addr);
+			return false;
+		}
+		size = len;
+	}
+	fuse_reply_buf(req, addr, size);
+	thpfs_unmap(f, addr);
+	return true;
+}
+
 static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	char *buf;
 	ssize_t n;
 
+	if (size >= THPFS_FUSE_ZERO_COPY_MIN && read_zero_copy(req, fi_file(fi), size, off))
+		return;
 	buf = read_buf_get(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);

@@ -19,6 +19,10 @@
 /* Largest read or write the daemon asks the kernel for (FUSE_MAX_MAX_PAGES). */
 #define THPFS_FUSE_MAX_IO (1U << 20)
 
+/* Reads at least this large are answered straight from a pinned huge page
+ * when they lie in one; below it the pin costs more than the copy saves. */
+#define THPFS_FUSE_ZERO_COPY_MIN (32U << 10)
+
 struct thpfs_fuse {
 	struct thpfs *fs;       /* set before the session loop starts */
 	struct fuse_session *se; /* for notifications to the kernel */
