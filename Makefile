@@ -9,6 +9,8 @@ CFLAGS_BASE = -std=gnu11 -g $(OPT) -Wall -Wextra -Wno-unused-parameter -fPIC -pt
 ifeq ($(SAN),asan)
   B ?= build-asan
   SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  # the ASan build also checks the chunk invariants (src/internal.h)
+  CFLAGS += -DTHPFS_DEBUG
 else ifeq ($(SAN),tsan)
   B ?= build-tsan
   SANFLAGS = -fsanitize=thread

@@ -255,6 +255,7 @@ static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const c
 			break;
 		memcpy(c->mem + in, buf + done, n);
 		chunk_mark_written(fs, c, pf, pl);
+		_thpfs_chunk_check(c);
 		done += n;
 		/* Grow the size as we go: reclaim for the next chunk must see
 		 * these bytes as inside the file. */

@@ -20,13 +20,15 @@
  *             zero, it still holds memory, and it is freed by the deferred
  *             split queue once the chunk can be split.
  *
- * Invariants (checked by _thpfs_chunk_check in debug builds)
+ * Invariants (checked by _thpfs_chunk_check when built with THPFS_DEBUG, as
+ * the ASan build is)
  *   huge  => present == all, nr_present == 512, pending may be any subset.
  *   !huge => nr_present == popcount(present) > 0, pending  is a subset of present.
  *   uptodate is a subset of present.
+ *   pending not empty => queued (a pinned chunk may be queued with none).
  *   Bytes at or past i_size in present pages are zero.
  *   A chunk with pins > 0 is never split, collapsed, moved or freed.
- *   queued <=> the chunk is on fs->deferred (it has pending pages).
+ *   queued <=> the chunk is on fs->deferred.
  *
  * Lock order (each lock may be taken while holding the ones above it):
  *   fs->ns_lock            (rwlock)  namespace: directories, names, nlink,

@@ -60,8 +60,8 @@ void _thpfs_chunk_check(const struct thpfs_chunk *c)
 	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
 		if ((c->uptodate[i] | c->pending[i]) & ~c->present[i])
 			abort();
-	if (c->queued == thpfs_bitmap_empty(c->pending) && !c->pins)
-		abort();
+	if (!thpfs_bitmap_empty(c->pending) && !c->queued)
+		abort(); /* pending pages are always on the deferred queue */
 #else
 	(void)c;
 #endif

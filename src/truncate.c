@@ -74,6 +74,7 @@ static void mark_pending(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		c->pending[k] |= pages[k];
 	_thpfs_deferred_add(fs, c);
+	_thpfs_chunk_check(c);
 }
 
 /*
@@ -112,6 +113,7 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 			_thpfs_chunk_release(fs, c, all);
 		}
 		_thpfs_deferred_del(fs, c); /* nothing is pending any more */
+		_thpfs_chunk_check(c);
 	}
 	if (was_queued)
 		THPFS_STAT_ADD(fs, thp_deferred_split_done, 1);
