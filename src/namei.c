@@ -1017,7 +1017,12 @@ int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st)
 	return ret;
 }
 
-int thpfs_unlink(struct thpfs *fs, const char *path)
+/*
+ * Removes one name: resolves the parent and the name (from a path, or from a
+ * directory inode and a name) under ns_lock held for writing, then runs op.
+ */
+static int remove_name(struct thpfs *fs, const char *path, uint64_t parent, const char *name,
+		       int (*op)(struct thpfs *fs, const struct nd *nd))
 {
 	struct nd nd;
 	int ret;
@@ -1025,11 +1030,16 @@ int thpfs_unlink(struct thpfs *fs, const char *path)
 	if (!fs)
 		return -EINVAL;
 	pthread_rwlock_wrlock(&fs->ns_lock);
-	ret = walk_parent(fs, path, &nd);
+	ret = path ? walk_parent(fs, path, &nd) : nd_at(fs, parent, name, &nd);
 	if (!ret)
-		ret = do_unlink(fs, &nd);
+		ret = op(fs, &nd);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	return ret;
+}
+
+int thpfs_unlink(struct thpfs *fs, const char *path)
+{
+	return remove_name(fs, path, 0, NULL, do_unlink);
 }
 
 int thpfs_mkdir(struct thpfs *fs, const char *path, mode_t mode)
@@ -1050,17 +1060,7 @@ int thpfs_mkdir(struct thpfs *fs, const char *path, mode_t mode)
 
 int thpfs_rmdir(struct thpfs *fs, const char *path)
 {
-	struct nd nd;
-	int ret;
-
-	if (!fs)
-		return -EINVAL;
-	pthread_rwlock_wrlock(&fs->ns_lock);
-	ret = walk_parent(fs, path, &nd);
-	if (!ret)
-		ret = do_rmdir(fs, &nd);
-	pthread_rwlock_unlock(&fs->ns_lock);
-	return ret;
+	return remove_name(fs, path, 0, NULL, do_rmdir);
 }
 
 int thpfs_rename(struct thpfs *fs, const char *from, const char *to, unsigned flags)
@@ -1345,32 +1345,12 @@ int thpfs_link_at(struct thpfs *fs, uint64_t ino, uint64_t newparent, const char
 
 int thpfs_unlink_at(struct thpfs *fs, uint64_t parent, const char *name)
 {
-	struct nd nd;
-	int ret;
-
-	if (!fs)
-		return -EINVAL;
-	pthread_rwlock_wrlock(&fs->ns_lock);
-	ret = nd_at(fs, parent, name, &nd);
-	if (!ret)
-		ret = do_unlink(fs, &nd);
-	pthread_rwlock_unlock(&fs->ns_lock);
-	return ret;
+	return remove_name(fs, NULL, parent, name, do_unlink);
 }
 
 int thpfs_rmdir_at(struct thpfs *fs, uint64_t parent, const char *name)
 {
-	struct nd nd;
-	int ret;
-
-	if (!fs)
-		return -EINVAL;
-	pthread_rwlock_wrlock(&fs->ns_lock);
-	ret = nd_at(fs, parent, name, &nd);
-	if (!ret)
-		ret = do_rmdir(fs, &nd);
-	pthread_rwlock_unlock(&fs->ns_lock);
-	return ret;
+	return remove_name(fs, NULL, parent, name, do_rmdir);
 }
 
 int thpfs_rename_at(struct thpfs *fs, uint64_t parent, const char *name,
