@@ -66,8 +66,7 @@ int _thpfs_frames_init(struct thpfs *fs)
 	/* process_madvise on ourselves batches the TLB flushes of many
 	 * MADV_DONTNEEDs; without it we fall back to one madvise per run. */
 	fs->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	fs->thp_available = thp_enabled_in_sysfs();
-	fs->stats.thp_available = fs->thp_available;
+	fs->stats.thp_available = thp_enabled_in_sysfs();
 	fs->stats.size_limit = fs->opt.size;
 	return 0;
 }
@@ -212,14 +211,6 @@ static int budget_charge(struct thpfs *fs, uint64_t n, uint64_t credit)
 		return -ENOSPC;
 	fs->held_bytes += n;
 	return 0;
-}
-
-bool _thpfs_budget_fits(struct thpfs *fs, uint64_t n)
-{
-	pthread_mutex_lock(&fs->frame_lock);
-	bool ok = !fs->opt.size || fs->held_bytes + n <= fs->opt.size;
-	pthread_mutex_unlock(&fs->frame_lock);
-	return ok;
 }
 
 /* Faults in [p, p+len) for writing.  Falls back to touching each page on
@@ -411,12 +402,18 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	THPFS_STAT_ADD(fs, bytes_released, n);
 }
 
-void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
+/* A huge frame now counts as 512 base pages (its memory is unchanged). */
+static void account_huge_as_base(struct thpfs *fs)
 {
-	madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
+}
+
+void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
+{
+	madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+	account_huge_as_base(fs);
 }
 
 int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
@@ -432,9 +429,7 @@ int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
 		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
 		return -EINVAL;
 	}
-	THPFS_STAT_SUB(fs, huge_frames, 1);
-	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
-	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
+	account_huge_as_base(fs);
 	return 0;
 }
 

@@ -186,7 +186,6 @@ struct thpfs_chunk {
 	char *mem;                  /* huge frame or base block */
 	bool huge;                  /* mem is a huge frame */
 	bool queued;                /* on fs->deferred */
-	bool inplace;               /* base block made from a huge frame in place */
 	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
 	uint32_t nr_present;        /* pages holding memory */
 	thpfs_bitmap_t present;
@@ -284,7 +283,6 @@ struct thpfs {
 	uint64_t release_pages;
 	int pidfd;
 	int fault_repeat;
-	bool thp_available;
 
 	/* collapse thread (collapse.c) */
 	pthread_t collapse_tid;
@@ -330,8 +328,6 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
  * _thpfs_pages_release + _thpfs_block_free. */
 void _thpfs_huge_to_block(struct thpfs *fs, char *mem);
-/* Whether n more bytes fit in size=. */
-bool _thpfs_budget_fits(struct thpfs *fs, uint64_t n);
 /* As above, for a split or collapse that is about to give credit bytes back:
  * the budget may be passed by up to credit bytes for that moment. */
 char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);

@@ -177,12 +177,10 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		copy_pages(block, c->mem, keep);
 		_thpfs_huge_free(fs, c->mem);
 		c->mem = block;
-		c->inplace = false;
 	} else {
 		if (mode == THPFS_SPLIT_INPLACE)
 			_thpfs_huge_to_block(fs, c->mem);
 		release_pages(fs, c->mem, drop);
-		c->inplace = true;
 	}
 	c->huge = false;
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
@@ -235,7 +233,6 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 	THPFS_STAT_ADD(fs, pages_collapsed, c->nr_present);
 	c->mem = huge;
 	c->huge = true;
-	c->inplace = false;
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 	thpfs_bitmap_fill(c->present);
 	if (uptodate)
