@@ -47,16 +47,6 @@ static uint64_t statfs_free(struct thpfs *fs)
 	return sf.bfree * sf.bsize;
 }
 
-/* Asserts that the memory gauges of a and b are equal. */
-static void same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
-{
-	assert_int_equal(a->shmem_bytes, b->shmem_bytes);
-	assert_int_equal(a->shmem_huge_bytes, b->shmem_huge_bytes);
-	assert_int_equal(a->huge_frames, b->huge_frames);
-	assert_int_equal(a->base_pages, b->base_pages);
-	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
-}
-
 /* ---- budget: deterministic cases ---- */
 
 /*
@@ -111,7 +101,7 @@ static void test_budget_enospc_recover(void **state)
 	assert_int_equal(thpfs_fallocate(a, THPFS_FALLOC_KEEP_SIZE, (off_t)(4 * MIB), (off_t)PG),
 			 -ENOSPC);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	assert_int_equal(tl_size(b), 0);
 	assert_int_equal(tl_blocks(b), 0);
 	assert_int_equal(tl_size(a), 4 * MIB);
@@ -510,7 +500,7 @@ static void test_fault_all_fail(void **state)
 	assert_int_equal(thpfs_map(g, 5, &addr, &len), -ENOMEM);
 	assert_int_equal(tl_blocks(g), 0);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	assert_int_equal(s1.pinned_pages, 0);
 	assert_int_equal(held_now(fs), held);
 	assert_int_equal(tl_blocks(f), blocks);
@@ -522,7 +512,7 @@ static void test_fault_all_fail(void **state)
 	tl_write_pat(f, 4096, 3 * PG, 3);
 	tl_write_pat(f, 2 * MIB + 8 * PG, PG, 3);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	thpfs_fault_inject(fs, 0, 0);
 	assert_int_equal(thpfs_pwrite(g, &c, 1, 0), 1);
 	tl_close(g);
@@ -612,7 +602,7 @@ static void test_fault_fallocate_sweep(void **state)
 			break;
 		assert_int_equal(r, -ENOMEM);
 		s1 = tl_stats(fs);
-		same_memory(&s0, &s1);
+		tl_same_memory(&s0, &s1);
 		assert_int_equal(held_now(fs), held);
 		assert_int_equal(tl_blocks(f), blocks);
 		assert_int_equal(tl_size(f), size);

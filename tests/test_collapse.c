@@ -495,16 +495,6 @@ static void test_collapse_nohugepage(void **state)
 
 /* ---- a collapse that cannot get a frame ---- */
 
-/* Asserts that the memory gauges of a and b are equal. */
-static void same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
-{
-	assert_int_equal(a->shmem_bytes, b->shmem_bytes);
-	assert_int_equal(a->shmem_huge_bytes, b->shmem_huge_bytes);
-	assert_int_equal(a->huge_frames, b->huge_frames);
-	assert_int_equal(a->base_pages, b->base_pages);
-	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
-}
-
 /* Eager and requested collapses whose huge frame allocation fails leave
  * the base pages, the bytes and the gauges as they were. */
 static void test_collapse_no_frame(void **state)
@@ -538,7 +528,7 @@ static void test_collapse_no_frame(void **state)
 	thpfs_fault_inject(fs, 0, 0);
 	s1 = tl_stats(fs);
 	assert_int_equal(s1.thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed + 1);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	_thpfs_release_flush(fs);
 	assert_int_equal(_thpfs_held_bytes(fs), held);
 	tl_check_pat(f, 0, 2 * MIB, 11);

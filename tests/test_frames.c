@@ -104,14 +104,6 @@ static void test_smaps_huge(void **state)
 	assert_true(gone <= after - (int64_t)(8 * MIB));
 }
 
-static void same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
-{
-	assert_int_equal(a->shmem_bytes, b->shmem_bytes);
-	assert_int_equal(a->shmem_huge_bytes, b->shmem_huge_bytes);
-	assert_int_equal(a->huge_frames, b->huge_frames);
-	assert_int_equal(a->base_pages, b->base_pages);
-}
-
 /* Whether new chunks of this mount get huge pages. */
 static bool mount_is_huge(void **state)
 {
@@ -140,7 +132,7 @@ static void test_fault_inject(void **state)
 		assert_int_equal(tl_blocks(f), 2 * BLK_HPG + BLK_PG);
 		assert_int_equal(thpfs_ftruncate(f, 4 * MIB), 0);
 		s1 = tl_stats(fs);
-		same_memory(&s0, &s1);
+		tl_same_memory(&s0, &s1);
 		/* failing the fallback too: -ENOMEM, nothing changed */
 		thpfs_fault_inject(fs, 1, 1);
 		assert_int_equal(thpfs_pwrite(f, &c, 1, 6 * MIB), -ENOMEM);
@@ -151,13 +143,13 @@ static void test_fault_inject(void **state)
 		assert_int_equal(thpfs_pwrite(f, &c, 1, 6 * MIB), -ENOMEM);
 	}
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	assert_int_equal(tl_size(f), 4 * MIB);
 	/* the switch is off (or one-shot and spent): the next one works */
 	assert_int_equal(thpfs_pwrite(f, &c, 1, 6 * MIB), 1);
 	assert_int_equal(thpfs_ftruncate(f, 4 * MIB), 0);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 
 	/* fallocate is all or nothing: allocations from the 3rd one on fail
 	 * (8 MiB = 4 chunks, so the first two are taken back) */
@@ -166,20 +158,20 @@ static void test_fault_inject(void **state)
 	assert_int_equal(thpfs_fallocate(f, THPFS_FALLOC_KEEP_SIZE, 8 * MIB, 8 * MIB), -ENOMEM);
 	thpfs_fault_inject(fs, 0, 0);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	assert_int_equal(tl_size(f), 4 * MIB);
 	if (!huge) {
 		/* one-shot on the 3rd of 4 chunks */
 		thpfs_fault_inject(fs, 3, 0);
 		assert_int_equal(thpfs_fallocate(f, 0, 8 * MIB, 8 * MIB), -ENOMEM);
 		s1 = tl_stats(fs);
-		same_memory(&s0, &s1);
+		tl_same_memory(&s0, &s1);
 		assert_int_equal(tl_size(f), 4 * MIB);
 	}
 	assert_int_equal(thpfs_fallocate(f, THPFS_FALLOC_KEEP_SIZE, 8 * MIB, 8 * MIB), 0);
 	assert_int_equal(thpfs_ftruncate(f, 4 * MIB), 0);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 
 	/* every allocation fails until switched off */
 	thpfs_fault_inject(fs, 1, 1);
@@ -194,7 +186,7 @@ static void test_fault_inject(void **state)
 	tl_check_pat(f, 0, 4 * MIB, 1);
 	assert_int_equal(thpfs_pwrite(f, &c, 1, 5), 1);
 	s1 = tl_stats(fs);
-	same_memory(&s0, &s1);
+	tl_same_memory(&s0, &s1);
 	thpfs_fault_inject(fs, 0, 0);
 	assert_int_equal(thpfs_pwrite(g, &c, 1, 0), 1);
 	tl_close(g);
@@ -231,7 +223,7 @@ static void test_fault_inject_long_write(void **state)
 	if (n < 0) {
 		assert_int_equal(n, -ENOMEM);
 		assert_int_equal(tl_size(f), 0);
-		same_memory(&s0, &s1);
+		tl_same_memory(&s0, &s1);
 	} else {
 		assert_true(n > 0 && (size_t)n < len);
 		assert_int_equal(tl_size(f), n);

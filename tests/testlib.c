@@ -255,3 +255,12 @@ int tl_teardown(void **state)
 	free(fx);
 	return r ? -1 : 0;
 }
+
+void tl_same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
+{
+	assert_int_equal(a->shmem_bytes, b->shmem_bytes);
+	assert_int_equal(a->shmem_huge_bytes, b->shmem_huge_bytes);
+	assert_int_equal(a->huge_frames, b->huge_frames);
+	assert_int_equal(a->base_pages, b->base_pages);
+	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
+}

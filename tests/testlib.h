@@ -43,6 +43,9 @@ struct thpfs_file *tl_open(struct thpfs *fs, const char *path, int flags);
 void tl_close(struct thpfs_file *f);
 struct thpfs_stats tl_stats(struct thpfs *fs);
 struct stat tl_fstat(struct thpfs_file *f);
+/* Asserts that the memory gauges of a and b are equal (memory held, huge and
+ * base pages, the deferred split queue). */
+void tl_same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b);
 /* st_blocks / st_size of an open file */
 int64_t tl_blocks(struct thpfs_file *f);
 int64_t tl_size(struct thpfs_file *f);
