@@ -927,7 +927,7 @@ int main(int argc, char **argv)
 {
 	struct cbench_opts o;
 	struct bench_backend kernel = { "kernel", BENCH_KERNEL, NULL, NULL, NULL };
-	struct bench_backend thp = { "thpfs", BENCH_THPFS, "huge=always,split=migrate", NULL, NULL };
+	struct bench_backend thp = { "thpfs", BENCH_THPFS, "huge=always", NULL, NULL };
 	static struct restore_result rr[2];
 	static struct latency_result lat;
 	char kdir[256], msg[160];
