@@ -103,12 +103,14 @@ static void tb_close(struct bl_backend *be)
 	be->priv = NULL;
 }
 
-static int tb_write(struct bl_backend *be, uint64_t off, const void *buf, size_t len)
+/* Writes or reads all of [off, off+len), short transfers retried. */
+static int tb_io(struct bl_backend *be, uint64_t off, void *buf, size_t len, bool write)
 {
-	const char *p = buf;
+	char *p = buf;
 
 	while (len) {
-		ssize_t n = thpfs_pwrite(tb(be)->f, p, len, (off_t)off);
+		ssize_t n = write ? thpfs_pwrite(tb(be)->f, p, len, (off_t)off)
+				  : thpfs_pread(tb(be)->f, p, len, (off_t)off);
 
 		if (n < 0)
 			return (int)n;
@@ -121,22 +123,14 @@ static int tb_write(struct bl_backend *be, uint64_t off, const void *buf, size_t
 	return 0;
 }
 
+static int tb_write(struct bl_backend *be, uint64_t off, const void *buf, size_t len)
+{
+	return tb_io(be, off, (void *)buf, len, true);
+}
+
 static int tb_read(struct bl_backend *be, uint64_t off, void *buf, size_t len)
 {
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = thpfs_pread(tb(be)->f, p, len, (off_t)off);
-
-		if (n < 0)
-			return (int)n;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return tb_io(be, off, buf, len, false);
 }
 
 static int tb_punch(struct bl_backend *be, uint64_t off, uint64_t len)
