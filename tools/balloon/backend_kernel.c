@@ -8,9 +8,10 @@
  * a tmpfs hole would allocate a page, pread does not); the host discards
  * with fallocate(PUNCH_HOLE|KEEP_SIZE) and zeroes with pwrite.
  *
- * Huge-page coverage is ShmemPmdMapped of the mapping in /proc/self/smaps,
- * read after touching one present page of every 2 MiB range (khugepaged
- * unmaps what it collapses until the next fault).  Split and collapse
+ * Huge-page coverage is what PAGEMAP_SCAN reports mapped with huge pages
+ * over the mapping (pagemap.c, as on the thpfs side), read after touching
+ * one present page of every 2 MiB range (khugepaged unmaps what it
+ * collapses until the next fault).  Split and collapse
  * counters are deltas of the global /proc/vmstat: other activity on the
  * machine shows up in them.
  */
@@ -243,38 +244,16 @@ static void kb_touch_present(struct bl_backend *be)
 	(void)sink;
 }
 
-/* ShmemPmdMapped (bytes) of the VMA that starts at map. */
-static int64_t kb_smaps_pmd(const char *map)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false;
-	int64_t kbytes = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-		unsigned long long v;
-
-		/* VMA header lines start "start-end "; field lines "Name: " */
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
-			in = start == (unsigned long)map;
-			continue;
-		}
-		if (in && sscanf(line, "ShmemPmdMapped: %llu kB", &v) == 1) {
-			kbytes = (int64_t)v;
-			break;
-		}
-	}
-	fclose(f);
-	return kbytes < 0 ? kbytes : kbytes * 1024;
-}
-
 static int64_t kb_huge_bytes(struct bl_backend *be)
 {
 	kb_touch_present(be);
-	return kb_smaps_pmd(kb(be)->map);
+	return bl_pagemap_huge_bytes(kb(be)->map, be->size);
+}
+
+static const char *kb_guest_path(struct bl_backend *be)
+{
+	(void)be;
+	return "mapping";
 }
 
 static uint64_t read_u64_file(const char *path)
@@ -335,6 +314,7 @@ const struct bl_backend_ops bl_kernel_ops = {
 	.map_pages = kb_map_pages,
 	.unmap_pages = kb_unmap_pages,
 	.huge_bytes = kb_huge_bytes,
+	.guest_path = kb_guest_path,
 	.counters = kb_counters,
 	.collapse = kb_collapse,
 };

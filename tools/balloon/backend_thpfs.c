@@ -2,12 +2,16 @@
  * backend_thpfs.c - guest RAM as one libthpfs file in an in-process mount
  * ("huge=always" with the default split mode, plus --thpfs-options).
  *
- * Paths: the guest writes with thpfs_pwrite (where the library's eager
- * collapse lives), the checks read with thpfs_pread (holes stay holes), the
- * host discards with thpfs_fallocate(PUNCH_HOLE|KEEP_SIZE) and zeroes with
- * pwrite.  Guest memory speed reads through thpfs_map pointers: every page
- * read is pinned (one pin covers a whole huge page) before the timed loop
- * and unpinned after it, so the loop itself is plain loads.
+ * Paths: the checks read with thpfs_pread (holes stay holes), the host
+ * discards with thpfs_fallocate(PUNCH_HOLE|KEEP_SIZE) and zeroes with
+ * pwrite.  How the guest itself reaches its RAM is one small layer below
+ * ("the guest's access"): through the library's guest-RAM mapping
+ * (thpfs_mmap) when include/thpfs.h has it, as the kernel backend's guest
+ * writes through its shared mapping; else with thpfs_pwrite, and its
+ * pointer chase through thpfs_map pins.
+ *
+ * Huge-page coverage is asked from the kernel (PAGEMAP_SCAN, pagemap.c); see
+ * tb_huge_bytes.
  */
 #define _GNU_SOURCE
 #include "balloon.h"
@@ -26,6 +30,8 @@
 struct thpfs_be {
 	struct thpfs *fs;
 	struct thpfs_file *f;
+	char *map;		/* the guest-RAM mapping (thpfs_mmap), or NULL */
+	size_t map_len;
 	void **pins;		/* addresses returned by thpfs_map */
 	uint64_t npins, pins_cap;
 	char *zeros;
@@ -38,6 +44,10 @@ static struct thpfs_be *tb(struct bl_backend *be)
 
 static void tb_free(struct thpfs_be *t)
 {
+#ifdef THPFS_MMAP_ALIGN
+	if (t->map)
+		thpfs_munmap(t->f, t->map, t->map_len);
+#endif
 	if (t->f)
 		thpfs_close(t->f);
 	if (t->fs)
@@ -45,6 +55,45 @@ static void tb_free(struct thpfs_be *t)
 	free(t->pins);
 	free(t->zeros);
 	free(t);
+}
+
+/* ---- The guest's access to its RAM ---- */
+
+/*
+ * Maps guest RAM for the guest when the library can: one contiguous
+ * mapping that is the file's storage (needs a size in whole 2 MiB; a guest
+ * of another size, or a kernel without PAGEMAP_SCAN (-EOPNOTSUPP), writes
+ * with pwrite instead).
+ */
+static int tb_guest_map(struct thpfs_be *t, uint64_t size, char *err, size_t errlen)
+{
+#ifdef THPFS_MMAP_ALIGN
+	void *addr = NULL;
+	int rc;
+
+	if (size % THPFS_MMAP_ALIGN)
+		return 0;
+	rc = thpfs_mmap(t->f, 0, size, &addr);
+	if (rc == -EOPNOTSUPP)
+		return 0;
+	if (rc) {
+		snprintf(err, errlen, "thpfs_mmap of guest RAM: %s", strerror(-rc));
+		return rc;
+	}
+	t->map = addr;
+	t->map_len = size;
+#else
+	(void)t;
+	(void)size;
+	(void)err;
+	(void)errlen;
+#endif
+	return 0;
+}
+
+static const char *tb_guest_path(struct bl_backend *be)
+{
+	return tb(be)->map ? "mapping" : "pwrite";
 }
 
 static int tb_open(struct bl_backend *be, uint64_t size, const char *opts, char *err,
@@ -76,6 +125,11 @@ static int tb_open(struct bl_backend *be, uint64_t size, const char *opts, char 
 		rc = thpfs_ftruncate(t->f, (off_t)size);
 	if (rc) {
 		snprintf(err, errlen, "thpfs: creating guest RAM: %s", strerror(-rc));
+		tb_free(t);
+		return rc;
+	}
+	rc = tb_guest_map(t, size, err, errlen);
+	if (rc) {
 		tb_free(t);
 		return rc;
 	}
@@ -123,8 +177,17 @@ static int tb_io(struct bl_backend *be, uint64_t off, void *buf, size_t len, boo
 	return 0;
 }
 
+/* The guest stores to its RAM. */
 static int tb_write(struct bl_backend *be, uint64_t off, const void *buf, size_t len)
 {
+	struct thpfs_be *t = tb(be);
+
+	if (t->map) {
+		if (off + len > be->size)
+			return -EINVAL;
+		memcpy(t->map + off, buf, len);
+		return 0;
+	}
 	return tb_io(be, off, (void *)buf, len, true);
 }
 
@@ -139,11 +202,12 @@ static int tb_punch(struct bl_backend *be, uint64_t off, uint64_t len)
 			       (off_t)off, (off_t)len);
 }
 
+/* The host zeroes (legacy): with pwrite, as on the kernel side. */
 static int tb_zero(struct bl_backend *be, uint64_t off, uint64_t len)
 {
 	while (len) {
 		size_t n = len < ZERO_CHUNK ? len : ZERO_CHUNK;
-		int err = tb_write(be, off, tb(be)->zeros, n);
+		int err = tb_io(be, off, tb(be)->zeros, n, true);
 
 		if (err)
 			return err;
@@ -190,6 +254,12 @@ static int tb_map_pages(struct bl_backend *be, const uint32_t *pfns, uint64_t n,
 	uint64_t moff = 0, mlen = 0;
 	char *maddr = NULL;
 
+	if (t->map) {
+		for (uint64_t i = 0; i < n; i++)
+			ptrs[i] = t->map + ((uint64_t)pfns[i] << BL_PAGE_SHIFT);
+		return 0;
+	}
+
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t off = (uint64_t)pfns[i] << BL_PAGE_SHIFT;
 
@@ -214,12 +284,23 @@ static int tb_map_pages(struct bl_backend *be, const uint32_t *pfns, uint64_t n,
 	return 0;
 }
 
+/*
+ * Bytes of guest RAM the kernel maps with huge pages: PAGEMAP_SCAN over the
+ * mapping.  Without one, over the run's whole address space: the file's
+ * frames are the only memory of the run's process that asks for huge pages
+ * (MADV_HUGEPAGE; the model's own arrays do not), so with THP in "madvise"
+ * or "never" mode that is the file's huge frames and nothing else.  (Not
+ * thpfs_map_existing on each frame: dropping such a pin settles lazily
+ * freed pages, which would change what is measured.)
+ */
 static int64_t tb_huge_bytes(struct bl_backend *be)
 {
-	struct thpfs_stats st;
-	int err = thpfs_get_stats(tb(be)->fs, &st);
+	struct thpfs_be *t = tb(be);
 
-	return err ? err : (int64_t)st.shmem_huge_bytes;
+	if (t->map)
+		return bl_pagemap_huge_bytes(t->map, t->map_len);
+	return bl_pagemap_huge_bytes((void *)(uintptr_t)BL_PAGE_SIZE,
+				     (size_t)(0x7ffffffff000ULL - BL_PAGE_SIZE)); /* x86-64 TASK_SIZE */
 }
 
 static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
@@ -255,6 +336,7 @@ const struct bl_backend_ops bl_thpfs_ops = {
 	.map_pages = tb_map_pages,
 	.unmap_pages = tb_unmap_pages,
 	.huge_bytes = tb_huge_bytes,
+	.guest_path = tb_guest_path,
 	.counters = tb_counters,
 	.collapse = tb_collapse,
 };

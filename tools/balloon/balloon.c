@@ -102,11 +102,14 @@ int bl_balloon_deflate(struct bl_balloon *bl, struct bl_buddy *g, struct bl_host
 	return 0;
 }
 
-/* Free blocks of order >= BL_REPORT_ORDER, taken off the free lists. */
-static struct bl_block *report_isolate(struct bl_buddy *g, uint64_t *count)
+/* Free blocks of order >= BL_REPORT_ORDER not yet reported, taken off the
+ * free lists (Linux isolates a block while its report is out); *skipped
+ * gets the pages of free blocks passed over because they were reported. */
+static struct bl_block *report_isolate(struct bl_buddy *g, uint64_t *count, uint64_t *skipped)
 {
 	uint64_t n = 0, cap = 0;
 
+	*skipped = 0;
 	for (unsigned o = BL_REPORT_ORDER; o <= BL_MAX_ORDER; o++)
 		cap += g->nr_blocks[o];
 	struct bl_block *blk = malloc(sizeof(*blk) * (cap ? cap : 1));
@@ -114,25 +117,38 @@ static struct bl_block *report_isolate(struct bl_buddy *g, uint64_t *count)
 	if (!blk)
 		return NULL;
 	for (unsigned o = BL_REPORT_ORDER; o <= BL_MAX_ORDER; o++) {
-		while (g->head[o] != BL_NIL) {
-			blk[n].pfn = g->head[o];
-			blk[n].order = (uint8_t)o;
-			bl_buddy_isolate(g, blk[n].pfn);
-			n++;
-		}
+		uint32_t head = g->head[o];
+
+		if (head == BL_NIL)
+			continue;
+		/* walk the list once; isolating unlinks, so collect first */
+		uint32_t pfn = head;
+
+		do {
+			if (g->reported[pfn])
+				*skipped += 1ULL << o;
+			else
+				blk[n++] = (struct bl_block){ .pfn = pfn, .order = (uint8_t)o };
+			pfn = g->next[pfn];
+		} while (pfn != head);
 	}
+	for (uint64_t i = 0; i < n; i++)
+		bl_buddy_isolate(g, blk[i].pfn);
 	*count = n;
 	return blk;
 }
 
 int64_t bl_balloon_report(struct bl_balloon *bl, struct bl_buddy *g, struct bl_host *h)
 {
-	uint64_t n, pages = 0;
-	struct bl_block *blk = report_isolate(g, &n);
+	uint64_t n, skipped, pages = 0;
+	struct bl_block *blk;
 	int err = 0;
 
+	g->report_requested = false;
+	blk = report_isolate(g, &n, &skipped);
 	if (!blk)
 		return -ENOMEM;
+	bl->report_passes++;
 	for (uint64_t i = 0; i < n && !err; i += BL_REPORT_MAX) {
 		unsigned k = (unsigned)(n - i < BL_REPORT_MAX ? n - i : BL_REPORT_MAX);
 
@@ -143,13 +159,20 @@ int64_t bl_balloon_report(struct bl_balloon *bl, struct bl_buddy *g, struct bl_h
 		for (unsigned j = 0; j < k && !err; j++) {
 			uint64_t len = 1ULL << blk[i + j].order;
 
-			memset(bl->given + blk[i + j].pfn, BL_GIVEN_REPORT, len);
+			for (uint64_t p = blk[i + j].pfn; p < blk[i + j].pfn + len; p++)
+				if (!bl->given[p])
+					bl->given[p] = BL_GIVEN_REPORT;
 			pages += len;
 		}
 	}
-	for (uint64_t i = 0; i < n; i++)
-		bl_buddy_free(g, blk[i].pfn, blk[i].order);
+	for (uint64_t i = 0; i < n; i++) {
+		if (err)
+			bl_buddy_free(g, blk[i].pfn, blk[i].order);
+		else
+			bl_buddy_putback_reported(g, blk[i].pfn, blk[i].order);
+	}
 	free(blk);
 	bl->reported_pages += pages;
+	bl->skipped_pages += skipped;
 	return err ? err : (int64_t)pages;
 }

@@ -13,6 +13,8 @@
  *   backend_kernel.c guest RAM as a file on a private tmpfs huge=always mount
  *   scenario.c       one run (backend x policy) in a child process, measured
  *                    in a child memory cgroup
+ *   trace.c          a recorded balloon request stream (--trace FILE)
+ *   pagemap.c        huge-page coverage from the kernel (PAGEMAP_SCAN)
  *   report.c         the table, --json and the gnuplot PNG
  *   main.c           options
  *
@@ -47,6 +49,7 @@ enum bl_policy {
 	BL_QEMU_PBP,
 	BL_HUGE_BITMAP,
 	BL_LAZY,
+	BL_WHOLE_LAZY,
 	BL_NR_POLICIES
 };
 
@@ -70,8 +73,12 @@ struct bl_config {
 	double frag;		/* 0: free memory in whole 2 MiB blocks .. 1: scattered */
 	double free_frac;	/* share of guest RAM free after the workload */
 	uint64_t seed;
-	uint64_t reads;		/* random reads per speed measurement */
-	bool report;		/* free page reporting after inflate */
+	uint64_t reads;		/* pointer-chase loads per speed measurement */
+	bool report;		/* free page reporting (the guest's worker) */
+	double report_delay;	/* s from a high-order free to the worker's pass */
+	const char *trace;	/* replay this request stream instead of the model
+				 * guest (NULL: the model) */
+	struct bl_trace *tr;	/* the parsed trace */
 	bool collapse;		/* explicit collapse after the rewrite */
 	bool policies[BL_NR_POLICIES];
 	bool backends[BL_NR_BACKENDS];
@@ -93,6 +100,14 @@ struct bl_buddy {
 	uint32_t npages;
 	uint32_t *next, *prev;	/* list links of free block heads */
 	uint8_t *free_order;
+	/* free page reporting, as Linux's PageReported: set on a free block
+	 * head the worker reported, cleared when the block leaves its free
+	 * list (allocated, merged, isolated) */
+	uint8_t *reported;
+	/* a block of order >= BL_REPORT_ORDER was freed since the worker last
+	 * ran (page_reporting_notify_free), and when */
+	bool report_requested;
+	double report_requested_at;
 	uint32_t head[BL_MAX_ORDER + 1];
 	uint64_t nr_blocks[BL_MAX_ORDER + 1];
 	uint64_t free_pages;
@@ -102,6 +117,9 @@ void bl_buddy_destroy(struct bl_buddy *b);
 /* First frame of a free block of 2^order frames, or -ENOMEM. */
 int64_t bl_buddy_alloc(struct bl_buddy *b, unsigned order);
 void bl_buddy_free(struct bl_buddy *b, uint32_t pfn, unsigned order);
+/* Puts a block the worker reported back (no new request), marked reported
+ * if it did not merge (Linux's page_reporting_drain). */
+void bl_buddy_putback_reported(struct bl_buddy *b, uint32_t pfn, unsigned order);
 /* Takes the free block whose head is pfn off its list (page reporting
  * isolates blocks this way); bl_buddy_free puts it back. */
 void bl_buddy_isolate(struct bl_buddy *b, uint32_t pfn);
@@ -129,6 +147,10 @@ void bl_workload_destroy(struct bl_workload *w);
  * (pfn, gen), 0 if not. */
 void bl_stamp(void *page, uint64_t pfn, uint64_t gen);
 int bl_stamp_check(const void *page, uint64_t pfn, uint64_t gen);
+/* The 8-byte word of page pfn that holds the guest's pointer chase (see
+ * scenario.c): one word in a line that depends on pfn, never line 0.
+ * bl_stamp_check does not look at it. */
+unsigned bl_chase_word(uint64_t pfn);
 int bl_page_is_zero(const void *page);
 
 /* ---- Backends: guest RAM (backend_thpfs.c, backend_kernel.c) ---- */
@@ -150,7 +172,8 @@ struct bl_backend_ops {
 	int (*open)(struct bl_backend *be, uint64_t size, const char *opts, char *err,
 		    size_t errlen);
 	void (*close)(struct bl_backend *be);
-	/* The guest writes guest RAM (thpfs: pwrite; kernel: the mapping). */
+	/* The guest writes guest RAM (kernel: the shared mapping; thpfs: the
+	 * thpfs_mmap mapping when the library has it, else thpfs_pwrite). */
 	int (*write)(struct bl_backend *be, uint64_t off, const void *buf, size_t len);
 	/* Reads guest RAM without allocating holes (pread on both). */
 	int (*read)(struct bl_backend *be, uint64_t off, void *buf, size_t len);
@@ -168,8 +191,11 @@ struct bl_backend_ops {
 	 * unmap_pages (thpfs: pins; kernel: the mapping). */
 	int (*map_pages)(struct bl_backend *be, const uint32_t *pfns, uint64_t n, char **ptrs);
 	void (*unmap_pages)(struct bl_backend *be);
-	/* Bytes of guest RAM held in huge pages now. */
+	/* Bytes of guest RAM the kernel maps with huge (PMD) pages now, asked
+	 * with PAGEMAP_SCAN PAGE_IS_HUGE; -ENOSYS when the kernel cannot say. */
 	int64_t (*huge_bytes)(struct bl_backend *be);
+	/* How the guest reaches its RAM, for the output ("mapping", "pwrite"). */
+	const char *(*guest_path)(struct bl_backend *be);
 	void (*counters)(struct bl_backend *be, struct bl_thp_counters *c);
 	/* Collapse what can be collapsed (thpfs_collapse / MADV_COLLAPSE);
 	 * returns huge pages made if known, else 0, or a negative errno. */
@@ -195,6 +221,11 @@ enum bl_host_state {
 	BL_H_DISCARDED,		/* punched: memory given back */
 };
 
+/* Bytes of [addr, addr+len) the kernel maps with huge pages (PAGEMAP_SCAN
+ * on /proc/self/pagemap, PAGE_IS_HUGE; Linux 6.7+), -ENOSYS on an older
+ * kernel (pagemap.c). */
+int64_t bl_pagemap_huge_bytes(const void *addr, size_t len);
+
 struct bl_host {
 	int policy;
 	struct bl_backend *be;
@@ -203,7 +234,7 @@ struct bl_host {
 	/* qemu-pbp: QEMU's PartiallyBalloonedPage, one per message */
 	int64_t pbp_huge;	/* huge page it tracks, -1 for none */
 	uint64_t pbp_bits[BL_PAGES_PER_HUGE / 64];
-	/* huge-bitmap: a bitmap per 2 MiB page, kept across messages */
+	/* huge-bitmap, whole-lazy: a bitmap per 2 MiB page, kept across messages */
 	uint64_t (*hb_bits)[BL_PAGES_PER_HUGE / 64];
 	uint16_t *hb_count;
 	/* lazy: queued frames, oldest first (a frame deflated while queued
@@ -216,9 +247,12 @@ struct bl_host {
 	uint64_t report_msgs;
 	uint32_t max_report_blocks;
 	uint64_t punches, punched_bytes;
-	uint64_t huge_discards;	/* whole huge pages discarded (qemu-pbp, huge-bitmap) */
+	uint64_t huge_discards;	/* whole huge pages discarded (qemu-pbp, huge-bitmap,
+				 * whole-lazy) */
 	uint64_t zeroes, zeroed_bytes;
 	double busy_s;		/* time spent handling messages */
+	uint64_t ask_ops;	/* discards done when the host asked */
+	double ask_busy_s;	/* time spent on them */
 };
 int bl_host_init(struct bl_host *h, int policy, struct bl_backend *be, uint64_t npages);
 void bl_host_destroy(struct bl_host *h);
@@ -234,9 +268,9 @@ struct bl_block {
 	uint8_t order;
 };
 int bl_host_report(struct bl_host *h, const struct bl_block *blk, unsigned n);
-/* The host wants bytes of memory back: lazy punches queued pages, oldest
- * first, until that much is released or the queue is empty.  Returns bytes
- * released; other policies have nothing to release. */
+/* The host wants bytes of memory back: lazy and whole-lazy punch queued
+ * pages, oldest first, until that much is released or the queue is empty.
+ * Returns bytes released; other policies have nothing to release. */
 int64_t bl_host_ask(struct bl_host *h, uint64_t bytes);
 
 /* ---- Guest: the balloon driver (balloon.c) ----
@@ -250,8 +284,10 @@ struct bl_balloon {
 	uint64_t npages;	/* guest RAM frames */
 	uint64_t inflate_msgs, deflate_msgs;
 	uint32_t max_msg;	/* largest message the driver sent */
-	uint64_t reported_pages;
+	uint64_t reported_pages;	/* pages in blocks reported, every pass */
+	uint64_t skipped_pages;		/* free pages a pass skipped: reported before */
 	uint64_t report_msgs;
+	uint64_t report_passes;
 	uint32_t max_report;
 	uint8_t *given;		/* per frame: 0, BL_GIVEN_BALLOON, BL_GIVEN_REPORT */
 };
@@ -270,9 +306,12 @@ int64_t bl_balloon_inflate(struct bl_balloon *bl, struct bl_buddy *g, struct bl_
  * reuse for each message. */
 int bl_balloon_deflate(struct bl_balloon *bl, struct bl_buddy *g, struct bl_host *h,
 		       bl_pages_fn reuse, void *ctx);
-/* Free page reporting: reports every free block of at least 2 MiB, in
- * reports of at most BL_REPORT_MAX blocks; the blocks are isolated while
- * reported and free again afterwards.  Returns pages reported. */
+/* Free page reporting, one pass of Linux's page_reporting worker: reports
+ * every free block of order >= BL_REPORT_ORDER that is not marked reported,
+ * in reports of at most BL_REPORT_MAX blocks; the blocks are isolated while
+ * the host handles a report and put back marked reported; blocks already
+ * marked are skipped.  Clears the buddy's request.  Returns pages reported
+ * in this pass. */
 int64_t bl_balloon_report(struct bl_balloon *bl, struct bl_buddy *g, struct bl_host *h);
 
 /* ---- One run (scenario.c) ---- */
@@ -295,7 +334,10 @@ struct bl_result {
 	/* guest */
 	uint64_t size;
 	uint64_t free_bytes, free_huge_bytes;	/* after the workload */
-	uint64_t ballooned, reported;
+	uint64_t ballooned, reported;	/* reported: by the pass after inflate */
+	uint64_t reported_deflate;	/* by the pass after deflate */
+	uint64_t report_skipped;	/* bytes that pass skipped: reported before */
+	uint64_t report_passes;
 	/* messages, as the host received them */
 	uint64_t inflate_msgs, deflate_msgs, report_msgs;
 	uint32_t max_msg_pfns, max_report_blocks;
@@ -303,14 +345,22 @@ struct bl_result {
 	int64_t mem_fill, mem_inflate, mem_report, mem_ask, mem_deflate, mem_collapse;
 	/* times (s) */
 	double fill_s, inflate_s, host_s, report_s, ask_s, deflate_s, collapse_s, total_s;
+	double ask_host_s;	/* host time spent freeing when asked */
+	uint64_t ask_ops;	/* its discards */
+	double t_inflate, t_ask, t_deflate, t_collapse;	/* phase starts, s since t0 */
+	double t_end;
+	char guest_path[16];	/* how the guest wrote its RAM */
+	char trace_name[64];	/* --trace: the file's name */
 	uint64_t punches, zeroes;
 	uint64_t inflate_ops;	/* punches + zeroings while inflating */
 	uint64_t huge_discards;	/* whole huge pages the host discarded while inflating */
-	/* huge-page coverage (0..1) */
+	/* huge-page coverage (0..1) from the kernel; cov_ok false: not known */
+	bool cov_ok;
 	double cov_fill, cov_inflate, cov_ask, cov_deflate, cov_collapse;
 	int collapse_rc;
 	struct bl_thp_counters c_fill, c_ask, c_deflate, c_collapse;
-	/* guest memory speed, ns per random 64-byte read */
+	/* guest memory speed: ns per load of a pointer chase stored in the
+	 * guest's own pages */
 	double read_ns_before, read_ns_inflated, read_ns_after;
 	/* stamp checks */
 	uint64_t pages_checked;
@@ -334,6 +384,40 @@ void bl_print_json(const struct bl_config *cfg, const struct bl_result *r, int n
 /* Writes the PNG with gnuplot; returns 0 or a negative errno (message on
  * stderr). */
 int bl_plot(const struct bl_config *cfg, const struct bl_result *r, int n, const char *png);
+
+/* ---- A recorded request stream (trace.c) ----
+ * The text format of docs/balloon.md ("thpfs-vm-trace v1", as guest/run-vm.py
+ * writes it): "ram BYTES", "inflate BYTES" / "deflate BYTES" (the balloon
+ * target changed), "req" (a new virtqueue element: a new message), and
+ * "d OFFSET LENGTH" (one discard of guest RAM; numbers in C notation, hex
+ * with 0x).  QEMU's raw log lines (trace events virtio_balloon_to_target,
+ * virtqueue_pop, virtio_balloon_handle_output) are accepted too.  A 4 KiB
+ * discard is a ballooned page; a discard of 2 MiB or more, 2 MiB aligned, is
+ * a free page report. */
+enum bl_trace_kind {
+	BL_TR_REQ,		/* a new message starts */
+	BL_TR_PAGE,		/* a ballooned 4 KiB page: pfn */
+	BL_TR_BLOCK,		/* a reported free block: pfn, npages */
+	BL_TR_TARGET,		/* the host set the balloon target: npages */
+};
+struct bl_trace_ev {
+	uint8_t kind;
+	uint32_t pfn;
+	uint32_t npages;
+};
+struct bl_trace {
+	uint64_t ram;		/* guest RAM bytes (the "ram" line or --size) */
+	struct bl_trace_ev *ev;
+	uint64_t nev, cap;
+	uint64_t pages, blocks, block_pages, reqs, targets;
+	uint64_t ignored;	/* discards that were neither (other lengths) */
+	bool raw;		/* QEMU's own log lines */
+};
+/* Parses path; ram: guest RAM bytes when the file does not say (0: it
+ * must).  On failure writes why to err and returns a negative errno. */
+int bl_trace_load(struct bl_trace *t, const char *path, uint64_t ram, char *err,
+		  size_t errlen);
+void bl_trace_destroy(struct bl_trace *t);
 
 /* ---- Small helpers (guest.c) ---- */
 double bl_now(void);

@@ -64,6 +64,7 @@ static void buddy_list_del(struct bl_buddy *b, uint32_t pfn)
 			b->head[order] = b->next[pfn];
 	}
 	b->free_order[pfn] = BL_ORDER_NONE;
+	b->reported[pfn] = 0;
 	b->nr_blocks[order]--;
 	b->free_pages -= 1ULL << order;
 }
@@ -79,7 +80,8 @@ int bl_buddy_init(struct bl_buddy *b, uint32_t npages)
 	b->next = malloc(sizeof(uint32_t) * npages);
 	b->prev = malloc(sizeof(uint32_t) * npages);
 	b->free_order = malloc(npages);
-	if (!b->next || !b->prev || !b->free_order) {
+	b->reported = calloc(npages, 1);
+	if (!b->next || !b->prev || !b->free_order || !b->reported) {
 		bl_buddy_destroy(b);
 		return -ENOMEM;
 	}
@@ -102,8 +104,10 @@ void bl_buddy_destroy(struct bl_buddy *b)
 	free(b->next);
 	free(b->prev);
 	free(b->free_order);
+	free(b->reported);
 	b->next = b->prev = NULL;
 	b->free_order = NULL;
+	b->reported = NULL;
 }
 
 int64_t bl_buddy_alloc(struct bl_buddy *b, unsigned order)
@@ -127,8 +131,12 @@ int64_t bl_buddy_alloc(struct bl_buddy *b, unsigned order)
 	return pfn;
 }
 
-void bl_buddy_free(struct bl_buddy *b, uint32_t pfn, unsigned order)
+/* Frees and merges; returns the first frame of the block it ended in and
+ * its order in *orderp. */
+static uint32_t buddy_free_merge(struct bl_buddy *b, uint32_t pfn, unsigned *orderp)
 {
+	unsigned order = *orderp;
+
 	while (order < BL_MAX_ORDER) {
 		uint32_t buddy = pfn ^ (1u << order);
 
@@ -140,6 +148,30 @@ void bl_buddy_free(struct bl_buddy *b, uint32_t pfn, unsigned order)
 		order++;
 	}
 	buddy_list_add(b, pfn, order, false);
+	*orderp = order;
+	return pfn;
+}
+
+/* A block of order >= BL_REPORT_ORDER after the merge asks for the
+ * reporting worker (Linux: page_reporting_notify_free from
+ * __free_one_page); the first request since the last pass starts the
+ * delay. */
+void bl_buddy_free(struct bl_buddy *b, uint32_t pfn, unsigned order)
+{
+	buddy_free_merge(b, pfn, &order);
+	if (order >= BL_REPORT_ORDER && !b->report_requested) {
+		b->report_requested = true;
+		b->report_requested_at = bl_now();
+	}
+}
+
+void bl_buddy_putback_reported(struct bl_buddy *b, uint32_t pfn, unsigned order)
+{
+	unsigned o = order;
+	uint32_t head = buddy_free_merge(b, pfn, &o);
+
+	if (head == pfn && o == order)
+		b->reported[pfn] = 1;
 }
 
 void bl_buddy_isolate(struct bl_buddy *b, uint32_t pfn)
@@ -335,15 +367,22 @@ void bl_stamp(void *page, uint64_t pfn, uint64_t gen)
 		w[i] = x + i * 0x9e3779b97f4a7c15ULL;
 }
 
+unsigned bl_chase_word(uint64_t pfn)
+{
+	/* lines 1..63, spread so that consecutive pages use different lines */
+	return (unsigned)(1 + (pfn * 37) % 63) * 8;
+}
+
 int bl_stamp_check(const void *page, uint64_t pfn, uint64_t gen)
 {
 	const uint64_t *w = page;
 	uint64_t x = stamp_word0(pfn, gen);
+	unsigned skip = bl_chase_word(pfn);
 
 	if (w[0] != pfn || w[1] != gen)
 		return 0;
 	for (unsigned i = 2; i < BL_PAGE_SIZE / 8; i++)
-		if (w[i] != x + i * 0x9e3779b97f4a7c15ULL)
+		if (i != skip && w[i] != x + i * 0x9e3779b97f4a7c15ULL)
 			return 0;
 	return 1;
 }

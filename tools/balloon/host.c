@@ -12,6 +12,10 @@
  *                2 MiB page is discarded once all its pieces are ballooned
  *   lazy         zero the 4 KiB at once and queue it; punch the queue when
  *                the host asks for memory (bl_host_ask)
+ *   whole-lazy   huge-bitmap and lazy together: punch a 2 MiB page whole
+ *                the moment its last 4 KiB piece arrives (no split), zero
+ *                and queue the pieces of partly ballooned 2 MiB pages (they
+ *                stay huge) and free those only when the host asks
  *
  * Free page reports name free blocks of at least 2 MiB.  The guest may use a
  * reported block again as soon as the report is acknowledged, without
@@ -44,13 +48,13 @@ int bl_host_init(struct bl_host *h, int policy, struct bl_backend *be, uint64_t 
 	h->state = calloc(npages, 1);
 	if (!h->state)
 		goto nomem;
-	if (policy == BL_HUGE_BITMAP) {
+	if (policy == BL_HUGE_BITMAP || policy == BL_WHOLE_LAZY) {
 		h->hb_bits = calloc(nhuge, sizeof(*h->hb_bits));
 		h->hb_count = calloc(nhuge, sizeof(*h->hb_count));
 		if (!h->hb_bits || !h->hb_count)
 			goto nomem;
 	}
-	if (policy == BL_LAZY) {
+	if (policy == BL_LAZY || policy == BL_WHOLE_LAZY) {
 		/* a frame is queued at most once per inflate; deflated frames
 		 * leave holes, so allow two passes over guest RAM */
 		h->queue = malloc(sizeof(uint32_t) * npages * 2);
@@ -155,21 +159,36 @@ static int host_pbp_page(struct bl_host *h, uint32_t pfn)
 	return host_punch(h, (uint64_t)hp * BL_PAGES_PER_HUGE, host_huge_frames(h, (uint64_t)hp));
 }
 
-static int host_hb_page(struct bl_host *h, uint32_t pfn)
+/* Marks pfn in its 2 MiB page's bitmap.  Returns 1 when that completed
+ * the 2 MiB page (the bitmap is then cleared), 0 if not, -1 if the frame was
+ * marked already. */
+static int host_hb_mark(struct bl_host *h, uint32_t pfn)
 {
 	uint64_t hp = pfn / BL_PAGES_PER_HUGE;
 	unsigned bit = pfn % BL_PAGES_PER_HUGE;
 	uint64_t *b = h->hb_bits[hp];
 
 	if (b[bit / 64] & (1ULL << (bit % 64)))
-		return 0;
+		return -1;
 	b[bit / 64] |= 1ULL << (bit % 64);
 	if (++h->hb_count[hp] < host_huge_frames(h, hp))
 		return 0;
 	bitmap_clear_all(b);
 	h->hb_count[hp] = 0;
+	return 1;
+}
+
+static int host_punch_huge(struct bl_host *h, uint64_t hp)
+{
 	h->huge_discards++;
 	return host_punch(h, hp * BL_PAGES_PER_HUGE, host_huge_frames(h, hp));
+}
+
+static int host_hb_page(struct bl_host *h, uint32_t pfn)
+{
+	if (host_hb_mark(h, pfn) != 1)
+		return 0;
+	return host_punch_huge(h, pfn / BL_PAGES_PER_HUGE);
 }
 
 static int host_lazy_page(struct bl_host *h, uint32_t pfn)
@@ -194,6 +213,20 @@ static int host_lazy_page(struct bl_host *h, uint32_t pfn)
 	return 0;
 }
 
+/* whole-lazy: the last piece of a 2 MiB page punches it whole (pieces
+ * queued before are covered by that punch: their state says so and the
+ * ask skips them); any other piece is freed lazily. */
+static int host_whole_lazy_page(struct bl_host *h, uint32_t pfn)
+{
+	int done = host_hb_mark(h, pfn);
+
+	if (done < 0)
+		return 0;
+	if (done)
+		return host_punch_huge(h, pfn / BL_PAGES_PER_HUGE);
+	return host_lazy_page(h, pfn);
+}
+
 static int host_inflate_page(struct bl_host *h, uint32_t pfn)
 {
 	switch (h->policy) {
@@ -207,6 +240,8 @@ static int host_inflate_page(struct bl_host *h, uint32_t pfn)
 		return host_hb_page(h, pfn);
 	case BL_LAZY:
 		return host_lazy_page(h, pfn);
+	case BL_WHOLE_LAZY:
+		return host_whole_lazy_page(h, pfn);
 	}
 	return -EINVAL;
 }
@@ -218,7 +253,7 @@ int bl_host_inflate(struct bl_host *h, const uint32_t *pfns, unsigned n)
 
 	if (err)
 		return err;
-	if (h->policy == BL_LAZY && h->q_tail + n > h->npages * 2)
+	if (h->queue && h->q_tail + n > h->npages * 2)
 		return -ENOSPC;
 	h->pbp_huge = -1; /* QEMU: a new PartiallyBalloonedPage per message */
 	bitmap_clear_all(h->pbp_bits);
@@ -240,7 +275,7 @@ int bl_host_deflate(struct bl_host *h, const uint32_t *pfns, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t pfn = pfns[i];
 
-		if (h->policy == BL_HUGE_BITMAP) {
+		if (h->hb_bits) {
 			uint64_t hp = pfn / BL_PAGES_PER_HUGE;
 			unsigned bit = pfn % BL_PAGES_PER_HUGE;
 			uint64_t *b = h->hb_bits[hp];
@@ -285,18 +320,18 @@ int bl_host_report(struct bl_host *h, const struct bl_block *blk, unsigned n)
 	return err;
 }
 
-int64_t bl_host_ask(struct bl_host *h, uint64_t bytes)
+/* The queue's side of an ask; see bl_host_ask. */
+static int64_t host_ask_queue(struct bl_host *h, uint64_t bytes)
 {
 	uint64_t freed = 0;
 
-	if (h->policy != BL_LAZY)
-		return 0;
 	if (h->be->ops->reclaim) {
 		/* the file system frees what was given to it lazily */
 		int64_t got = h->be->ops->reclaim(h->be, bytes);
 
 		if (got < 0)
 			return got;
+		h->ask_ops++;
 		/* it frees whole 2 MiB ranges' worth at a time, oldest first
 		 * as queued; account for as many queued pages as it freed */
 		while (h->q_head < h->q_tail && freed < (uint64_t)got) {
@@ -320,7 +355,21 @@ int64_t bl_host_ask(struct bl_host *h, uint64_t bytes)
 		err = host_punch(h, pfn, 1);
 		if (err)
 			return err;
+		h->ask_ops++;
 		freed += BL_PAGE_SIZE;
 	}
 	return (int64_t)freed;
+}
+
+int64_t bl_host_ask(struct bl_host *h, uint64_t bytes)
+{
+	double t0;
+	int64_t got;
+
+	if (!h->queue)
+		return 0;
+	t0 = bl_now();
+	got = host_ask_queue(h, bytes);
+	h->ask_busy_s += bl_now() - t0;
+	return got;
 }

@@ -23,6 +23,7 @@ static const char *const policy_names[BL_NR_POLICIES] = {
 	[BL_QEMU_PBP] = "qemu-pbp",
 	[BL_HUGE_BITMAP] = "huge-bitmap",
 	[BL_LAZY] = "lazy",
+	[BL_WHOLE_LAZY] = "whole-lazy",
 };
 static const char *const backend_names[BL_NR_BACKENDS] = {
 	[BL_THPFS] = "thpfs",
@@ -66,10 +67,10 @@ static void usage(FILE *f)
 "Guest and balloon:\n"
 "  -s, --size=SIZE        guest RAM (default 1G)\n"
 "  -t, --target=SIZE      balloon size: pages the driver inflates\n"
-"                         (default: a quarter of guest RAM)\n"
+"                         (default: 3/8 of guest RAM)\n"
 "  -f, --frag=F           fragmentation of the guest's free memory, 0..1: 0 puts\n"
 "                         all of it in whole 2 MiB blocks, 1 scatters it over\n"
-"                         every 2 MiB range (default 1)\n"
+"                         every 2 MiB range (default 0.5)\n"
 "  -F, --free=F           share of guest RAM the workload leaves free, 0..1\n"
 "                         (default 0.5); the balloon can take only free pages\n"
 "  -a, --ask=SIZE|all     memory the host asks back after inflate, which the\n"
@@ -78,12 +79,12 @@ static void usage(FILE *f)
 "      --no-collapse      no explicit collapse (thpfs_collapse, MADV_COLLAPSE)\n"
 "                         after deflate and rewrite\n"
 "  -S, --seed=N           seed of the workload and the reads (default 1)\n"
-"  -r, --reads=N          random 64-byte reads per speed measurement\n"
+"  -r, --reads=N          loads of the pointer chase per speed measurement\n"
 "                         (default 200000, best of 4 batches; 0 skips them)\n"
 "\n"
 "What to run:\n"
 "  -p, --policies=LIST    comma-separated, or all (default): legacy, split,\n"
-"                         qemu-pbp, huge-bitmap, lazy\n"
+"                         qemu-pbp, huge-bitmap, lazy, whole-lazy\n"
 "  -b, --backends=LIST    comma-separated, or all (default): thpfs, kernel\n"
 "                         (kernel needs root; skipped with a message if not)\n"
 "      --thpfs-options=O  more thpfs mount options, appended to\n"
@@ -92,7 +93,8 @@ static void usage(FILE *f)
 "Output:\n"
 "  -j, --json             JSON on stdout instead of the table\n"
 "  -o, --plot=FILE        PNG of memory and huge-page coverage over time, made\n"
-"                         with gnuplot (default balloon.png)\n"
+"                         with gnuplot (default balloon.png; make demo writes\n"
+"                         docs/balloon.png)\n"
 "      --no-plot          no PNG\n"
 "  -q, --quiet            no progress on stderr\n"
 "  -h, --help             this text\n"
@@ -218,6 +220,8 @@ enum {
 	OPT_NO_COLLAPSE,
 	OPT_NO_PLOT,
 	OPT_THPFS_OPTIONS,
+	OPT_REPORT_DELAY,
+	OPT_TRACE,
 };
 
 static const struct option long_opts[] = {
@@ -239,6 +243,8 @@ static const struct option long_opts[] = {
 	{ "no-collapse", no_argument, NULL, OPT_NO_COLLAPSE },
 	{ "no-plot", no_argument, NULL, OPT_NO_PLOT },
 	{ "thpfs-options", required_argument, NULL, OPT_THPFS_OPTIONS },
+	{ "report-delay", required_argument, NULL, OPT_REPORT_DELAY },
+	{ "trace", required_argument, NULL, OPT_TRACE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -246,13 +252,15 @@ static const struct option long_opts[] = {
  * after printing why the input is bad. */
 static int parse_args(int argc, char **argv, struct bl_config *cfg)
 {
-	const char *size_arg = "1g", *target_arg = NULL, *ask_arg = "all";
+	static const char default_size[] = "1g";
+	const char *size_arg = default_size, *target_arg = NULL, *ask_arg = "all";
 	bool target_set = false;
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->size = 1ULL << 30;
-	cfg->frag = 1.0;
+	cfg->frag = 0.5;
+	cfg->report_delay = 0.5;
 	cfg->free_frac = 0.5;
 	cfg->seed = 1;
 	cfg->reads = 200000;
@@ -350,6 +358,22 @@ static int parse_args(int argc, char **argv, struct bl_config *cfg)
 		case OPT_NO_PLOT:
 			cfg->plot = NULL;
 			break;
+		case OPT_REPORT_DELAY: {
+			char *end;
+
+			errno = 0;
+			cfg->report_delay = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(cfg->report_delay >= 0 &&
+								 cfg->report_delay <= 60)) {
+				fprintf(stderr, "thpfs-balloon: --report-delay %s: not a number of "
+					"seconds in 0..60\n", optarg);
+				return -1;
+			}
+			break;
+		}
+		case OPT_TRACE:
+			cfg->trace = optarg;
+			break;
 		case OPT_THPFS_OPTIONS:
 			if (strlen(optarg) >= sizeof(cfg->thpfs_opts)) {
 				fprintf(stderr, "thpfs-balloon: --thpfs-options: too long\n");
@@ -375,6 +399,23 @@ static int parse_args(int argc, char **argv, struct bl_config *cfg)
 		return -1;
 	}
 
+	/* a trace says how large guest RAM is and what the balloon takes */
+	if (cfg->trace) {
+		static struct bl_trace tr;
+		char err[256];
+
+		if (bl_trace_load(&tr, cfg->trace, size_arg == default_size ? 0 : cfg->size,
+				  err, sizeof(err))) {
+			fprintf(stderr, "thpfs-balloon: --trace: %s\n", err);
+			return -1;
+		}
+		cfg->tr = &tr;
+		cfg->size = tr.ram;
+		cfg->target = tr.pages << BL_PAGE_SHIFT;
+		target_set = false;
+		size_arg = "(the trace's)";
+	}
+
 	/* sizes */
 	if (check_size("--size", size_arg, cfg->size))
 		return -1;
@@ -390,8 +431,10 @@ static int parse_args(int argc, char **argv, struct bl_config *cfg)
 		fprintf(stderr, "thpfs-balloon: --size %s: too many pages\n", size_arg);
 		return -1;
 	}
-	if (!target_set) {
-		cfg->target = (cfg->size / 4) & ~(uint64_t)(BL_PAGE_SIZE - 1);
+	if (cfg->tr) {
+		/* the trace's own balloon */
+	} else if (!target_set) {
+		cfg->target = (cfg->size / 8 * 3) & ~(uint64_t)(BL_PAGE_SIZE - 1);
 		if (!cfg->target)
 			cfg->target = BL_PAGE_SIZE;
 	} else {
@@ -452,7 +495,14 @@ int main(int argc, char **argv)
 	for (int b = 0; b < BL_NR_BACKENDS; b++)
 		for (int p = 0; p < BL_NR_POLICIES; p++)
 			total += cfg.backends[b] && cfg.policies[p];
-	if (cfg.target > (uint64_t)(cfg.size * cfg.free_frac) && !cfg.quiet)
+	if (cfg.tr && !cfg.quiet)
+		fprintf(stderr, "thpfs-balloon: trace %s: %llu MiB guest RAM, %llu requests, %llu "
+			"ballooned pages, %llu reported blocks (%llu MiB)%s\n", cfg.trace,
+			(unsigned long long)(cfg.size / BL_MIB), (unsigned long long)cfg.tr->reqs,
+			(unsigned long long)cfg.tr->pages, (unsigned long long)cfg.tr->blocks,
+			(unsigned long long)(cfg.tr->block_pages >> 8),
+			cfg.tr->raw ? " (QEMU's raw log)" : "");
+	if (!cfg.tr && cfg.target > (uint64_t)(cfg.size * cfg.free_frac) && !cfg.quiet)
 		fprintf(stderr, "thpfs-balloon: note: the balloon (%llu MiB) is larger than the "
 			"guest's free memory (about %llu MiB): it stops when that runs out\n",
 			(unsigned long long)(cfg.target / BL_MIB),

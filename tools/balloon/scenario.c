@@ -4,13 +4,16 @@
  *
  *   the child makes and enters its own memory cgroup, creates guest RAM on
  *   the backend and writes every page with its stamp; the guest workload
- *   fragments free memory; then: speed before, inflate, free page
- *   reporting, check every page, the host asks for memory, speed while
- *   inflated, deflate with the guest writing its pages again, explicit
- *   collapse, check every page, speed after.  Memory is the cgroup's usage
- *   (or the process's RSS when no cgroup can be made), read after each step
- *   and sampled over time for the plot.  The result goes back to the parent
- *   through a pipe.
+ *   fragments free memory; then: speed before, inflate, the free page
+ *   reporting worker's pass, check every page, the host asks for memory,
+ *   speed while inflated, deflate, the worker's next pass, the guest writes
+ *   every page it gave away again, explicit collapse, check every page,
+ *   speed after.  With --trace the recorded requests replace the workload
+ *   and the driver's inflate.  Memory is the cgroup's usage (or the
+ *   process's RSS when no cgroup can be made), read after each step and
+ *   sampled over time for the plot; the time samples take (they ask the
+ *   kernel for coverage) is kept out of every timed phase, on both backends.
+ *   The result goes back to the parent through a pipe.
  *
  * Memory is charged to the cgroup of the process that faults it in, which is
  * why every run is its own process: nothing another run allocated, and
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -44,6 +48,8 @@ struct run_ctx {
 	char *buf;		/* BL_HUGE_SIZE bytes of I/O buffer */
 	uint32_t *rd_pfns;	/* pages the speed test reads */
 	char **rd_ptrs;
+	uint32_t *perm;		/* the chase's order */
+	double sample_s;	/* time spent sampling, kept out of timings */
 	uint64_t msgs, msgs_total, sample_every;
 	int idx, total;
 	bool tty;
@@ -67,25 +73,44 @@ static int64_t mem_now(struct run_ctx *c)
 	return (int64_t)(res * (unsigned long long)sysconf(_SC_PAGESIZE));
 }
 
+/* Share of guest RAM the kernel maps with huge pages, or -1 if the kernel
+ * cannot say (then r->cov_ok turns false). */
 static double coverage(struct run_ctx *c)
 {
 	int64_t huge = c->be.ops->huge_bytes(&c->be);
 	uint64_t whole = (c->be.size + BL_HUGE_SIZE - 1) & ~(uint64_t)(BL_HUGE_SIZE - 1);
 
-	return huge < 0 ? 0.0 : (double)huge / (double)whole;
+	if (huge < 0) {
+		c->r->cov_ok = false;
+		return -1.0;
+	}
+	return (double)huge / (double)whole;
 }
 
+/* One point of the plot.  Its cost is added to c->sample_s, which every
+ * timed phase subtracts. */
 static void sample(struct run_ctx *c)
 {
 	struct bl_result *r = c->r;
+	double t0 = bl_now();
 
 	if (r->nsamples >= BL_MAX_SAMPLES)
 		return;
 	struct bl_sample *s = &r->samples[r->nsamples++];
 
-	s->t = (float)(bl_now() - c->t0);
+	s->t = (float)(t0 - c->t0);
 	s->mem_mib = (float)((double)mem_now(c) / BL_MIB);
 	s->cov_pct = (float)(100.0 * coverage(c));
+	c->sample_s += bl_now() - t0;
+}
+
+/* Wall time of a phase that started at t with samples taken at sample_s0,
+ * less the time those samples took. */
+static double phase_time(struct run_ctx *c, double t, double sample_s0)
+{
+	double d = bl_now() - t - (c->sample_s - sample_s0);
+
+	return d > 0 ? d : 0;
 }
 
 static void progress(struct run_ctx *c, const char *phase, uint64_t done, uint64_t total)
@@ -95,6 +120,8 @@ static void progress(struct run_ctx *c, const char *phase, uint64_t done, uint64
 	if (!c->tty || c->cfg->quiet || (now - c->last_progress < 0.1 && done < total))
 		return;
 	c->last_progress = now;
+	if (done > total)
+		done = total;
 	fprintf(stderr, "\rthpfs-balloon [%d/%d] %s %s: %-8s %3d%%   ", c->idx, c->total,
 		bl_backend_name(c->r->backend), bl_policy_name(c->r->policy), phase,
 		total ? (int)(100 * done / total) : 100);
@@ -195,22 +222,27 @@ static int check_pages(struct run_ctx *c, bool after_deflate)
 /* ---- Guest memory speed ---- */
 
 /*
- * ns per random 64-byte read over the pages in c->rd_pfns[0..n): pointers
- * from the backend's map_pages, one untimed read of every page first (so
- * page faults are not timed), then a dependent chain of reads: each read's
- * value picks the next page and line, so the loop measures latency,
- * including TLB misses.  The reads run in READ_BATCHES batches and the
- * fastest batch counts (other load on the machine only slows batches down).
+ * ns per load of a pointer chase through the pages in c->rd_pfns[0..n):
+ * the guest writes, into one word of every page (bl_chase_word: a line that
+ * depends on the page), the address of that word in the next page of a
+ * random cycle over all n pages (Sattolo's shuffle), through the pointers
+ * the backend gives (map_pages: the guest's mapping; thpfs without one: its
+ * thpfs_map pins).  The timed loop is then only dependent loads, p = *p:
+ * no side table, no arithmetic, so what it measures is the latency of a
+ * random access, TLB misses included.  Writing the chain also faults every
+ * page in before the timing.  READ_BATCHES batches of --reads / READ_BATCHES
+ * loads each, continuing along the cycle; the fastest counts (other load on
+ * the machine only slows batches down).
  */
 #define READ_BATCHES 4
 static double measure_reads(struct run_ctx *c, uint64_t n, int *errp)
 {
-	uint64_t x = c->cfg->seed | 1, sum = 0, per = c->cfg->reads / READ_BATCHES;
+	uint64_t rs = c->cfg->seed ^ 0x243f6a8885a308d3ULL, per = c->cfg->reads / READ_BATCHES;
 	double best = 0.0;
 	int err;
 
 	*errp = 0;
-	if (!n || !per)
+	if (n < 2 || !per)
 		return 0.0;
 	err = c->be.ops->map_pages(&c->be, c->rd_pfns, n, c->rd_ptrs);
 	if (err) {
@@ -219,24 +251,34 @@ static double measure_reads(struct run_ctx *c, uint64_t n, int *errp)
 		return 0.0;
 	}
 	for (uint64_t i = 0; i < n; i++)
-		sum += *(volatile uint64_t *)c->rd_ptrs[i];
+		c->perm[i] = (uint32_t)i;
+	for (uint64_t i = n - 1; i > 0; i--) { /* Sattolo: one cycle over all */
+		uint64_t j = bl_rand(&rs) % i;
+		uint32_t t = c->perm[i];
+
+		c->perm[i] = c->perm[j];
+		c->perm[j] = t;
+	}
+	for (uint64_t k = 0; k < n; k++) {
+		uint32_t a = c->perm[k], b = c->perm[(k + 1) % n];
+		void **slot = (void **)(c->rd_ptrs[a] + bl_chase_word(c->rd_pfns[a]) * 8);
+
+		*slot = c->rd_ptrs[b] + bl_chase_word(c->rd_pfns[b]) * 8;
+	}
+	void *const *p = (void *const *)(c->rd_ptrs[c->perm[0]] +
+					 bl_chase_word(c->rd_pfns[c->perm[0]]) * 8);
+
 	for (int b = 0; b < READ_BATCHES; b++) {
 		double t = bl_now();
 
-		for (uint64_t i = 0; i < per; i++) {
-			uint64_t line = (x >> 58) & 63;
-			const char *p = c->rd_ptrs[(x >> 16) % n] + line * 64;
-			uint64_t v = *(volatile const uint64_t *)p;
-
-			sum += v;
-			x = (x ^ v ^ (v >> 29)) * 0x5851f42d4c957f2dULL + 0x14057b7ef767814fULL;
-		}
+		for (uint64_t i = 0; i < per; i++)
+			p = (void *const *)*p;
 		t = (bl_now() - t) * 1e9 / (double)per;
 		if (b == 0 || t < best)
 			best = t;
 	}
 	c->be.ops->unmap_pages(&c->be);
-	if (sum == 42) /* keep sum alive */
+	if (!p) /* keep the chase alive */
 		fputc('\0', stderr);
 	return best;
 }
@@ -267,19 +309,12 @@ static int on_inflate_msg(void *ctx, const uint32_t *pfns, unsigned n)
 	return 0;
 }
 
-/* The guest has these frames back and writes them again (generation 1). */
 static int on_deflate_msg(void *ctx, const uint32_t *pfns, unsigned n)
 {
 	struct run_ctx *c = ctx;
 
-	for (unsigned i = 0; i < n; i++) {
-		bl_stamp(c->buf, pfns[i], 1);
-		int err = c->be.ops->write(&c->be, (uint64_t)pfns[i] << BL_PAGE_SHIFT, c->buf,
-					   BL_PAGE_SIZE);
-
-		if (err)
-			return err;
-	}
+	(void)pfns;
+	(void)n;
 	c->msgs++;
 	if (c->msgs % c->sample_every == 0)
 		sample(c);
@@ -287,13 +322,16 @@ static int on_deflate_msg(void *ctx, const uint32_t *pfns, unsigned n)
 	return 0;
 }
 
-/* The guest uses its reported free blocks again: writes them (gen 1). */
-static int rewrite_reported(struct run_ctx *c)
+/* The guest takes every page it gave away (ballooned or reported) back into
+ * use and writes it (generation 1), in runs of at most 2 MiB. */
+static int rewrite_given(struct run_ctx *c)
 {
+	uint64_t done = 0, every = c->npages / 32 ? c->npages / 32 : 1, next = every;
+
 	for (uint64_t pfn = 0; pfn < c->npages;) {
 		uint64_t end = pfn;
 
-		while (end < c->npages && c->bl.given[end] == BL_GIVEN_REPORT)
+		while (end < c->npages && c->bl.given[end] && end - pfn < BL_PAGES_PER_HUGE)
 			end++;
 		if (end == pfn) {
 			pfn++;
@@ -303,9 +341,38 @@ static int rewrite_reported(struct run_ctx *c)
 
 		if (err)
 			return err;
+		done += end - pfn;
 		pfn = end;
+		if (pfn >= next) {
+			next += every;
+			sample(c);
+			progress(c, "rewrite", pfn, c->npages);
+		}
 	}
 	return 0;
+}
+
+/*
+ * The free page reporting worker, when the guest is idle: Linux runs it
+ * PAGE_REPORTING_DELAY (2 s) after the first free of a block of order >= 9
+ * since its last pass; the model waits what is left of --report-delay
+ * (untimed: the guest does nothing meanwhile) and runs one pass.  Returns
+ * pages reported (0 when nothing asked for a pass).
+ */
+static int64_t report_when_idle(struct run_ctx *c)
+{
+	if (!c->cfg->report || !c->g.report_requested)
+		return 0;
+	double left = c->g.report_requested_at + c->cfg->report_delay - bl_now();
+
+	if (left > 0) {
+		struct timespec ts = { (time_t)left, (long)((left - (double)(time_t)left) * 1e9) };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+	progress(c, "report", 0, 1);
+	return bl_balloon_report(&c->bl, &c->g, &c->h);
 }
 
 /* The host asks for bytes back; asked in about 60 steps so that the plot
@@ -314,8 +381,9 @@ static int host_asks(struct run_ctx *c, uint64_t bytes)
 {
 	uint64_t queued = (c->h.q_tail - c->h.q_head) << BL_PAGE_SHIFT;
 	uint64_t step = queued / 60 > BL_PAGE_SIZE ? queued / 60 : BL_PAGE_SIZE, done = 0;
+	uint64_t want_total = queued < bytes ? queued : bytes;
 
-	if (c->h.policy != BL_LAZY)
+	if (!c->h.queue)
 		return (int)bl_host_ask(&c->h, bytes);
 	while (done < bytes) {
 		uint64_t want = bytes - done < step ? bytes - done : step;
@@ -325,9 +393,127 @@ static int host_asks(struct run_ctx *c, uint64_t bytes)
 			return (int)got;
 		done += (uint64_t)got;
 		sample(c);
-		progress(c, "ask", done, queued < bytes ? queued : bytes);
+		progress(c, "ask", done, want_total);
 		if ((uint64_t)got < want)
 			break; /* the queue is empty */
+	}
+	return 0;
+}
+
+/* ---- A recorded request stream (--trace) ---- */
+
+static int trace_flush(struct run_ctx *c, uint32_t *msg, unsigned *n)
+{
+	if (!*n)
+		return 0;
+	for (unsigned i = 0; i < *n; i++) {
+		c->bl.pages[c->bl.n++] = msg[i];
+		c->bl.given[msg[i]] = BL_GIVEN_BALLOON;
+	}
+	if (*n > c->bl.max_msg)
+		c->bl.max_msg = *n;
+	c->bl.inflate_msgs++;
+	int err = bl_host_inflate(&c->h, msg, *n);
+
+	if (!err)
+		err = on_inflate_msg(c, msg, *n);
+	*n = 0;
+	return err;
+}
+
+/* A reported block of the trace, as aligned blocks of order 9..10 in
+ * reports of at most BL_REPORT_MAX. */
+static int trace_report(struct run_ctx *c, uint32_t pfn, uint32_t npages)
+{
+	struct bl_block blk[BL_REPORT_MAX];
+	unsigned k = 0;
+	int err = 0;
+
+	while (npages && !err) {
+		unsigned o = BL_MAX_ORDER;
+
+		while (o > BL_REPORT_ORDER && ((pfn & ((1u << o) - 1)) || (1u << o) > npages))
+			o--;
+		blk[k++] = (struct bl_block){ .pfn = pfn, .order = (uint8_t)o };
+		for (uint32_t p = pfn; p < pfn + (1u << o); p++)
+			if (!c->bl.given[p])
+				c->bl.given[p] = BL_GIVEN_REPORT;
+		c->bl.reported_pages += 1u << o;
+		pfn += 1u << o;
+		npages -= 1u << o;
+		if (k == BL_REPORT_MAX || !npages) {
+			c->bl.report_msgs++;
+			if (k > c->bl.max_report)
+				c->bl.max_report = k;
+			err = bl_host_report(&c->h, blk, k);
+			k = 0;
+		}
+	}
+	return err;
+}
+
+/* Sends the trace's requests as the driver would have: a "req" starts a
+ * message, a message holds at most BL_MSG_MAX frames, a page already in the
+ * balloon is not sent again.  Returns pages ballooned. */
+static int64_t trace_inflate(struct run_ctx *c)
+{
+	const struct bl_trace *t = c->cfg->tr;
+	uint32_t msg[BL_MSG_MAX];
+	unsigned n = 0;
+	int err = 0;
+
+	for (uint64_t i = 0; i < t->nev && !err; i++) {
+		const struct bl_trace_ev *e = &t->ev[i];
+
+		switch (e->kind) {
+		case BL_TR_REQ:
+			err = trace_flush(c, msg, &n);
+			break;
+		case BL_TR_PAGE:
+			if (c->bl.given[e->pfn] == BL_GIVEN_BALLOON)
+				break;
+			for (unsigned k = 0; k < n; k++)
+				if (msg[k] == e->pfn)
+					goto next;
+			msg[n++] = e->pfn;
+			if (n == BL_MSG_MAX)
+				err = trace_flush(c, msg, &n);
+			break;
+		case BL_TR_BLOCK:
+			err = trace_flush(c, msg, &n);
+			if (!err)
+				err = trace_report(c, e->pfn, e->npages);
+			break;
+		default:
+			break;
+		}
+next:;
+	}
+	if (!err)
+		err = trace_flush(c, msg, &n);
+	return err ? err : (int64_t)c->bl.n;
+}
+
+/* Deflate without the model guest's allocator: every ballooned page back,
+ * newest first, in messages of at most BL_MSG_MAX. */
+static int trace_deflate(struct run_ctx *c)
+{
+	uint32_t msg[BL_MSG_MAX];
+
+	while (c->bl.n) {
+		unsigned n = 0;
+
+		while (n < BL_MSG_MAX && c->bl.n)
+			msg[n++] = c->bl.pages[--c->bl.n];
+		if (n > c->bl.max_msg)
+			c->bl.max_msg = n;
+		c->bl.deflate_msgs++;
+		int err = bl_host_deflate(&c->h, msg, n);
+
+		if (!err)
+			err = on_deflate_msg(c, msg, n);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -354,6 +540,8 @@ static void touch_model(struct run_ctx *c)
 	touch_bytes(c->buf, BL_HUGE_SIZE);
 	touch_bytes(c->rd_pfns, sizeof(uint32_t) * n);
 	touch_bytes(c->rd_ptrs, sizeof(char *) * n);
+	touch_bytes(c->perm, sizeof(uint32_t) * n);
+	touch_bytes(c->g.reported, n);
 	touch_bytes(c->g.next, sizeof(uint32_t) * n);
 	touch_bytes(c->g.prev, sizeof(uint32_t) * n);
 	touch_bytes(c->bl.pages, sizeof(uint32_t) * n);
@@ -393,11 +581,13 @@ static int setup(struct run_ctx *c, const char *dir)
 		c->be.ops = NULL;
 		return err;
 	}
+	snprintf(r->guest_path, sizeof(r->guest_path), "%s", c->be.ops->guest_path(&c->be));
 	c->npages = cfg->size >> BL_PAGE_SHIFT;
 	c->buf = aligned_alloc(BL_HUGE_SIZE, BL_HUGE_SIZE);
 	c->rd_pfns = malloc(sizeof(uint32_t) * c->npages);
 	c->rd_ptrs = malloc(sizeof(char *) * c->npages);
-	if (!c->buf || !c->rd_pfns || !c->rd_ptrs)
+	c->perm = malloc(sizeof(uint32_t) * c->npages);
+	if (!c->buf || !c->rd_pfns || !c->rd_ptrs || !c->perm)
 		return -ENOMEM;
 	err = bl_buddy_init(&c->g, (uint32_t)c->npages);
 	if (!err)
@@ -420,6 +610,7 @@ static void teardown(struct run_ctx *c)
 	free(c->buf);
 	free(c->rd_pfns);
 	free(c->rd_ptrs);
+	free(c->perm);
 	if (c->have_cg)
 		thpfs_cg_destroy(&c->cg);
 }
@@ -437,17 +628,21 @@ static int run_steps(struct run_ctx *c)
 	struct bl_result *r = c->r;
 	const struct bl_backend_ops *ops = c->be.ops;
 	const char *step = "fill";
-	double t;
+	double t, s0;
+	int64_t got;
 	int err = 0;
 
 	c->t0 = bl_now();
+	r->cov_ok = true;
 	sample(c);
 	TRY(fill(c));
 	r->fill_s = bl_now() - c->t0;
-	step = "workload";
-	TRY(bl_workload_run(&c->w, &c->g, cfg->free_frac, cfg->frag, cfg->seed));
-	r->free_bytes = c->g.free_pages << BL_PAGE_SHIFT;
-	r->free_huge_bytes = bl_buddy_free_in_order(&c->g, BL_HUGE_ORDER) << BL_PAGE_SHIFT;
+	if (!cfg->tr) {
+		step = "workload";
+		TRY(bl_workload_run(&c->w, &c->g, cfg->free_frac, cfg->frag, cfg->seed));
+		r->free_bytes = c->g.free_pages << BL_PAGE_SHIFT;
+		r->free_huge_bytes = bl_buddy_free_in_order(&c->g, BL_HUGE_ORDER) << BL_PAGE_SHIFT;
+	}
 	r->mem_fill = mem_now(c);
 	r->cov_fill = coverage(c);
 	ops->counters(&c->be, &r->c_fill);
@@ -461,13 +656,16 @@ static int run_steps(struct run_ctx *c)
 	uint64_t want = cfg->target >> BL_PAGE_SHIFT;
 
 	c->msgs = 0;
-	c->msgs_total = (want + BL_MSG_MAX - 1) / BL_MSG_MAX;
+	c->msgs_total = cfg->tr ? cfg->tr->reqs + cfg->tr->pages / BL_MSG_MAX + 1
+				: (want + BL_MSG_MAX - 1) / BL_MSG_MAX;
 	c->sample_every = c->msgs_total / 60 ? c->msgs_total / 60 : 1;
+	r->t_inflate = bl_now() - c->t0;
 	t = bl_now();
-	int64_t got = bl_balloon_inflate(&c->bl, &c->g, &c->h, want, on_inflate_msg, c);
-
+	s0 = c->sample_s;
+	got = cfg->tr ? trace_inflate(c) : bl_balloon_inflate(&c->bl, &c->g, &c->h, want,
+								on_inflate_msg, c);
 	TRY(got < 0 ? (int)got : 0);
-	r->inflate_s = bl_now() - t;
+	r->inflate_s = phase_time(c, t, s0);
 	r->host_s = c->h.busy_s;
 	r->inflate_ops = c->h.punches + c->h.zeroes;
 	r->huge_discards = c->h.huge_discards;
@@ -475,25 +673,26 @@ static int run_steps(struct run_ctx *c)
 	r->mem_inflate = mem_now(c);
 	sample(c);
 
-	if (cfg->report) {
-		step = "report";
-		t = bl_now();
-		int64_t rep = bl_balloon_report(&c->bl, &c->g, &c->h);
-
-		TRY(rep < 0 ? (int)rep : 0);
-		r->report_s = bl_now() - t;
-		r->reported = (uint64_t)rep << BL_PAGE_SHIFT;
-		sample(c);
-	}
+	step = "report";
+	t = bl_now();
+	got = report_when_idle(c);
+	TRY(got < 0 ? (int)got : 0);
+	r->report_s = bl_now() - t;
+	r->reported = c->bl.reported_pages << BL_PAGE_SHIFT;
+	sample(c);
 	r->mem_report = mem_now(c);
 	r->cov_inflate = coverage(c);
 	step = "check after inflate";
 	TRY(check_pages(c, false));
 
 	step = "ask";
+	r->t_ask = bl_now() - c->t0;
 	t = bl_now();
+	s0 = c->sample_s;
 	TRY(host_asks(c, cfg->ask));
-	r->ask_s = bl_now() - t;
+	r->ask_s = phase_time(c, t, s0);
+	r->ask_host_s = c->h.ask_busy_s;
+	r->ask_ops = c->h.ask_ops;
 	r->mem_ask = mem_now(c);
 	r->cov_ask = coverage(c);
 	ops->counters(&c->be, &r->c_ask);
@@ -507,16 +706,36 @@ static int run_steps(struct run_ctx *c)
 	c->msgs = 0;
 	c->msgs_total = (c->bl.n + BL_MSG_MAX - 1) / BL_MSG_MAX;
 	c->sample_every = c->msgs_total / 60 ? c->msgs_total / 60 : 1;
+	r->t_deflate = bl_now() - c->t0;
 	t = bl_now();
-	TRY(bl_balloon_deflate(&c->bl, &c->g, &c->h, on_deflate_msg, c));
-	TRY(rewrite_reported(c));
-	r->deflate_s = bl_now() - t;
+	s0 = c->sample_s;
+	if (cfg->tr)
+		TRY(trace_deflate(c));
+	else
+		TRY(bl_balloon_deflate(&c->bl, &c->g, &c->h, on_deflate_msg, c));
+	r->deflate_s = phase_time(c, t, s0);
+	/* the worker's next pass: blocks the deflate made whole are new, the
+	 * ones reported after inflate are skipped */
+	uint64_t rep0 = c->bl.reported_pages, skip0 = c->bl.skipped_pages;
+
+	step = "report after deflate";
+	got = report_when_idle(c);
+	TRY(got < 0 ? (int)got : 0);
+	r->reported_deflate = (c->bl.reported_pages - rep0) << BL_PAGE_SHIFT;
+	r->report_skipped = (c->bl.skipped_pages - skip0) << BL_PAGE_SHIFT;
+	r->report_passes = c->bl.report_passes;
+	step = "rewrite";
+	t = bl_now();
+	s0 = c->sample_s;
+	TRY(rewrite_given(c));
+	r->deflate_s += phase_time(c, t, s0);
 	r->mem_deflate = mem_now(c);
 	r->cov_deflate = coverage(c);
 	ops->counters(&c->be, &r->c_deflate);
 	sample(c);
 
 	r->collapse_rc = 0;
+	r->t_collapse = bl_now() - c->t0;
 	if (cfg->collapse) {
 		step = "collapse";
 		progress(c, "collapse", 0, 1);
@@ -546,6 +765,7 @@ static int run_steps(struct run_ctx *c)
 	r->zeroes = c->h.zeroes;
 	r->total_s = bl_now() - c->t0;
 	sample(c);
+	r->t_end = bl_now() - c->t0;
 	return 0;
 out:
 	snprintf(r->msg, sizeof(r->msg), "%s: %s", step, strerror(-err));
