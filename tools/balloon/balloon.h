@@ -147,10 +147,15 @@ void bl_workload_destroy(struct bl_workload *w);
  * (pfn, gen), 0 if not. */
 void bl_stamp(void *page, uint64_t pfn, uint64_t gen);
 int bl_stamp_check(const void *page, uint64_t pfn, uint64_t gen);
-/* The 8-byte word of page pfn that holds the guest's pointer chase (see
- * scenario.c): one word in a line that depends on pfn, never line 0.
- * bl_stamp_check does not look at it. */
-unsigned bl_chase_word(uint64_t pfn);
+/* The guest's pointer chase (scenario.c) visits every page it reads
+ * BL_CHASE_PER_PAGE times, each time at another 64-byte line, so that its
+ * lines (1/8 of the memory read) do not fit in the CPU's caches.
+ * bl_chase_word(pfn, k) is the index of the 8-byte word of page pfn that
+ * holds its k-th link: the first word of a line that depends on pfn and k,
+ * never line 0, all different for k < BL_CHASE_PER_PAGE.  bl_stamp_check
+ * does not look at these words. */
+#define BL_CHASE_PER_PAGE 8
+unsigned bl_chase_word(uint64_t pfn, unsigned k);
 int bl_page_is_zero(const void *page);
 
 /* ---- Backends: guest RAM (backend_thpfs.c, backend_kernel.c) ---- */

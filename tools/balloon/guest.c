@@ -367,23 +367,28 @@ void bl_stamp(void *page, uint64_t pfn, uint64_t gen)
 		w[i] = x + i * 0x9e3779b97f4a7c15ULL;
 }
 
-unsigned bl_chase_word(uint64_t pfn)
+unsigned bl_chase_word(uint64_t pfn, unsigned k)
 {
-	/* lines 1..63, spread so that consecutive pages use different lines */
-	return (unsigned)(1 + (pfn * 37) % 63) * 8;
+	/* lines 1..63; 8 is prime to 63, so k = 0..7 give 8 different lines */
+	return (unsigned)(1 + (pfn * 37 + k * 8) % 63) * 8;
 }
 
 int bl_stamp_check(const void *page, uint64_t pfn, uint64_t gen)
 {
 	const uint64_t *w = page;
 	uint64_t x = stamp_word0(pfn, gen);
-	unsigned skip = bl_chase_word(pfn);
+	uint64_t skip = 0; /* bit l: line l holds a chase link */
 
+	for (unsigned k = 0; k < BL_CHASE_PER_PAGE; k++)
+		skip |= 1ULL << (bl_chase_word(pfn, k) / 8);
 	if (w[0] != pfn || w[1] != gen)
 		return 0;
-	for (unsigned i = 2; i < BL_PAGE_SIZE / 8; i++)
-		if (i != skip && w[i] != x + i * 0x9e3779b97f4a7c15ULL)
+	for (unsigned i = 2; i < BL_PAGE_SIZE / 8; i++) {
+		if (i % 8 == 0 && (skip >> (i / 8) & 1))
+			continue;
+		if (w[i] != x + i * 0x9e3779b97f4a7c15ULL)
 			return 0;
+	}
 	return 1;
 }
 

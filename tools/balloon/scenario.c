@@ -223,9 +223,10 @@ static int check_pages(struct run_ctx *c, bool after_deflate)
 
 /*
  * ns per load of a pointer chase through the pages in c->rd_pfns[0..n):
- * the guest writes, into one word of every page (bl_chase_word: a line that
- * depends on the page), the address of that word in the next page of a
- * random cycle over all n pages (Sattolo's shuffle), through the pointers
+ * the guest writes, into BL_CHASE_PER_PAGE words of every page
+ * (bl_chase_word: lines that depend on the page), the address of the next
+ * word of a random cycle over all of them (Sattolo's shuffle), through the
+ * pointers
  * the backend gives (map_pages: the guest's mapping; thpfs without one: its
  * thpfs_map pins).  The timed loop is then only dependent loads, p = *p:
  * no side table, no arithmetic, so what it measures is the latency of a
@@ -235,9 +236,20 @@ static int check_pages(struct run_ctx *c, bool after_deflate)
  * the machine only slows batches down).
  */
 #define READ_BATCHES 4
+/* Element e of the chase: link e % BL_CHASE_PER_PAGE of read page
+ * e / BL_CHASE_PER_PAGE. */
+static void **chase_slot(struct run_ctx *c, uint64_t e)
+{
+	uint64_t i = e / BL_CHASE_PER_PAGE;
+
+	return (void **)(c->rd_ptrs[i] +
+			 bl_chase_word(c->rd_pfns[i], (unsigned)(e % BL_CHASE_PER_PAGE)) * 8);
+}
+
 static double measure_reads(struct run_ctx *c, uint64_t n, int *errp)
 {
 	uint64_t rs = c->cfg->seed ^ 0x243f6a8885a308d3ULL, per = c->cfg->reads / READ_BATCHES;
+	uint64_t ne = n * BL_CHASE_PER_PAGE;
 	double best = 0.0;
 	int err;
 
@@ -250,23 +262,21 @@ static double measure_reads(struct run_ctx *c, uint64_t n, int *errp)
 		*errp = err;
 		return 0.0;
 	}
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < ne; i++)
 		c->perm[i] = (uint32_t)i;
-	for (uint64_t i = n - 1; i > 0; i--) { /* Sattolo: one cycle over all */
+	for (uint64_t i = ne - 1; i > 0; i--) { /* Sattolo: one cycle over all */
 		uint64_t j = bl_rand(&rs) % i;
 		uint32_t t = c->perm[i];
 
 		c->perm[i] = c->perm[j];
 		c->perm[j] = t;
 	}
-	for (uint64_t k = 0; k < n; k++) {
-		uint32_t a = c->perm[k], b = c->perm[(k + 1) % n];
-		void **slot = (void **)(c->rd_ptrs[a] + bl_chase_word(c->rd_pfns[a]) * 8);
+	for (uint64_t k = 0; k < ne; k++) {
+		void **slot = chase_slot(c, c->perm[k]);
 
-		*slot = c->rd_ptrs[b] + bl_chase_word(c->rd_pfns[b]) * 8;
+		*slot = chase_slot(c, c->perm[(k + 1) % ne]);
 	}
-	void *const *p = (void *const *)(c->rd_ptrs[c->perm[0]] +
-					 bl_chase_word(c->rd_pfns[c->perm[0]]) * 8);
+	void *const *p = chase_slot(c, c->perm[0]);
 
 	for (int b = 0; b < READ_BATCHES; b++) {
 		double t = bl_now();
@@ -540,7 +550,7 @@ static void touch_model(struct run_ctx *c)
 	touch_bytes(c->buf, BL_HUGE_SIZE);
 	touch_bytes(c->rd_pfns, sizeof(uint32_t) * n);
 	touch_bytes(c->rd_ptrs, sizeof(char *) * n);
-	touch_bytes(c->perm, sizeof(uint32_t) * n);
+	touch_bytes(c->perm, sizeof(uint32_t) * n * BL_CHASE_PER_PAGE);
 	touch_bytes(c->g.reported, n);
 	touch_bytes(c->g.next, sizeof(uint32_t) * n);
 	touch_bytes(c->g.prev, sizeof(uint32_t) * n);
@@ -586,7 +596,7 @@ static int setup(struct run_ctx *c, const char *dir)
 	c->buf = aligned_alloc(BL_HUGE_SIZE, BL_HUGE_SIZE);
 	c->rd_pfns = malloc(sizeof(uint32_t) * c->npages);
 	c->rd_ptrs = malloc(sizeof(char *) * c->npages);
-	c->perm = malloc(sizeof(uint32_t) * c->npages);
+	c->perm = malloc(sizeof(uint32_t) * c->npages * BL_CHASE_PER_PAGE);
 	if (!c->buf || !c->rd_pfns || !c->rd_ptrs || !c->perm)
 		return -ENOMEM;
 	err = bl_buddy_init(&c->g, (uint32_t)c->npages);
