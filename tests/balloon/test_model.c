@@ -20,7 +20,8 @@
 /* The model's own files call these; main.c is not linked here. */
 const char *bl_policy_name(int p)
 {
-	static const char *const n[] = { "legacy", "split", "qemu-pbp", "huge-bitmap", "lazy" };
+	static const char *const n[] = { "legacy", "split", "qemu-pbp", "huge-bitmap", "lazy",
+					      "whole-lazy" };
 
 	return p >= 0 && p < BL_NR_POLICIES ? n[p] : "?";
 }
@@ -385,6 +386,37 @@ static void test_host_lazy(void **state)
 	bl_host_destroy(&h);
 }
 
+/* whole-lazy: a 2 MiB page whose last piece arrives is punched whole (the
+ * pieces queued before it are not punched again when the host asks); the
+ * pieces of a partly ballooned 2 MiB page are only zeroed until asked. */
+static void test_host_whole_lazy(void **state)
+{
+	struct bl_host h;
+	uint32_t m[BL_MSG_MAX];
+
+	(void)state;
+	assert_int_equal(bl_host_init(&h, BL_WHOLE_LAZY, &fake_be, 2048), 0);
+	fill_msg(m, 256, 0, 1);
+	assert_int_equal(bl_host_inflate(&h, m, 256), 0);
+	assert_int_equal(count_ops(0, BL_PAGE_SIZE), 256); /* zeroed, queued */
+	assert_int_equal(count_ops(1, 0), 0);
+	fill_msg(m, 10, 600, 1); /* 10 pieces of 2 MiB page 1 */
+	assert_int_equal(bl_host_inflate(&h, m, 10), 0);
+	fill_msg(m, 256, 256, 1); /* the rest of 2 MiB page 0 */
+	assert_int_equal(bl_host_inflate(&h, m, 256), 0);
+	assert_int_equal(count_ops(1, BL_HUGE_SIZE), 1);
+	assert_int_equal(count_ops(0, BL_PAGE_SIZE), 256 + 10 + 255);
+	assert_int_equal(h.huge_discards, 1);
+	assert_int_equal(h.state[0], BL_H_DISCARDED);
+	assert_int_equal(h.state[600], BL_H_QUEUED);
+	/* asked: only the 10 pieces of page 1 are left to free */
+	assert_int_equal(bl_host_ask(&h, UINT64_MAX), 10 * BL_PAGE_SIZE);
+	assert_int_equal(count_ops(1, BL_PAGE_SIZE), 10);
+	assert_int_equal(h.state[605], BL_H_DISCARDED);
+	assert_int_equal(bl_host_ask(&h, UINT64_MAX), 0);
+	bl_host_destroy(&h);
+}
+
 /* ---- Balloon driver ---- */
 
 static void test_balloon_messages(void **state)
@@ -460,6 +492,51 @@ static void test_balloon_report(void **state)
 	bl_buddy_destroy(&g);
 }
 
+/* The reporting worker as Linux's: a free of a block of order >= 9 asks for
+ * a pass; a pass marks what it reported and the next one skips it; a
+ * reported block that is allocated from and freed again is reported anew. */
+static void test_report_worker_remembers(void **state)
+{
+	struct bl_buddy g;
+	struct bl_host h;
+	struct bl_balloon bl;
+	uint32_t npages = 512 * 8;
+
+	(void)state;
+	assert_int_equal(bl_buddy_init(&g, npages), 0);
+	assert_int_equal(bl_host_init(&h, BL_SPLIT, &fake_be, npages), 0);
+	assert_int_equal(bl_balloon_init(&bl, npages), 0);
+	assert_false(g.report_requested); /* boot memory asks for nothing */
+	int64_t pfn = bl_buddy_alloc(&g, 0);
+
+	assert_int_equal(pfn, 0);
+	bl_buddy_free(&g, (uint32_t)pfn, 0);
+	assert_true(g.report_requested); /* merged back into a 4 MiB block */
+	assert_int_equal(bl_balloon_report(&bl, &g, &h), npages);
+	assert_false(g.report_requested);
+	assert_int_equal(bl.skipped_pages, 0);
+	/* nothing new: the next pass skips everything */
+	assert_int_equal(bl_balloon_report(&bl, &g, &h), 0);
+	assert_int_equal(bl.skipped_pages, npages);
+	/* take a page out of one block and give it back */
+	pfn = bl_buddy_alloc(&g, 0);
+	assert_true(pfn >= 0);
+	/* the halves split off it are not marked (the model does not carry
+	 * the mark through a split): its 2 MiB half is reported again */
+	assert_int_equal(bl_balloon_report(&bl, &g, &h), 512);
+	bl_buddy_free(&g, (uint32_t)pfn, 0);
+	assert_true(g.report_requested);
+	unsigned before = nops;
+
+	assert_int_equal(bl_balloon_report(&bl, &g, &h), 1024);
+	assert_int_equal(nops, before + 1); /* only that block, merged again */
+	assert_int_equal(ops_log[before].len, 1024 * BL_PAGE_SIZE);
+	assert_int_equal(bl.report_passes, 4);
+	bl_balloon_destroy(&bl);
+	bl_host_destroy(&h);
+	bl_buddy_destroy(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +554,8 @@ int main(void)
 		cmocka_unit_test_setup(test_host_lazy, reset),
 		cmocka_unit_test_setup(test_balloon_messages, reset),
 		cmocka_unit_test_setup(test_balloon_report, reset),
+		cmocka_unit_test_setup(test_report_worker_remembers, reset),
+		cmocka_unit_test_setup(test_host_whole_lazy, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
