@@ -25,7 +25,7 @@ LIB_SRC = $(wildcard src/*.c)
 LIB_OBJ = $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRC))
 HDRS = include/thpfs.h src/internal.h
 
-.PHONY: all lib tools tests bench clean test install deps demo check
+.PHONY: all lib tools tests bench clean test deps demo check
 all: lib tools tests bench
 
 # The README's two commands: `make demo` (the balloon model on defaults) and
@@ -35,7 +35,7 @@ deps:
 	@sh scripts/deps.sh
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(B)/thpfs-balloon
+	$(B)/thpfs-balloon -o docs/balloon.png
 check: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/check.sh
@@ -46,19 +46,17 @@ $(B)/obj/%.o: src/%.c $(HDRS)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(B)/libthpfs.a: $(LIB_OBJ)
 	ar rcs $@ $^
-$(B)/libthpfs.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS)
+# libthpfs.so.$(VERSION) with SONAME libthpfs.so.$(SOMAJOR), and the two
+# links a build and the loader look for (mk/install.mk installs the same).
+VERSION := $(shell sed -n 's/.*THPFS_VERSION "\(.*\)"/\1/p' include/thpfs.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+$(B)/libthpfs.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libthpfs.so.$(SOMAJOR) -o $@ $^ $(LDFLAGS)
+$(B)/libthpfs.so: $(B)/libthpfs.so.$(VERSION)
+	ln -sf libthpfs.so.$(VERSION) $@.$(SOMAJOR)
+	ln -sf libthpfs.so.$(SOMAJOR) $@
 
 -include mk/*.mk
-
-thpfs.pc: thpfs.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*THPFS_VERSION "\(.*\)"/\1/p' include/thpfs.h)|' $< > $@
-install: lib thpfs.pc
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 644 $(B)/libthpfs.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/libthpfs.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/thpfs.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 thpfs.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 clean:
 	rm -rf build build-asan build-tsan thpfs.pc

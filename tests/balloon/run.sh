@@ -75,8 +75,8 @@ fi
 help=$("$bin" --help)
 check "--help exits 0" test $? -eq 0
 missing=""
-for o in size target frag free ask no-report no-collapse seed reads policies backends \
-	thpfs-options json plot no-plot quiet help version; do
+for o in size target frag free ask no-report report-delay trace no-collapse seed reads policies \
+	backends thpfs-options json plot no-plot quiet help version; do
 	grep -q -- "--$o" <<<"$help" || missing="$missing --$o"
 done
 check "--help documents every option${missing:+ (missing:$missing)}" test -z "$missing"
@@ -105,6 +105,12 @@ bad_input "unknown backend" "unknown backend" --backends zfs
 bad_input "fragmentation out of range" "0..1" --frag 1.5
 bad_input "unknown option" "unknown" --turbo
 bad_input "stray argument" "unexpected argument" extra
+bad_input "report delay out of range" "report-delay" --report-delay 99
+bad_input "trace file missing" "trace" --trace "$tmp/no-such-trace"
+printf 'ram 0x1000000\nd 0x2000000 0x1000\n' >"$tmp/bad.trace"
+bad_input "trace discard outside guest RAM" "outside guest RAM" --trace "$tmp/bad.trace"
+printf 'virtqueue_pop vq 0x1 elem 0x2 in_num 0 out_num 1\n' >"$tmp/raw.trace"
+bad_input "raw trace without --size" "give --size" --trace "$tmp/raw.trace"
 
 # ---- 64 MiB guest, scattered free memory (the issue's table) ----
 j1=$tmp/scattered.json
@@ -115,21 +121,23 @@ check "JSON parses" jqtrue '.runs | length > 0' "$j1"
 
 nruns=$(jq '[.runs[] | select(.status == "ok")] | length' "$j1")
 kernel=$(jq '[.runs[] | select(.backend == "kernel" and .status == "ok")] | length' "$j1")
-check "every policy ran on thpfs" test "$(jq '[.runs[] | select(.backend == "thpfs" and .status == "ok")] | length' "$j1")" -eq 5
-if [ "$kernel" -eq 5 ]; then
+check "every policy ran on thpfs" test "$(jq '[.runs[] | select(.backend == "thpfs" and .status == "ok")] | length' "$j1")" -eq 6
+if [ "$kernel" -eq 6 ]; then
 	ok "every policy ran on the kernel's tmpfs"
 else
-	bad "kernel runs: $kernel of 5 ($(jq -r '.runs[] | select(.backend == "kernel") | .message' "$j1" | head -1))"
+	bad "kernel runs: $kernel of 6 ($(jq -r '.runs[] | select(.backend == "kernel") | .message' "$j1" | head -1))"
 fi
 
 # every field of the JSON
 fields='backend policy status message mem_source guest_free_mib guest_free_huge_blocks_mib
-ballooned_mib reported_mib returned_inflated_mib returned_mib ratio_inflated ratio memory_mib
+ballooned_mib reported_mib reported_after_deflate_mib report_skipped_mib report_passes guest_path
+phases_s coverage_known returned_inflated_mib returned_mib ratio_inflated ratio memory_mib
 messages time_s pages_per_s discards_per_s inflate_ops huge_discards punches zeroes coverage
 counters_inflate counters_rewrite counters_collapse collapse_rc read_ns check samples'
 sub='memory_mib:filled,inflated,reported,asked,deflated,collapsed
 messages:inflate,deflate,report,max_pfns,max_report_blocks
-time_s:fill,inflate,host,report,ask,deflate,collapse,total
+time_s:fill,inflate,host,report,ask,ask_host,deflate,collapse,total
+phases_s:inflate,ask,deflate,collapse,end
 coverage:filled,inflated,asked,deflated,collapsed
 counters_inflate:split,split_failed,deferred_split,collapse_alloc,pages_collapsed,file_alloc
 read_ns:before,inflated,after
@@ -145,7 +153,7 @@ while IFS=: read -r obj keys; do
 		[ "$n" -eq 0 ] || missing="$missing $obj.$k"
 	done
 done <<<"$sub"
-for k in size_mib target_mib ask_mib frag free seed reads report collapse msg_max_pfns thpfs_options; do
+for k in size_mib target_mib ask_mib frag free seed reads report report_delay_s collapse msg_max_pfns trace thpfs_options; do
 	jq -e --arg k "$k" '.config | has($k)' "$j1" >/dev/null || missing="$missing config.$k"
 done
 check "JSON has every field${missing:+ (missing:$missing)}" test -z "$missing"
@@ -181,10 +189,21 @@ for b in thpfs kernel; do
 	cmp_ok "huge-bitmap returns only whole ballooned 2 MiB pages (none here)" $b huge-bitmap \
 		'r <= hd * 2 + t && r >= hd * 2 - t && hd == 0'
 	cmp_ok "lazy returns about 0% until asked" $b lazy 'ri <= t && ri >= -t'
+	cmp_ok "whole-lazy returns about 0% until asked (no 2 MiB page ballooned whole)" $b whole-lazy \
+		'ri <= t && ri >= -t && hd == 0'
 done
 cmp_ok "split returns at least 99.5%" thpfs split 'r >= 0.995 * g - t'
 cmp_ok "lazy returns at least 99.5% once asked" thpfs lazy 'r >= 0.995 * g - t'
-if [ "$kernel" -eq 5 ]; then
+cmp_ok "whole-lazy returns at least 99.5% once asked" thpfs whole-lazy 'r >= 0.995 * g - t'
+check "huge-page coverage came from the kernel (PAGEMAP_SCAN) in every run" \
+	jqtrue '[.runs[] | select(.status == "ok") | .coverage_known] | all' "$j1"
+check "the guest of the kernel backend writes through its mapping" \
+	jqtrue '[.runs[] | select(.backend == "kernel" and .status == "ok") | .guest_path == "mapping"] | all' "$j1"
+check "the speed test measured a pointer chase in every run (ns/load > 0)" \
+	jqtrue '[.runs[] | select(.status == "ok") | .read_ns | .before > 0 and .inflated > 0 and .after > 0] | all' "$j1"
+check "phase starts are in order" \
+	jqtrue '[.runs[] | select(.status == "ok") | .phases_s | .inflate < .ask and .ask < .deflate and .deflate <= .collapse and .collapse <= .end] | all' "$j1"
+if [ "$kernel" -eq 6 ]; then
 	ks=$(rv kernel split .returned_mib)
 	ts=$(rv thpfs split .returned_mib)
 	check "thpfs split returns at least what the kernel's tmpfs returns ($ts vs $ks MiB)" \
@@ -231,6 +250,61 @@ check "thpfs huge-bitmap splits no huge page" \
 	test "$(rv thpfs huge-bitmap .counters_inflate.split)" = 0
 check "every stamped page intact (whole blocks)" \
 	jqtrue '[.runs[] | select(.status == "ok") | .check | .bad_kept + .bad_zero + .bad_rewrite == 0] | all' "$j2"
+
+# ---- 64 MiB guest on the defaults (half the free memory in whole 2 MiB
+# blocks): the reporting worker, whole-lazy against huge-bitmap and lazy ----
+j3=$tmp/default.json
+"$bin" -q --size 64m --reads 0 --no-plot --json >"$j3" 2>"$tmp/err3"
+check "64 MiB default run exits 0 ($(head -c 300 "$tmp/err3"))" test $? -eq 0
+j1=$j3
+check "the worker reported free 2 MiB blocks after inflate in every run" \
+	jqtrue '[.runs[] | select(.status == "ok") | .reported_mib >= 2] | all' "$j3"
+check "the worker's pass after deflate skipped the blocks it reported before and reported the new ones" \
+	jqtrue '[.runs[] | select(.status == "ok") | .report_skipped_mib == .reported_mib and .reported_after_deflate_mib >= 2 and .report_passes == 2] | all' "$j3"
+for b in thpfs kernel; do
+	[ -n "$(rv $b whole-lazy .backend)" ] || continue
+	wl=$(rv $b whole-lazy .returned_inflated_mib)
+	hb=$(rv $b huge-bitmap .returned_inflated_mib)
+	lz=$(rv $b lazy .returned_inflated_mib)
+	check "$b: whole-lazy gives back at once what huge-bitmap does ($wl vs $hb MiB), more than lazy ($lz)" \
+		awk -v a="$wl" -v h="$hb" -v l="$lz" -v t="$TOL_MIB" 'BEGIN { exit !(a >= h - t && a <= h + t && a > l + 1) }'
+	cmp_ok "whole-lazy returns at least 99% once asked" $b whole-lazy 'r >= 0.99 * g - t'
+	cw=$(rv $b whole-lazy .coverage.inflated)
+	cs=$(rv $b split .coverage.inflated)
+	check "$b: whole-lazy keeps huge pages until asked, split does not ($cw vs $cs)" \
+		awk -v w="$cw" -v s="$cs" 'BEGIN { exit !(w > 0.5 && s < 0.05) }'
+done
+
+# ---- --trace: a request stream recorded from a real guest, and a synthetic one ----
+data=$(cd "$(dirname "$0")/../data" && pwd)
+j4=$tmp/trace.json
+"$bin" -q --trace "$data/balloon-trace-synthetic.txt" --reads 0 --no-plot --json >"$j4" 2>"$tmp/err4"
+check "synthetic trace replays (exit 0; $(head -c 200 "$tmp/err4"))" test $? -eq 0
+j1=$j4
+check "synthetic trace: 812 pages and 6 MiB of reports in every run, guest RAM 16 MiB" \
+	jqtrue '[.runs[] | select(.status == "ok") | (.ballooned_mib * 256 | round) == 812 and .reported_mib == 6] | all and .config.size_mib == 16 and (.runs | length) == 12' "$j4"
+check "synthetic trace: the 512-page request went as two messages, none above 256" \
+	jqtrue '[.runs[] | select(.status == "ok") | .messages.inflate == 4 and .messages.max_pfns == 256] | all' "$j4"
+check "synthetic trace: huge-bitmap and whole-lazy discard the whole 2 MiB page at once" \
+	jqtrue '[.runs[] | select(.status == "ok" and (.policy == "huge-bitmap" or .policy == "whole-lazy")) | .huge_discards == 1] | all' "$j4"
+cmp_ok "synthetic trace: split returns at least 99.5%" thpfs split 'r >= 0.995 * g - t'
+check "synthetic trace: every page intact" \
+	jqtrue '[.runs[] | select(.status == "ok") | .check | .bad_kept + .bad_zero + .bad_rewrite == 0] | all' "$j4"
+j5=$tmp/real.json
+"$bin" -q --trace "$data/balloon-trace-qemu.txt" --policies split,whole-lazy --reads 0 --no-plot \
+	--no-collapse --json >"$j5" 2>"$tmp/err5"
+check "recorded QEMU trace replays (exit 0; $(head -c 200 "$tmp/err5"))" test $? -eq 0
+check "recorded trace: 128 MiB ballooned in 128 messages of 256 frames" \
+	jqtrue '[.runs[] | select(.status == "ok") | .ballooned_mib == 128 and .messages.inflate == 128 and .messages.max_pfns == 256] | all' "$j5"
+j1=$j5
+cmp_ok "recorded trace: split returns at least 99.5%" thpfs split 'r >= 0.995 * g - t'
+cmp_ok "recorded trace: whole-lazy returns the 20 whole 2 MiB pages at once" thpfs whole-lazy \
+	'hd == 20 && ri >= 40 - t && ri <= 40 + t && r >= 0.995 * g - t'
+j6=$tmp/raw.json
+"$bin" -q --trace "$data/balloon-trace-raw.log" --size 256m --policies split --backends thpfs \
+	--reads 0 --no-plot --json >"$j6" 2>"$tmp/err6"
+check "QEMU's raw trace log replays: 512 pages in 2 messages ($(head -c 200 "$tmp/err6"))" \
+	jqtrue '.runs[0] | .status == "ok" and .ballooned_mib == 2 and .messages.inflate == 2' "$j6"
 
 # ---- not root: the kernel backend is skipped with a message ----
 if command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups \
