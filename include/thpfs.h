@@ -41,15 +41,16 @@ struct thpfs_file; /* an open file description */
 
 /* ---- Mount ---------------------------------------------------------------
  *
- * options: comma-separated, like tmpfs (NULL or "" for defaults):
- *   size=N[k|m|g|%]     bytes of file data the mount may hold (0 = unlimited,
- *                       default 50% of RAM; % is of physical RAM); as on
- *                       tmpfs a symlink target of 128 bytes or more takes a
- *                       4 KiB page of it, and so does the page table of each
- *                       2 MiB range held in base pages (beyond those that
- *                       size= bytes of dense base pages need)
- *   nr_inodes=N[k|m|g]  most inodes (0 = unlimited; default: RAM pages / 2);
- *                       as on tmpfs each hard link past the first takes one
+ * options: comma-separated, like tmpfs (NULL or "" for defaults); sizes take
+ * a binary suffix k, m, g or t (KiB, MiB, GiB, TiB):
+ *   size=N[k|m|g|t|%]   bytes of file data the mount may hold (0 = unlimited;
+ *                       % of physical RAM, may pass 100 as on tmpfs; default
+ *                       50%); as on tmpfs a symlink target of 128 bytes or
+ *                       more takes a 4 KiB page of it, and so does the page
+ *                       table of each 2 MiB range held in base pages (beyond
+ *                       those that size= bytes of dense base pages need)
+ *   nr_inodes=N[k|m|g|t]  most inodes (0 = unlimited; default: RAM pages /
+ *                       2); as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
  *   split=native|migrate|inplace  how a huge page is split (native): native
  *                       has the kernel split the THP in place, no copy;
@@ -62,14 +63,21 @@ struct thpfs_file; /* an open file description */
  *   collapse=on|off     background collapse thread (on)
  *   scan_sleep_ms=N     background collapse pause between passes (100)
  *   mode=OCTAL          root directory permissions (1777)
- *   uid=N, gid=N        root directory owner (0)
+ *   uid=N               root directory owner (0)
+ *   gid=N               root directory group (0)
+ * (thpfs_options_help prints this list.)
  * An unknown or malformed option fails with -EINVAL (thpfs_mount_ex also
  * returns a message naming it).  Nothing is printed.
  */
 int thpfs_mount(struct thpfs **fs, const char *options);
 /* Like thpfs_mount; on -EINVAL writes a message naming the bad option to
- * err (up to errlen bytes, NUL-terminated) when err is not NULL. */
+ * err (up to errlen bytes, NUL-terminated) when err is not NULL, such as
+ * "unknown option 'foo'" - without a program name: the caller adds its own. */
 int thpfs_mount_ex(struct thpfs **fs, const char *options, char *err, size_t errlen);
+/* Writes the list of mount options above, one line each ("    key=SYNTAX
+ * meaning (default D)"), into buf.  Returns the length, or -ENOSPC when len
+ * is too small (2 KiB is enough). */
+int thpfs_options_help(char *buf, size_t len);
 /* Frees every frame and inode.  Files still open become invalid.  Returns
  * -EBUSY (and unmounts nothing) if pins are still held. */
 int thpfs_unmount(struct thpfs *fs);

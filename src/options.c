@@ -58,7 +58,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int bad_value(char *err, size_t errlen, struct opt_span key, struct opt_span val)
 {
-	set_err(err, errlen, "thpfs: bad value '%.*s' for option '%.*s'",
+	set_err(err, errlen, "bad value '%.*s' for option '%.*s'",
 		(int)val.len, val.s, (int)key.len, key.s);
 	return -EINVAL;
 }
@@ -110,8 +110,9 @@ static int suffix_shift(char c)
 
 /*
  * A count with an optional binary suffix (N, Nk, Nm, Ng, Nt).  When allow_pct
- * is set, "N%" (1..100) is a share of physical RAM in bytes.  Fails with
- * -EINVAL on anything else or when the result overflows 64 bits.
+ * is set, "N%" (N >= 1, more than 100 too, as tmpfs takes it) is a share of
+ * physical RAM in bytes.  Fails with -EINVAL on anything else or when the
+ * result overflows 64 bits.
  */
 static int parse_scaled(struct opt_span sp, bool allow_pct, uint64_t *out)
 {
@@ -130,10 +131,15 @@ static int parse_scaled(struct opt_span sp, bool allow_pct, uint64_t *out)
 	if (allow_pct && sp.s[n] == '%') {
 		uint64_t ram = phys_ram_bytes();
 
-		if (v < 1 || v > 100 || !ram)
+		unsigned __int128 b;
+
+		if (v < 1 || !ram)
 			return -EINVAL;
-		/* ram / 100 * v would lose the remainder; ram * v fits easily */
-		*out = (uint64_t)((unsigned __int128)ram * v / 100);
+		/* ram / 100 * v would lose the remainder; ram * v fits in 128 bits */
+		b = (unsigned __int128)ram * v / 100;
+		if (b > UINT64_MAX)
+			return -EINVAL;
+		*out = (uint64_t)b;
 		return 0;
 	}
 	shift = suffix_shift(sp.s[n]);
@@ -310,22 +316,60 @@ static int opt_gid(struct thpfs_options *o, struct opt_span val)
 	return 0;
 }
 
-/* Every option: its key and the parser that stores its value (or fails). */
+/*
+ * Every option, the one list: its key, the parser that stores its value (or
+ * fails), and what thpfs_options_help prints for it - the value's syntax,
+ * what it means and its default.  thpfs --help prints this list;
+ * include/thpfs.h, the README and docs/fuse.md repeat it word for word
+ * where they list options, and tests/options/run.sh checks that they do.
+ */
 static const struct opt_def {
 	const char *key;
 	int (*parse)(struct thpfs_options *o, struct opt_span val);
+	const char *syntax;	/* as written after "key=" */
+	const char *help;
+	const char *def;
 } opt_defs[] = {
-	{ "size", opt_size },
-	{ "nr_inodes", opt_nr_inodes },
-	{ "huge", opt_huge },
-	{ "split", opt_split },
-	{ "max_ptes_none", opt_max_ptes_none },
-	{ "collapse", opt_collapse },
-	{ "scan_sleep_ms", opt_scan_sleep_ms },
-	{ "mode", opt_mode },
-	{ "uid", opt_uid },
-	{ "gid", opt_gid },
+	{ "size", opt_size, "N[k|m|g|t|%]",
+	  "bytes of file data (0 = unlimited; % of RAM, may pass 100)", "50%" },
+	{ "nr_inodes", opt_nr_inodes, "N[k|m|g|t]", "most inodes (0 = unlimited)",
+	  "RAM pages / 2" },
+	{ "huge", opt_huge, "never|always|within_size|advise",
+	  "when files get 2 MiB pages, as tmpfs", "always" },
+	{ "split", opt_split, "native|migrate|inplace", "how a partly punched huge page is split",
+	  "native" },
+	{ "max_ptes_none", opt_max_ptes_none, "N",
+	  "0..511 holes a 2 MiB range may have and still collapse", "0" },
+	{ "collapse", opt_collapse, "on|off", "the background collapse thread", "on" },
+	{ "scan_sleep_ms", opt_scan_sleep_ms, "N",
+	  "ms between collapse passes; bounds how long freed pages wait", "100" },
+	{ "mode", opt_mode, "OCTAL", "root directory permissions", "1777" },
+	{ "uid", opt_uid, "N", "root directory owner", "0" },
+	{ "gid", opt_gid, "N", "root directory group", "0" },
 };
+
+/* Sizes (k, m, g, t) are binary: KiB, MiB, GiB, TiB. */
+int thpfs_options_help(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (!buf || !len)
+		return -EINVAL;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(opt_defs) / sizeof(opt_defs[0]); i++) {
+		const struct opt_def *d = &opt_defs[i];
+		char kv[64];
+		int n;
+
+		snprintf(kv, sizeof(kv), "%s=%s", d->key, d->syntax);
+		n = snprintf(buf + used, len - used, "    %-20s%s%s (default %s)\n", kv,
+			     strlen(kv) < 20 ? "" : "\n                        ", d->help, d->def);
+		if (n < 0 || (size_t)n >= len - used)
+			return -ENOSPC;
+		used += (size_t)n;
+	}
+	return (int)used;
+}
 
 static const struct opt_def *find_opt(struct opt_span key)
 {
@@ -344,11 +388,11 @@ static int apply_item(struct thpfs_options *o, struct opt_span item, char *err, 
 	const struct opt_def *def = find_opt(key);
 
 	if (!def) {
-		set_err(err, errlen, "thpfs: unknown option '%.*s'", (int)key.len, key.s);
+		set_err(err, errlen, "unknown option '%.*s'", (int)key.len, key.s);
 		return -EINVAL;
 	}
 	if (!eq || key.len + 1 == item.len) {
-		set_err(err, errlen, "thpfs: missing value for option '%.*s'",
+		set_err(err, errlen, "missing value for option '%.*s'",
 			(int)key.len, key.s);
 		return -EINVAL;
 	}

@@ -745,6 +745,35 @@ static void test_names(void **state)
 }
 
 /* Each bad option string must fail with -EINVAL and name the option. */
+/* tmpfs accepts size=200% (more than RAM) and a t suffix; a message names
+ * the option without a program name of its own (the caller adds one: the
+ * daemon printed "thpfs: thpfs: ..."). */
+static void test_mount_options_tmpfs_like(void **state)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	struct thpfs_statfs sf;
+	struct thpfs *fs;
+	char err[256] = "";
+
+	(void)state;
+	int r = thpfs_mount_ex(&fs, "size=200%", err, sizeof(err));
+
+	if (r)
+		fail_msg("size=200%%: %d (%s)", r, err);
+	assert_int_equal(thpfs_statfs(fs, &sf), 0);
+	assert_int_equal(sf.blocks * sf.bsize, (ram * 2 + 4095) & ~4095ULL);
+	tl_unmount(fs);
+	fs = tl_mount("size=2t,nr_inodes=1t");
+	assert_int_equal(thpfs_statfs(fs, &sf), 0);
+	assert_int_equal(sf.blocks * sf.bsize, 2ULL << 40);
+	tl_unmount(fs);
+	assert_int_equal(thpfs_mount_ex(&fs, "size=0%", err, sizeof(err)), -EINVAL);
+	assert_int_equal(thpfs_mount_ex(&fs, "bogus=1", err, sizeof(err)), -EINVAL);
+	if (strncmp(err, "thpfs:", 6) == 0)
+		fail_msg("message \"%s\" carries a program name", err);
+	assert_non_null(strstr(err, "bogus"));
+}
+
 static void test_mount_options(void **state)
 {
 	static const struct {
@@ -1069,6 +1098,7 @@ int main(void)
 		TL_TEST(test_bad_input, thp_opts()),
 		TL_TEST(test_names, thp_opts()),
 		cmocka_unit_test(test_mount_options),
+		cmocka_unit_test(test_mount_options_tmpfs_like),
 		TL_TEST(test_size_limit, "size=4m,huge=always,collapse=off"),
 		TL_TEST(test_nr_inodes, "nr_inodes=8,huge=always,collapse=off"),
 		TL_TEST(test_inode_api, thp_opts()),

@@ -71,23 +71,18 @@ static const struct fuse_opt cli_opts[] = {
 
 static void usage(const char *prog)
 {
+	char opts[4096];
+
+	if (thpfs_options_help(opts, sizeof(opts)) < 0)
+		opts[0] = '\0';
 	printf("usage: %s [options] MOUNTPOINT\n"
 	       "\n"
 	       "Mounts a thpfs file system (files in 2 MiB transparent huge pages that\n"
 	       "are split and given back to the OS when punched) with FUSE.  Unmount\n"
 	       "with `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.\n"
 	       "\n"
-	       "thpfs options (-o, comma-separated):\n"
-	       "    size=N[k|m|g|%%]        bytes of file data (0 = unlimited; default 50%%)\n"
-	       "    nr_inodes=N[k|m|g]     most inodes (0 = unlimited)\n"
-	       "    huge=never|always|within_size|advise   when files get huge pages (always)\n"
-	       "    split=native|migrate|inplace  how a partly punched huge page is split (native)\n"
-	       "    max_ptes_none=N        0..511 holes a 2 MiB range may have and still be\n"
-	       "                           collapsed back into a huge page (0)\n"
-	       "    collapse=on|off        background collapse thread (on)\n"
-	       "    scan_sleep_ms=N        collapse thread pause between passes (100)\n"
-	       "    mode=OCTAL             root directory permissions (1777)\n"
-	       "    uid=N, gid=N           root directory owner (0)\n"
+	       "thpfs options (-o, comma-separated; sizes take k, m, g or t: KiB .. TiB):\n"
+	       "%s"
 	       "\n"
 	       "daemon options (-o):\n"
 	       "    attr_timeout=SECONDS   how long the kernel caches attributes (1.0)\n"
@@ -103,7 +98,7 @@ static void usage(const char *prog)
 	       "Statistics: `thpfs-stat MOUNTPOINT`, or the extended attribute\n"
 	       "%s of the mount's root directory.\n"
 	       "\n",
-	       prog, THPFS_XATTR_MEMINFO);
+	       prog, opts, THPFS_XATTR_MEMINFO);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
