@@ -234,11 +234,25 @@ struct thpfs_stats {
 	uint64_t inodes;               /* inodes in use */
 	uint64_t size_limit;           /* size= in bytes (0 = none) */
 	uint64_t thp_available;        /* 1 if the OS gives transparent huge pages */
+	/* The kernel's view, asked at each call (PAGEMAP_SCAN on
+	 * /proc/self/pagemap, one ioctl per 1 GiB arena of huge frames): */
+	uint64_t shmem_pmd_mapped;     /* ShmemPmdMapped: bytes of thpfs frames the
+					* kernel maps with huge PMDs right now (0
+					* when split_verify is 0) */
+	uint64_t split_verify;         /* what thpfs can ask the kernel: 0 nothing
+					* (Linux < 6.7: split=native migrates,
+					* huge frames are not verified), 1
+					* PAGEMAP_SCAN (PMD mappings), 2 also
+					* /proc/kpageflags (root: large folios) */
 	/* events */
 	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
-	uint64_t thp_file_fallback;     /* huge page wanted, base pages used */
-	uint64_t thp_split_page;        /* huge pages split */
-	uint64_t thp_split_page_failed; /* splits that could not happen (pinned, no memory) */
+	uint64_t thp_file_fallback;     /* huge page wanted, base pages used (no
+					 * frame, or the kernel gave 4 KiB pages) */
+	uint64_t thp_split_page;        /* huge pages split (verified with the
+					 * kernel when split=native) */
+	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
+					 * memory, or the kernel kept the THP
+					 * (extra references: pipe, GUP, I/O) */
 	uint64_t thp_deferred_split_page; /* pages queued for a deferred split */
 	uint64_t thp_deferred_split_done; /* queued pages later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */

@@ -72,10 +72,13 @@ static void test_native_split_seen_by_kernel(void **state)
 		assert_int_equal(large, 1);
 
 	struct thpfs_stats s0 = tl_stats(fs);
+	assert_true(s0.split_verify >= 1);
+	assert_int_equal(s0.shmem_pmd_mapped, 2 * HPG); /* thpfs's gauge of the kernel's view */
 	assert_int_equal(thpfs_fallocate(f, PUNCH, 100 * PG, PG), 0);
 	assert_true(thpfs_reclaim(fs, 0) >= 0); /* release the queued page now */
 	struct thpfs_stats s1 = tl_stats(fs);
 	assert_int_equal(s1.thp_split_page - s0.thp_split_page, 1);
+	assert_int_equal(s1.shmem_pmd_mapped, HPG);
 	assert_ptr_equal(chunk_addr(f, 0), m0); /* split in place: no copy */
 	print_message("after: huge PMD bytes %" PRId64 " + %" PRId64 ", present %" PRId64
 		      " of chunk 0, page 5 in a large folio: %d (-1: cannot tell)\n",
@@ -204,6 +207,9 @@ static void test_pipe_blocks_native_split(void **state)
 	assert_true(kfail1 - kfail0 >= NTHP);
 	assert_int_equal(s1.thp_split_page_failed - s0.thp_split_page_failed, NTHP);
 	assert_int_equal(s1.thp_split_page - s0.thp_split_page, 0);
+	/* thpfs kept the huge pages (zeroed the punched halves, queued them) */
+	assert_int_equal(s1.shmem_pmd_mapped, NTHP * HPG);
+	assert_int_equal(s1.deferred_split_queue, NTHP);
 	/* The data: punched halves read zero, the rest (and the pipe's page)
 	 * is intact. */
 	for (unsigned k = 0; k < NTHP; k++) {
@@ -236,6 +242,7 @@ static void test_pipe_blocks_native_split(void **state)
 	assert_int_equal(s2.bytes_released - s0.bytes_released, punched);
 	assert_int_equal(s2.thp_split_page - s0.thp_split_page, NTHP);
 	assert_int_equal(s2.deferred_split_queue, 0);
+	assert_int_equal(s2.shmem_pmd_mapped, 0);
 	assert_int_equal(s2.shmem_bytes, NTHP * HPG - punched);
 	for (unsigned k = 0; k < NTHP; k++) {
 		assert_int_equal(tl_kernel_huge_bytes(mem[k], HPG), 0);
@@ -282,6 +289,7 @@ static void test_small_pages_not_counted_huge(void **state)
 	/* thpfs agrees with the kernel */
 	assert_int_equal(s1.huge_frames, 0);
 	assert_int_equal(s1.shmem_huge_bytes, 0);
+	assert_int_equal(s1.shmem_pmd_mapped, 0);
 	assert_int_equal(s1.thp_file_alloc - s0.thp_file_alloc, 0);
 	assert_int_equal(s1.thp_file_fallback - s0.thp_file_fallback, 2);
 	assert_int_equal(s1.base_pages, 2 * HPG / PG);
