@@ -29,6 +29,10 @@
 #define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
 #define NATIVE "huge=always,split=native,collapse=off"
 #define NTHP 16 /* huge pages with a page held by the pipe */
+/* What a cgroup reading may be off by: the memory controller charges in
+ * per-CPU batches of 64 pages (0.5 MiB on 2 CPUs), and the test itself
+ * allocates a little (page tables, stdio). */
+#define CG_SLACK MIB
 
 static void need_kernel_view(struct thpfs *fs)
 {
@@ -211,6 +215,24 @@ static int64_t usage(struct pipe_fx *fx)
 	return u;
 }
 
+/* Huge page k of the file: the first half holds the pattern, the punched
+ * second half reads zero.  Reads through static buffers: a heap buffer
+ * would sit in AddressSanitizer's quarantine and be charged to the cgroup
+ * being measured. */
+static void check_halves(struct thpfs_file *f, unsigned k)
+{
+	static uint8_t got[64 * KIB], want[64 * KIB];
+	for (uint64_t off = k * HPG; off < (k + 1) * HPG; off += sizeof(got)) {
+		assert_int_equal(thpfs_pread(f, got, sizeof(got), (off_t)off), (ssize_t)sizeof(got));
+		if (off < k * HPG + HPG / 2)
+			tl_fill(want, sizeof(want), off, 22);
+		else
+			memset(want, 0, sizeof(want));
+		if (memcmp(got, want, sizeof(got)))
+			fail_msg("huge page %u: wrong bytes in [%" PRIu64 ", +64 KiB)", k, off);
+	}
+}
+
 static void test_pipe_blocks_native_split(void **state)
 {
 	struct pipe_fx *fx = *state;
@@ -239,11 +261,10 @@ static void test_pipe_blocks_native_split(void **state)
 		      NTHP, mib((int64_t)punched), mib(fell), mib(claimed), mib(dropped),
 		      s1.thp_split_page - s0.thp_split_page,
 		      s1.thp_split_page_failed - s0.thp_split_page_failed, kfail1 - kfail0);
-	/* Never claim memory the cgroup did not see go (1 MiB of slack for
-	 * the test's own allocations). */
+	/* Never claim memory the cgroup did not see go. */
 	if (fx->made) {
-		assert_true(claimed <= fell + (int64_t)MIB);
-		assert_true(dropped <= fell + (int64_t)MIB);
+		assert_true(claimed <= fell + (int64_t)CG_SLACK);
+		assert_true(dropped <= fell + (int64_t)CG_SLACK);
 	}
 	for (unsigned k = 0; k < NTHP; k++) /* the kernel kept every page */
 		assert_int_equal(tl_kernel_present_bytes(mem[k], HPG), HPG);
@@ -258,8 +279,7 @@ static void test_pipe_blocks_native_split(void **state)
 	/* The data: punched halves read zero, the rest (and the pipe's page)
 	 * is intact. */
 	for (unsigned k = 0; k < NTHP; k++) {
-		tl_check_pat(f, k * HPG, HPG / 2, 22);
-		tl_check_zero(f, k * HPG + HPG / 2, HPG / 2);
+		check_halves(f, k);
 	}
 
 	pipe_drain(fx);
@@ -273,7 +293,7 @@ static void test_pipe_blocks_native_split(void **state)
 		      mib((int64_t)(s2.bytes_released - s0.bytes_released)),
 		      s2.thp_split_page - s0.thp_split_page);
 	if (fx->made)
-		assert_true(use0 - use2 >= (int64_t)(punched * 99 / 100));
+		assert_true(use0 - use2 >= (int64_t)(punched - CG_SLACK));
 	assert_int_equal(s2.bytes_released - s0.bytes_released, punched);
 	assert_int_equal(s2.thp_split_page - s0.thp_split_page, NTHP);
 	assert_int_equal(s2.deferred_split_queue, 0);
@@ -282,8 +302,7 @@ static void test_pipe_blocks_native_split(void **state)
 	for (unsigned k = 0; k < NTHP; k++) {
 		assert_int_equal(tl_kernel_huge_bytes(mem[k], HPG), 0);
 		assert_int_equal(tl_kernel_present_bytes(mem[k], HPG), HPG / 2);
-		tl_check_pat(f, k * HPG, HPG / 2, 22);
-		tl_check_zero(f, k * HPG + HPG / 2, HPG / 2);
+		check_halves(f, k);
 	}
 }
 
@@ -313,7 +332,7 @@ static void test_pipe_migrate_holds_both(void **state)
 		skip();
 	}
 	assert_true(use1 - use0 >= (int64_t)(punched * 9 / 10)); /* the copies, on top */
-	assert_true(use0 - use2 >= (int64_t)(punched * 99 / 100));
+	assert_true(use0 - use2 >= (int64_t)(punched - CG_SLACK));
 	for (unsigned k = 0; k < NTHP; k++) {
 		tl_check_pat(fx->f, k * HPG, HPG / 2, 22);
 		tl_check_zero(fx->f, k * HPG + HPG / 2, HPG / 2);
