@@ -47,7 +47,11 @@ struct thpfs_file; /* an open file description */
  *   nr_inodes=N[k|m|g]  most inodes (0 = unlimited; default: RAM pages / 2)
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
  *   split=native|migrate|inplace  how a huge page is split (native): native
- *                       has the kernel split the THP in place, no copy;
+ *                       has the kernel split the THP in place, no copy, and
+ *                       checks with the kernel that it did (PAGEMAP_SCAN,
+ *                       Linux 6.7+; without it native migrates); a THP the
+ *                       kernel will not split (a pipe, GUP pin or I/O holds
+ *                       a page of it) is zeroed and deferred, see reclaim;
  *                       migrate copies the live 4 KiB pages out and frees
  *                       the 2 MiB; inplace only drops the punched pages
  *                       inside the THP, which frees nothing until the
@@ -101,7 +105,8 @@ int thpfs_ftruncate(struct thpfs_file *f, off_t size);
  * ZERO_RANGE|KEEP_SIZE.  Others: -EOPNOTSUPP.  PUNCH_HOLE frees whole huge
  * pages inside the range, splits the huge pages it covers partly and frees
  * the 4 KiB pages inside the range; a pinned page is zeroed instead and freed
- * when its last pin drops.  ZERO_RANGE leaves the range allocated and zero. */
+ * when its last pin drops, and pages of a huge page the kernel will not split
+ * now are zeroed and freed by thpfs_reclaim.  ZERO_RANGE leaves the range allocated and zero. */
 int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len);
 /* whence: SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE (Linux rules:
  * -ENXIO for SEEK_DATA/SEEK_HOLE at or past EOF, virtual hole at EOF). */
@@ -150,8 +155,9 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len);
  * ignores khugepaged's limits).  Returns the number of huge pages made. */
 int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
 /* Free up to bytes of memory without losing data (0 = all it can): release
- * queued pages, run the deferred split queue (pages punched while pinned,
- * pages given to thpfs_free_lazy), split huge pages beyond EOF.  Returns
+ * queued pages, run the deferred split queue (pages punched while pinned or
+ * while the kernel would not split their huge page, pages given to
+ * thpfs_free_lazy), split huge pages beyond EOF.  Returns
  * bytes freed (>= 0). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 

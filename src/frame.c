@@ -267,6 +267,8 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 	return p;
 }
 
+static void account_huge_as_base(struct thpfs *fs);
+
 /* How long collapse leaves huge pages alone after the kernel gave one as
  * 4 KiB pages (khugepaged's alloc_sleep_millisecs, 60 s, is the model; a
  * shorter pause suits a file system that collapses eagerly). */
@@ -315,8 +317,17 @@ char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
 {
 	char *p = huge_frame_take(fs, 0, err);
 	*huge = p && frame_is_huge(fs, p);
-	if (p && !*huge)
-		_thpfs_huge_to_block(fs, p);
+	if (p && !*huge) {
+		/* Without MADV_NOHUGEPAGE khugepaged could make these pages a
+		 * THP behind our back, and releasing one page would then free
+		 * nothing: give the frame up instead. */
+		if (madvise(p, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE)) {
+			_thpfs_huge_free(fs, p);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		account_huge_as_base(fs);
+	}
 	return p;
 }
 
