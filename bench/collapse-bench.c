@@ -713,7 +713,7 @@ static void print_restore_text(const struct cbench_opts *o, const struct restore
 			printf("    library: collapses +%llu (pages +%llu), collapse thread passes +%llu, "
 			       "skipped(holes) +%llu\n",
 			       (unsigned long long)(r->st1.thp_collapse_alloc - r->st0.thp_collapse_alloc),
-			       (unsigned long long)(r->st1.pages_collapsed - r->st0.pages_collapsed),
+			       (unsigned long long)(r->st1.base_pages_collapsed - r->st0.base_pages_collapsed),
 			       (unsigned long long)(r->st1.collapse_full_scans - r->st0.collapse_full_scans),
 			       (unsigned long long)(r->st1.collapse_skipped_holes - r->st0.collapse_skipped_holes));
 		}

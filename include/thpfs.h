@@ -63,8 +63,11 @@ struct thpfs_file; /* an open file description */
  *                       kernel's deferred split runs (kept to show that)
  *   max_ptes_none=N     0..511: holes a 2 MiB range may have and still be
  *                       collapsed into a huge page (0)
- *   collapse=on|off     background collapse thread (on)
- *   scan_sleep_ms=N     background collapse pause between passes (100)
+ *   collapse=on|off     background collapse (on).  The background thread
+ *                       runs either way: with off it only gives queued
+ *                       released pages back (see scan_sleep_ms)
+ *   scan_sleep_ms=N     background pause between passes (100); 4 KiB pages
+ *                       a punch releases are back with the OS within it
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N, gid=N        root directory owner (0)
  * An unknown or malformed option fails with -EINVAL (thpfs_mount_ex also
@@ -162,8 +165,9 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
 /* Free up to bytes of memory without losing data (0 = all it can): release
  * queued pages, run the deferred split queue (pages punched while pinned or
  * while the kernel would not split their huge page, pages given to
- * thpfs_free_lazy), split huge pages beyond EOF.  Returns
- * bytes freed (>= 0). */
+ * thpfs_free_lazy), split huge pages beyond EOF; the memory is back with
+ * the OS when it returns.  Returns bytes freed (>= 0, whatever other
+ * threads allocate meanwhile). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
 /* ---- Namespace ---------------------------------------------------------- */
@@ -232,16 +236,25 @@ struct thpfs_statfs {
 int thpfs_statfs(struct thpfs *fs, struct thpfs_statfs *st);
 
 /* ---- Counters ------------------------------------------------------------
- * Named as the kernel names them where one exists.  Gauges (current values)
- * and events (monotonic counts since mount) are marked. */
+ * A counter named like one of the kernel's (/proc/meminfo, /proc/vmstat,
+ * khugepaged's sysfs) means what the kernel's means, for this mount's files;
+ * the others have names of their own.  Gauges (current values) and events
+ * (monotonic counts since mount) are marked.  thpfs's view: pages it believes
+ * huge or released; what the kernel did is checked in the tests. */
 struct thpfs_stats {
 	/* gauges */
 	uint64_t shmem_bytes;          /* Shmem: bytes of file data held */
 	uint64_t shmem_huge_bytes;     /* ShmemHugePages: bytes held in huge pages */
 	uint64_t huge_frames;          /* huge frames held */
 	uint64_t base_pages;           /* 4 KiB base pages held */
-	uint64_t pinned_pages;         /* pages (huge or base) with pins */
-	uint64_t deferred_split_queue; /* pages waiting on the deferred split queue */
+	uint64_t pinned_pages;         /* chunks (2 MiB ranges: a huge page or
+					  a block of base pages) with pins */
+	uint64_t pinned_bytes;         /* ShmemPinned: memory pins keep from
+					  being freed: 2 MiB per pinned huge
+					  page, the present 4 KiB pages of a
+					  pinned base chunk (computed on read) */
+	uint64_t deferred_split_queue; /* chunks (huge or base) waiting on the
+					  deferred split queue */
 	uint64_t inodes;               /* inodes in use */
 	uint64_t size_limit;           /* size= in bytes (0 = none) */
 	uint64_t thp_available;        /* 1 if the OS gives transparent huge pages */
@@ -264,15 +277,23 @@ struct thpfs_stats {
 	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
 					 * memory, or the kernel kept the THP
 					 * (extra references: pipe, GUP, I/O) */
-	uint64_t thp_deferred_split_page; /* pages queued for a deferred split */
-	uint64_t thp_deferred_split_done; /* queued pages later split or freed */
+	uint64_t thp_deferred_split_page; /* huge pages queued for a deferred split */
+	uint64_t thp_deferred_split_done; /* queued chunks later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */
 	uint64_t thp_collapse_alloc_failed; /* collapses that could not get a frame */
-	uint64_t pages_collapsed;       /* base pages folded into huge pages */
+	uint64_t base_pages_collapsed;  /* base pages folded into huge pages
+					  (khugepaged's pages_collapsed counts
+					  huge pages: thp_collapse_alloc here) */
 	uint64_t collapse_skipped_pinned; /* ranges skipped because pinned */
 	uint64_t collapse_skipped_holes;  /* ranges with too many holes */
 	uint64_t collapse_full_scans;   /* passes of the collapse thread */
-	uint64_t bytes_released;        /* bytes of memory given back to the OS */
+	uint64_t bytes_released;        /* bytes of memory given back to the OS
+					  (counted when madvise succeeded) */
+	uint64_t release_failed_bytes;  /* bytes the OS refused to take back
+					  (e.g. mlocked on a kernel without
+					  MADV_DONTNEED_LOCKED): zeroed in place
+					  and reused, never handed out with old
+					  bytes */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
 	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
 };
@@ -287,6 +308,14 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len);
  * (1 = the next one), or every one from then on if repeat is set.  n = 0
  * switches it off. */
 void thpfs_fault_inject(struct thpfs *fs, uint64_t nth, int repeat);
+/* Fault injection in memory release: the nth system call from now that gives
+ * memory back (each process_madvise batch, each madvise of a frame or run of
+ * pages) fails, or every one from then on if repeat is set; n = 0 switches
+ * it off.  A failed madvise acts as on a kernel that refuses mlocked memory
+ * (the range is zeroed and counted in release_failed_bytes); a failed
+ * process_madvise advises only the first half of its runs and returns their
+ * bytes, as a partial return does (the rest is released run by run). */
+void thpfs_fault_inject_release(struct thpfs *fs, uint64_t nth, int repeat);
 
 #ifdef __cplusplus
 }

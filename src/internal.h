@@ -39,7 +39,7 @@
  *         fs->release_lock (mutex)   the batch of pages waiting to be released
  *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
  * fs->file_lock (mutex) guards the file-handle lists and nests inside any of
- * these.
+ * these; so does fs->collapse_mu (the background thread's sleep).
  * inode->lock of two different inodes is never held at once, except through
  * pthread_rwlock_trywrlock (reclaim and the collapse thread skip busy inodes).
  * Counters in fs->stats are updated with atomic adds and need no lock.
@@ -287,6 +287,9 @@ struct thpfs {
 	uint64_t release_pages;
 	int pidfd;
 	int fault_repeat;
+	/* release fault switch (frame.c, atomics): thpfs_fault_inject_release */
+	uint64_t release_fault_nth, release_fault_count;
+	int release_fault_repeat;
 
 	/* collapse thread (collapse.c) */
 	pthread_t collapse_tid;
@@ -294,6 +297,7 @@ struct thpfs {
 	pthread_mutex_t collapse_mu;
 	pthread_cond_t collapse_cv;
 	bool collapse_stop;
+	bool release_kicked; /* pages queued since the last flush; collapse_mu */
 
 	/* File handles are never freed before unmount: a closed one waits on
 	 * a free list for reuse, so a stale pointer still reads as closed
@@ -347,8 +351,9 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit);
 #define THPFS_RELEASE_BATCH 64
-/* Releases every queued page now.  Takes release_lock then frame_lock. */
-void _thpfs_release_flush(struct thpfs *fs);
+/* Releases every queued page now.  Takes release_lock then frame_lock.
+ * Returns the bytes that really went back to the OS. */
+uint64_t _thpfs_release_flush(struct thpfs *fs);
 /* Asks the kernel to split the THP of a huge frame now (MADV_FREE on part of
  * a THP splits it; the first page set in drop, about to be released, is the
  * one marked) and checks with the kernel that it did (kernel.c).  Returns 0
@@ -474,9 +479,15 @@ void _thpfs_inode_maybe_destroy(struct thpfs *fs, struct thpfs_inode *inode);
  * ns_lock (read is enough). */
 void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *st);
 
-/* ---- Collapse thread (collapse.c) ---- */
+/* ---- Collapse thread (collapse.c) ----
+ * The background thread runs with collapse=off too: then it only flushes the
+ * release batch, scan_sleep_ms after _thpfs_release_kick. */
 int _thpfs_collapse_start(struct thpfs *fs);
 void _thpfs_collapse_stop(struct thpfs *fs);
+/* The release batch went from empty to not empty: the background thread
+ * flushes it within scan_sleep_ms.  Takes fs->collapse_mu, a leaf lock (the
+ * thread never holds it while taking another lock). */
+void _thpfs_release_kick(struct thpfs *fs);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);

@@ -239,7 +239,7 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 	_thpfs_block_free(fs, c->mem);
 	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
-	THPFS_STAT_ADD(fs, pages_collapsed, c->nr_present);
+	THPFS_STAT_ADD(fs, base_pages_collapsed, c->nr_present);
 	c->mem = huge;
 	c->huge = true;
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);

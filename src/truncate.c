@@ -30,7 +30,9 @@ void _thpfs_deferred_add(struct thpfs *fs, struct thpfs_chunk *c)
 	c->queued = true;
 	pthread_mutex_unlock(&fs->deferred_lock);
 	THPFS_STAT_ADD(fs, deferred_split_queue, 1);
-	THPFS_STAT_ADD(fs, thp_deferred_split_page, 1);
+	/* The kernel's event counts huge pages queued for a split. */
+	if (c->huge)
+		THPFS_STAT_ADD(fs, thp_deferred_split_page, 1);
 }
 
 void _thpfs_deferred_del(struct thpfs *fs, struct thpfs_chunk *c)
@@ -258,12 +260,14 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
  * holds for writing (or NULL).  Other inodes are reached under fs->ns_lock
  * (which keeps them alive), taken by trylock when self is held since ns_lock
  * comes before inode locks; if it is busy, only self is reclaimed from.
+ * Counts what the release batch really gave back (not a difference of
+ * fs->held_bytes, which other threads change meanwhile) plus the pages the
+ * deferred queue and the EOF shrinker dropped; the pages this queued are
+ * flushed before it returns, so the memory is back when the caller looks.
  */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want)
 {
-	uint64_t before = _thpfs_held_bytes(fs);
-	_thpfs_release_flush(fs);
-	uint64_t freed = before - _thpfs_held_bytes(fs);
+	uint64_t freed = _thpfs_release_flush(fs);
 	bool ns = self ? pthread_rwlock_tryrdlock(&fs->ns_lock) == 0
 		       : pthread_rwlock_rdlock(&fs->ns_lock) == 0;
 	struct deferred_ref *v;
@@ -292,6 +296,7 @@ uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t wan
 		}
 		pthread_rwlock_unlock(&fs->ns_lock);
 	}
+	_thpfs_release_flush(fs);
 	THPFS_STAT_ADD(fs, reclaim_bytes, freed);
 	return freed;
 }
@@ -300,5 +305,6 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes)
 {
 	if (!fs)
 		return -EINVAL;
-	return (int64_t)_thpfs_reclaim(fs, NULL, bytes ? bytes : UINT64_MAX);
+	uint64_t freed = _thpfs_reclaim(fs, NULL, bytes ? bytes : UINT64_MAX);
+	return (int64_t)thpfs_min(freed, (uint64_t)INT64_MAX);
 }

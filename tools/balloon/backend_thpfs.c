@@ -238,7 +238,7 @@ static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
 	c->split_failed = st.thp_split_page_failed;
 	c->deferred = st.thp_deferred_split_page;
 	c->collapse_alloc = st.thp_collapse_alloc;
-	c->pages_collapsed = st.pages_collapsed;
+	c->pages_collapsed = st.base_pages_collapsed;
 	c->file_alloc = st.thp_file_alloc;
 }
 
