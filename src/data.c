@@ -523,10 +523,12 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 	struct thpfs_inode *inode = f->inode;
 	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
 	pthread_rwlock_wrlock(&inode->lock);
-	_thpfs_mmap_sync(f->fs, inode); /* a punch drops what is present */
 	if (punch) {
+		/* a range stored to through a mapping must be known to drop it */
+		_thpfs_mmap_sync_missing(f->fs, inode, start, end);
 		_thpfs_undo_range(f->fs, inode, start, end);
 	} else {
+		_thpfs_mmap_sync_range(f->fs, inode, start, end);
 		bool keep = mode & THPFS_FALLOC_KEEP_SIZE;
 		err = alloc_range(f->fs, inode, start, end, keep);
 		if (!err && zero)
@@ -547,7 +549,7 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len)
 		return -EFBIG;
 	struct thpfs_inode *inode = f->inode;
 	pthread_rwlock_wrlock(&inode->lock);
-	_thpfs_mmap_sync(f->fs, inode);
+	_thpfs_mmap_sync_missing(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
 	_thpfs_lazy_range(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
 	touch_mtime(inode);
 	pthread_rwlock_unlock(&inode->lock);
@@ -669,7 +671,7 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
 	if (!S_ISREG(inode->mode))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&inode->lock);
-	_thpfs_mmap_sync(f->fs, inode);
+	_thpfs_mmap_sync_range(f->fs, inode, (uint64_t)off, (uint64_t)off + 1);
 	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
 	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, (uint64_t)off >> THPFS_HUGE_SHIFT);
 	if ((uint64_t)off >= inode->size)

@@ -453,6 +453,16 @@ void _thpfs_mmap_destroy(struct thpfs *fs);
  * chunks in line with the kernel's page tables; creates chunks for ranges
  * the program touched.  No-op without a mapping. */
 void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode);
+/* The same for the 2 MiB ranges overlapping file range [start, end). */
+void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			    uint64_t end);
+/* Syncs only the 2 MiB ranges of [start, end) that have no chunk: a chunk's
+ * pages stored since the last sync are handled by _thpfs_mmap_zap_absent. */
+void _thpfs_mmap_sync_missing(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			      uint64_t end);
+/* Drops pages [pf, pl) of mapped chunk c that c does not count as present
+ * (stored through the view since the last sync: never charged). */
+void _thpfs_mmap_zap_absent(struct thpfs_chunk *c, unsigned pf, unsigned pl);
 /* Locks inode for reading, or when it has a mapping for writing after a
  * sync; unlock with pthread_rwlock_unlock. */
 void _thpfs_inode_lock_synced(struct thpfs *fs, struct thpfs_inode *inode);

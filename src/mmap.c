@@ -561,21 +561,55 @@ static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx
 	_thpfs_chunk_check(c);
 }
 
-void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode)
+void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			    uint64_t end)
 {
 	struct thpfs_mapping *m = inode->map;
-	if (!m)
+	if (!m || start >= end || end <= m->start || start >= m->start + m->len)
 		return;
-	size_t n = (size_t)(m->len >> THPFS_HUGE_SHIFT);
-	struct range_state *st = malloc(n * sizeof(*st));
+	start = thpfs_max(start, m->start) & ~(uint64_t)(THPFS_HUGE_SIZE - 1);
+	end = thpfs_min(end, m->start + m->len);
+	size_t n = (size_t)((end - start + THPFS_HUGE_SIZE - 1) >> THPFS_HUGE_SHIFT);
+	struct range_state one, *st = n == 1 ? &one : malloc(n * sizeof(*st));
 	if (!st)
 		return;
-	if (scan_ranges(fs, m->addr, n, st) == 0) {
-		uint64_t first = m->start >> THPFS_HUGE_SHIFT;
+	char *addr = m->addr + (start - m->start);
+	if (scan_ranges(fs, addr, n, st) == 0) {
+		uint64_t first = start >> THPFS_HUGE_SHIFT;
 		for (size_t k = 0; k < n; k++)
-			sync_range(fs, inode, first + k, m->addr + k * THPFS_HUGE_SIZE, &st[k]);
+			sync_range(fs, inode, first + k, addr + k * THPFS_HUGE_SIZE, &st[k]);
 	}
-	free(st);
+	if (st != &one)
+		free(st);
+}
+
+void _thpfs_mmap_sync_missing(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			      uint64_t end)
+{
+	struct thpfs_mapping *m = inode->map;
+	if (!m || start >= end)
+		return;
+	uint64_t first = thpfs_max(start, m->start) >> THPFS_HUGE_SHIFT;
+	uint64_t stop = thpfs_min(end, m->start + m->len);
+	for (uint64_t idx = first; (idx << THPFS_HUGE_SHIFT) < stop; idx++)
+		if (!_thpfs_index_lookup(&inode->pages, idx))
+			_thpfs_mmap_sync_range(fs, inode, idx << THPFS_HUGE_SHIFT,
+					       (idx + 1) << THPFS_HUGE_SHIFT);
+}
+
+void _thpfs_mmap_zap_absent(struct thpfs_chunk *c, unsigned pf, unsigned pl)
+{
+	thpfs_bitmap_t absent;
+	thpfs_bitmap_zero(absent);
+	_thpfs_bitmap_set_range(absent, pf, pl);
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+		absent[k] &= ~c->present[k];
+	advise_runs(c->mem, absent, MADV_DONTNEED);
+}
+
+void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	_thpfs_mmap_sync_range(fs, inode, 0, UINT64_MAX);
 }
 
 void _thpfs_inode_lock_synced(struct thpfs *fs, struct thpfs_inode *inode)

@@ -50,7 +50,7 @@ static void zero_bytes(struct thpfs_chunk *c, uint64_t lo, uint64_t hi)
 {
 	if (lo >= hi)
 		return;
-	if (c->huge) {
+	if (c->huge || c->mapped) { /* a mapped page may be stored to unseen */
 		memset(c->mem + lo, 0, hi - lo);
 		return;
 	}
@@ -162,6 +162,8 @@ static void range_walk(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 		}
 		zero_bytes(c, lo, (uint64_t)pf << THPFS_PAGE_SHIFT);
 		zero_bytes(c, (uint64_t)pl << THPFS_PAGE_SHIFT, hi);
+		if (c->mapped && !c->huge)
+			_thpfs_mmap_zap_absent(c, pf, pl);
 		thpfs_bitmap_t pages;
 		thpfs_bitmap_zero(pages);
 		_thpfs_bitmap_set_range(pages, pf, pl);
