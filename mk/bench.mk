@@ -1,13 +1,14 @@
 # bench.mk - the library benchmarks: thpfs-bench (punch, I/O, fill against
 # the kernel's tmpfs) and collapse-bench (huge-page coverage after a punch and
-# rewrite, collapse latency).  `make run-bench` runs both (needs root for the
-# kernel side; they print numbers, they never fail on timing).
+# rewrite, collapse latency) and release-bench (4 KiB releases one madvise at
+# a time against process_madvise batches).  `make run-bench` runs them (needs
+# root for the kernel side; they print numbers, they never fail on timing).
 BENCH_COMMON = bench/bench-common.c tools/cgroup.c
 BENCH_HDRS = bench/bench-common.h tools/cgroup.h include/thpfs.h
 BENCH_ARGS ?=
 COLLAPSE_BENCH_ARGS ?=
 
-bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/guestram-bench
+bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/release-bench $(B)/guestram-bench
 
 $(B)/thpfs-bench: bench/thpfs-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/libthpfs.a
 	@mkdir -p $(dir $@)
@@ -17,8 +18,12 @@ $(B)/collapse-bench: bench/collapse-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools -o $@ bench/collapse-bench.c $(BENCH_COMMON) $(B)/libthpfs.a $(LDFLAGS) -lm
 
+$(B)/release-bench: bench/release-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/libthpfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -o $@ bench/release-bench.c $(BENCH_COMMON) $(B)/libthpfs.a $(LDFLAGS) -lm
+
 .PHONY: run-bench
-run-bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/guestram-bench
+run-bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/release-bench
 	$(B)/thpfs-bench $(BENCH_ARGS)
 	$(B)/collapse-bench $(COLLAPSE_BENCH_ARGS)
 

@@ -15,7 +15,16 @@
  * kernel's deferred split).
  *
  * The size= budget is counted here (fs->held_bytes), as is the fault
- * injection switch.  Everything here runs under fs->frame_lock, except the
+ * injection switch.  Page tables count too: a 2 MiB slot mapped by 4 KiB
+ * entries (a base block, or a huge frame split in place) costs the kernel a
+ * 4 KiB page-table page however few of its pages are present, so a file of
+ * one page in each of many 2 MiB ranges would otherwise make us hold twice
+ * size=.  Each such slot charges THPFS_PT_BYTES (fs->pt_bytes) from when it
+ * is handed out (or split) until _thpfs_block_free, which maps the slot
+ * afresh so that its page table really goes.  Data alone may fill size=;
+ * data and page tables together may fill size= plus the page tables that
+ * size= bytes of dense base blocks need (one per 2 MiB), so a file of exactly
+ * size= bytes in base pages still fits.  Everything here runs under fs->frame_lock, except the
  * madvise calls that touch memory, which run outside it.
  */
 #include "internal.h"
@@ -31,6 +40,7 @@
 #endif
 
 #define THPFS_ARENA_SIZE (1UL << 30)
+#define THPFS_PT_BYTES THPFS_PAGE_SIZE /* one page-table page maps 2 MiB */
 
 struct thpfs_arena {
 	struct thpfs_arena *next;
@@ -202,15 +212,56 @@ void thpfs_fault_inject(struct thpfs *fs, uint64_t nth, int repeat)
 	pthread_mutex_unlock(&fs->frame_lock);
 }
 
+/* What data and page tables together may hold: size= plus the page tables
+ * of size= bytes of dense base blocks. */
+static uint64_t budget_total_limit(const struct thpfs *fs)
+{
+	uint64_t slots = (fs->opt.size + THPFS_HUGE_SIZE - 1) / THPFS_HUGE_SIZE;
+	return fs->opt.size + slots * THPFS_PT_BYTES;
+}
+
 /* Charges n bytes to size= unless that would pass it; frame_lock held.
  * credit is memory the caller is about to give back (a split or collapse
  * holds both copies for a moment). */
 static int budget_charge(struct thpfs *fs, uint64_t n, uint64_t credit)
 {
-	if (fs->opt.size && fs->held_bytes + n > fs->opt.size + credit)
+	uint64_t pt = __atomic_load_n(&fs->pt_bytes, __ATOMIC_RELAXED);
+	if (fs->opt.size && (fs->held_bytes + n > fs->opt.size + credit ||
+			     fs->held_bytes + pt + n > budget_total_limit(fs) + credit))
 		return -ENOSPC;
 	fs->held_bytes += n;
 	return 0;
+}
+
+/* A slot's page table is charged when the slot starts being mapped by 4 KiB
+ * entries and uncharged when _thpfs_block_free has dropped it.  The charge
+ * never fails: the pages that follow are charged with the check. */
+static void pt_charge(struct thpfs *fs)
+{
+	__atomic_add_fetch(&fs->pt_bytes, THPFS_PT_BYTES, __ATOMIC_RELAXED);
+}
+
+static void pt_uncharge(struct thpfs *fs)
+{
+	__atomic_sub_fetch(&fs->pt_bytes, THPFS_PT_BYTES, __ATOMIC_RELAXED);
+}
+
+int _thpfs_budget_charge(struct thpfs *fs, uint64_t n)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	int err = budget_charge(fs, n, 0);
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (!err)
+		THPFS_STAT_ADD(fs, shmem_bytes, n);
+	return err;
+}
+
+void _thpfs_budget_uncharge(struct thpfs *fs, uint64_t n)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	fs->held_bytes -= n;
+	pthread_mutex_unlock(&fs->frame_lock);
+	THPFS_STAT_SUB(fs, shmem_bytes, n);
 }
 
 /* Faults in [p, p+len) for writing.  Falls back to touching each page on
@@ -294,7 +345,25 @@ char *_thpfs_block_alloc(struct thpfs *fs, int *err)
 			*err = -ENOMEM;
 	}
 	pthread_mutex_unlock(&fs->frame_lock);
+	if (p)
+		pt_charge(fs);
 	return p;
+}
+
+/*
+ * Maps a free slot afresh, which frees the page table its 4 KiB pages left
+ * behind (MADV_DONTNEED of a few pages keeps it), and gives it its arena's
+ * advice back (the VMAs merge again).  Returns false if the slot may still
+ * hold a page table or lack its advice: it must not be reused then.
+ */
+static bool slot_remap(char *mem, bool huge)
+{
+	void *p = mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	return madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 &&
+	       madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK) == 0;
 }
 
 void _thpfs_block_free(struct thpfs *fs, char *mem)
@@ -304,19 +373,15 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 	pthread_mutex_lock(&fs->frame_lock);
 	bool huge = in_huge_arena(fs, mem);
 	pthread_mutex_unlock(&fs->frame_lock);
-	/* A block made from a huge frame in place goes back to the huge
-	 * arena.  Its 2 MiB are mapped by a page table of 4 KiB entries now,
-	 * and a later fault would fill that table with 4 KiB pages instead of
-	 * installing a huge page: map the slot afresh (which frees the page
-	 * table) and give it its MADV_HUGEPAGE back (the VMAs merge). */
-	if (huge) {
-		void *p = mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (p == MAP_FAILED)
-			madvise(mem, THPFS_HUGE_SIZE, MADV_DONTNEED);
-		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
-		madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK);
-	}
+	/* The slot's 2 MiB are mapped by a page table of 4 KiB entries; free
+	 * it.  (A block made from a huge frame in place goes back to the huge
+	 * arena, where a later fault would otherwise fill that table with
+	 * 4 KiB pages instead of installing a huge page.)  A slot that could
+	 * not be remapped holds no pages but is never reused, and its page
+	 * table stays charged. */
+	if (!slot_remap(mem, huge))
+		return;
+	pt_uncharge(fs);
 	pthread_mutex_lock(&fs->frame_lock);
 	slot_put(fs, mem, huge);
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -402,9 +467,11 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	THPFS_STAT_ADD(fs, bytes_released, n);
 }
 
-/* A huge frame now counts as 512 base pages (its memory is unchanged). */
+/* A huge frame now counts as 512 base pages (its memory is unchanged, but
+ * it needs a page table now). */
 static void account_huge_as_base(struct thpfs *fs)
 {
+	pt_charge(fs);
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);

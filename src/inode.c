@@ -33,6 +33,41 @@ static uint64_t inodes_in_use(struct thpfs *fs)
 	return __atomic_load_n(&fs->stats.inodes, __ATOMIC_RELAXED);
 }
 
+/*
+ * What nr_inodes= counts, as tmpfs counts it (shmem_reserve_inode): every
+ * inode, plus every hard link past an inode's first.
+ */
+static uint64_t inode_space_used(struct thpfs *fs)
+{
+	return inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED);
+}
+
+/* Charges one more link of an existing inode to nr_inodes=: -ENOSPC when
+ * none is left.  Caller holds ns_lock for writing. */
+int _thpfs_link_charge(struct thpfs *fs)
+{
+	if (fs->opt.nr_inodes && inode_space_used(fs) >= fs->opt.nr_inodes)
+		return -ENOSPC;
+	__atomic_add_fetch(&fs->links_charged, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Gives back the charge of a link removed from an inode that keeps others
+ * (the last link's charge goes with the inode).  ns_lock held for writing. */
+void _thpfs_link_uncharge(struct thpfs *fs)
+{
+	__atomic_sub_fetch(&fs->links_charged, 1, __ATOMIC_RELAXED);
+}
+
+/* Bytes a symlink target costs against size=: tmpfs keeps a target of up
+ * to SHORT_SYMLINK_LEN (128) bytes with its NUL in the inode and puts a
+ * longer one in a page of the file's own. */
+#define SHORT_SYMLINK_LEN 128
+uint64_t _thpfs_symlink_charge_bytes(size_t len)
+{
+	return len + 1 > SHORT_SYMLINK_LEN ? THPFS_PAGE_SIZE : 0;
+}
+
 /* ---- The inode table: ino -> inode.  Caller holds ns_lock. ---- */
 
 static unsigned itable_slot(unsigned size, uint64_t ino)
@@ -118,7 +153,7 @@ struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, g
 {
 	struct thpfs_inode *inode;
 
-	if (fs->opt.nr_inodes && inodes_in_use(fs) >= fs->opt.nr_inodes) {
+	if (fs->opt.nr_inodes && inode_space_used(fs) >= fs->opt.nr_inodes) {
 		*err = -ENOSPC;
 		return NULL;
 	}
@@ -172,7 +207,13 @@ static void inode_free(struct thpfs *fs, struct thpfs_inode *inode)
 		free(thpfs_container_of(l, struct thpfs_dentry, link));
 	}
 	free(inode->dhash);
-	free(inode->target);
+	if (inode->target) {
+		uint64_t charge = _thpfs_symlink_charge_bytes(strlen(inode->target));
+
+		if (charge)
+			_thpfs_budget_uncharge(fs, charge);
+		free(inode->target);
+	}
 	pthread_rwlock_destroy(&inode->lock);
 	free(inode);
 }
@@ -211,6 +252,7 @@ int _thpfs_ns_init(struct thpfs *fs)
 	fs->itable = calloc(fs->itable_size, sizeof(*fs->itable));
 	fs->next_ino = THPFS_ROOT_INO;
 	fs->stats.inodes = 0;
+	fs->links_charged = 0;
 	if (!fs->itable) {
 		pthread_rwlock_destroy(&fs->ns_lock);
 		return -ENOMEM;
@@ -479,7 +521,7 @@ int thpfs_statfs(struct thpfs *fs, struct thpfs_statfs *st)
 	used = (_thpfs_held_bytes(fs) + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT;
 	st->bfree = used < st->blocks ? st->blocks - used : 0;
 	st->files = fs->opt.nr_inodes ? fs->opt.nr_inodes : UNLIMITED_FILES;
-	in_use = inodes_in_use(fs);
+	in_use = inode_space_used(fs);
 	st->ffree = in_use < st->files ? st->files - in_use : 0;
 	return 0;
 }

@@ -267,6 +267,9 @@ struct thpfs {
 	struct thpfs_inode **itable;
 	unsigned itable_size;
 	uint64_t next_ino;
+	uint64_t links_charged; /* hard links past each inode's first, charged
+				 * to nr_inodes= as tmpfs does; written under
+				 * ns_lock (write), read atomically */
 	struct thpfs_list inodes;
 
 	pthread_mutex_t deferred_lock;
@@ -278,6 +281,7 @@ struct thpfs {
 	char **huge_free, **base_free; /* stacks of free 2 MiB slots */
 	size_t nhuge_free, nbase_free, huge_free_cap, base_free_cap;
 	uint64_t held_bytes;  /* frames held, counted against opt.size */
+	uint64_t pt_bytes;    /* page tables of base blocks (frame.c); atomic */
 	uint64_t fault_nth, fault_count;
 	/* release batch (frame.c), release_lock: base pages waiting for one
 	 * process_madvise(MADV_DONTNEED) call */
@@ -353,6 +357,11 @@ void _thpfs_release_flush(struct thpfs *fs);
 int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
+/* Charges n bytes of metadata that tmpfs counts against size= (a long
+ * symlink target's page) as if they were file data; -ENOSPC past size=.
+ * Takes frame_lock. */
+int _thpfs_budget_charge(struct thpfs *fs, uint64_t n);
+void _thpfs_budget_uncharge(struct thpfs *fs, uint64_t n);
 
 /* ---- Chunk operations (split.c) ----
  * Caller holds inode->lock for writing. */
@@ -423,6 +432,14 @@ void _thpfs_ns_destroy(struct thpfs *fs);
 struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, gid_t gid,
 				     int *err);
 struct thpfs_inode *_thpfs_inode_find(struct thpfs *fs, uint64_t ino);
+/* nr_inodes= counts hard links past an inode's first too (as tmpfs does):
+ * charge one before adding such a link (-ENOSPC), give it back when one is
+ * removed and others remain.  ns_lock held for writing. */
+int _thpfs_link_charge(struct thpfs *fs);
+void _thpfs_link_uncharge(struct thpfs *fs);
+/* Bytes of size= a symlink target of len bytes takes (a page past tmpfs's
+ * inline limit, else 0); charged by namei.c, given back when the inode dies. */
+uint64_t _thpfs_symlink_charge_bytes(size_t len);
 /* Destroys the inode if nlink, opens and lookups are all 0 (never the root). */
 void _thpfs_inode_maybe_destroy(struct thpfs *fs, struct thpfs_inode *inode);
 /* _thpfs_fill_stat taking inode->lock for a regular file; caller holds

@@ -474,6 +474,7 @@ static int do_symlink(struct thpfs *fs, const struct nd *nd, const char *target,
 		      gid_t gid, struct thpfs_inode **out)
 {
 	struct thpfs_inode *inode;
+	uint64_t charge;
 	char *copy;
 	int ret = check_symlink_target(target);
 
@@ -486,18 +487,25 @@ static int do_symlink(struct thpfs *fs, const struct nd *nd, const char *target,
 	copy = strdup(target);
 	if (!copy)
 		return -ENOMEM;
-	ret = create_child(fs, nd, S_IFLNK | 0777, uid, gid, &inode);
+	charge = _thpfs_symlink_charge_bytes(strlen(copy));
+	ret = charge ? _thpfs_budget_charge(fs, charge) : 0;
+	if (!ret) {
+		ret = create_child(fs, nd, S_IFLNK | 0777, uid, gid, &inode);
+		if (ret && charge)
+			_thpfs_budget_uncharge(fs, charge);
+	}
 	if (ret) {
 		free(copy);
 		return ret;
 	}
-	inode->target = copy;
+	inode->target = copy; /* its charge goes when the inode dies */
 	*out = inode;
 	return 0;
 }
 
-/* Adds the name nd for the existing inode (not a directory). */
-static int do_link(struct thpfs_inode *inode, const struct nd *nd)
+/* Adds the name nd for the existing inode (not a directory); the new link
+ * takes an inode from nr_inodes=, as on tmpfs. */
+static int do_link(struct thpfs *fs, struct thpfs_inode *inode, const struct nd *nd)
 {
 	struct thpfs_dentry *d;
 	struct timespec now;
@@ -513,9 +521,14 @@ static int do_link(struct thpfs_inode *inode, const struct nd *nd)
 		return -ENOENT; /* unlinked: cannot come back */
 	if (inode->nlink >= UINT32_MAX - 1)
 		return -EMLINK;
+	ret = _thpfs_link_charge(fs);
+	if (ret)
+		return ret;
 	d = d_alloc(nd->dir, nd->name, nd->len);
-	if (!d)
+	if (!d) {
+		_thpfs_link_uncharge(fs);
 		return -ENOMEM;
+	}
 	d_insert(nd->dir, d, inode);
 	inode->nlink++;
 	_thpfs_now(&now);
@@ -536,6 +549,8 @@ static void drop_link(struct thpfs *fs, struct thpfs_inode *dir, struct thpfs_in
 		victim->parent = NULL;
 		dir->nlink--;
 	} else {
+		if (victim->nlink > 1)
+			_thpfs_link_uncharge(fs);
 		victim->nlink--;
 	}
 	inode_touch_ctime(victim, now);
@@ -1111,7 +1126,7 @@ int thpfs_link(struct thpfs *fs, const char *oldpath, const char *newpath)
 	if (!ret)
 		ret = walk_parent(fs, newpath, &nnd);
 	if (!ret)
-		ret = do_link(inode, &nnd);
+		ret = do_link(fs, inode, &nnd);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	return ret;
 }
@@ -1336,7 +1351,7 @@ int thpfs_link_at(struct thpfs *fs, uint64_t ino, uint64_t newparent, const char
 	inode = _thpfs_inode_find(fs, ino);
 	ret = inode ? nd_at(fs, newparent, newname, &nd) : -ENOENT;
 	if (!ret)
-		ret = do_link(inode, &nd);
+		ret = do_link(fs, inode, &nd);
 	if (!ret)
 		entry_reply(fs, inode, st);
 	pthread_rwlock_unlock(&fs->ns_lock);
