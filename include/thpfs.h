@@ -52,7 +52,11 @@ struct thpfs_file; /* an open file description */
  *                       as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
  *   split=native|migrate|inplace  how a huge page is split (native): native
- *                       has the kernel split the THP in place, no copy;
+ *                       has the kernel split the THP in place, no copy, and
+ *                       checks with the kernel that it did (PAGEMAP_SCAN,
+ *                       Linux 6.7+; without it native migrates); a THP the
+ *                       kernel will not split (a pipe, GUP pin or I/O holds
+ *                       a page of it) is zeroed and deferred, see reclaim;
  *                       migrate copies the live 4 KiB pages out and frees
  *                       the 2 MiB; inplace only drops the punched pages
  *                       inside the THP, which frees nothing until the
@@ -106,7 +110,8 @@ int thpfs_ftruncate(struct thpfs_file *f, off_t size);
  * ZERO_RANGE|KEEP_SIZE.  Others: -EOPNOTSUPP.  PUNCH_HOLE frees whole huge
  * pages inside the range, splits the huge pages it covers partly and frees
  * the 4 KiB pages inside the range; a pinned page is zeroed instead and freed
- * when its last pin drops.  ZERO_RANGE leaves the range allocated and zero. */
+ * when its last pin drops, and pages of a huge page the kernel will not split
+ * now are zeroed and freed by thpfs_reclaim.  ZERO_RANGE leaves the range allocated and zero. */
 int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len);
 /* whence: SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE (Linux rules:
  * -ENXIO for SEEK_DATA/SEEK_HOLE at or past EOF, virtual hole at EOF). */
@@ -155,8 +160,9 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len);
  * ignores khugepaged's limits).  Returns the number of huge pages made. */
 int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
 /* Free up to bytes of memory without losing data (0 = all it can): release
- * queued pages, run the deferred split queue (pages punched while pinned,
- * pages given to thpfs_free_lazy), split huge pages beyond EOF.  Returns
+ * queued pages, run the deferred split queue (pages punched while pinned or
+ * while the kernel would not split their huge page, pages given to
+ * thpfs_free_lazy), split huge pages beyond EOF.  Returns
  * bytes freed (>= 0). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
@@ -314,11 +320,25 @@ struct thpfs_stats {
 	uint64_t inodes;               /* inodes in use */
 	uint64_t size_limit;           /* size= in bytes (0 = none) */
 	uint64_t thp_available;        /* 1 if the OS gives transparent huge pages */
+	/* The kernel's view, asked at each call (PAGEMAP_SCAN on
+	 * /proc/self/pagemap, one ioctl per 1 GiB arena of huge frames): */
+	uint64_t shmem_pmd_mapped;     /* ShmemPmdMapped: bytes of thpfs frames the
+					* kernel maps with huge PMDs right now (0
+					* when split_verify is 0) */
+	uint64_t split_verify;         /* what thpfs can ask the kernel: 0 nothing
+					* (Linux < 6.7: split=native migrates,
+					* huge frames are not verified), 1
+					* PAGEMAP_SCAN (PMD mappings), 2 also
+					* /proc/kpageflags (root: large folios) */
 	/* events */
 	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
-	uint64_t thp_file_fallback;     /* huge page wanted, base pages used */
-	uint64_t thp_split_page;        /* huge pages split */
-	uint64_t thp_split_page_failed; /* splits that could not happen (pinned, no memory) */
+	uint64_t thp_file_fallback;     /* huge page wanted, base pages used (no
+					 * frame, or the kernel gave 4 KiB pages) */
+	uint64_t thp_split_page;        /* huge pages split (verified with the
+					 * kernel when split=native) */
+	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
+					 * memory, or the kernel kept the THP
+					 * (extra references: pipe, GUP, I/O) */
 	uint64_t thp_deferred_split_page; /* pages queued for a deferred split */
 	uint64_t thp_deferred_split_done; /* queued pages later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */

@@ -62,15 +62,21 @@ static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct
 		return err;
 	}
 	if (want_huge(fs, inode, c->index, write_end)) {
-		char *mem = _thpfs_huge_alloc(fs, &err);
+		bool huge;
+		char *mem = _thpfs_huge_alloc_or_base(fs, &huge, &err);
 		if (!mem && err == -ENOSPC && _thpfs_reclaim(fs, inode, THPFS_HUGE_SIZE))
-			mem = _thpfs_huge_alloc(fs, &err);
+			mem = _thpfs_huge_alloc_or_base(fs, &huge, &err);
 		if (mem) {
+			/* If the kernel gave 4 KiB pages, they are a base
+			 * chunk with every page present. */
 			c->mem = mem;
-			c->huge = true;
+			c->huge = huge;
 			thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 			thpfs_bitmap_fill(c->present);
-			THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+			if (huge)
+				THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+			else
+				THPFS_STAT_ADD(fs, thp_file_fallback, 1);
 			return 0;
 		}
 		THPFS_STAT_ADD(fs, thp_file_fallback, 1);

@@ -282,7 +282,9 @@ static void release(char *p, size_t len)
 	madvise(p, len, MADV_DONTNEED);
 }
 
-char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
+/* A populated 2 MiB frame of a huge arena, charged and counted as a huge
+ * page, whatever the kernel made of it; NULL with *err set on failure. */
+static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 {
 	pthread_mutex_lock(&fs->frame_lock);
 	char *p = NULL;
@@ -316,9 +318,68 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
 	return p;
 }
 
+static void account_huge_as_base(struct thpfs *fs);
+
+/* How long collapse leaves huge pages alone after the kernel gave one as
+ * 4 KiB pages (khugepaged's alloc_sleep_millisecs, 60 s, is the model; a
+ * shorter pause suits a file system that collapses eagerly). */
+#define THP_BACKOFF_NS (10ULL * 1000000000ULL)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether the kernel maps the frame at p with a huge PMD.  Without
+ * PAGEMAP_SCAN it cannot be asked and the frame is taken as huge.  When it is
+ * not, collapse stops asking for huge pages for a while. */
+static bool frame_is_huge(struct thpfs *fs, char *p)
+{
+	int64_t huge = _thpfs_kernel_pmd_bytes(fs, p, THPFS_HUGE_SIZE);
+	if (huge < 0 || huge == (int64_t)THPFS_HUGE_SIZE)
+		return true;
+	__atomic_store_n(&fs->thp_backoff_until, now_ns() + THP_BACKOFF_NS, __ATOMIC_RELAXED);
+	return false;
+}
+
+char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
+{
+	if (now_ns() < __atomic_load_n(&fs->thp_backoff_until, __ATOMIC_RELAXED)) {
+		*err = -ENOMEM; /* the kernel gave 4 KiB pages a moment ago */
+		return NULL;
+	}
+	char *p = huge_frame_take(fs, credit, err);
+	if (p && !frame_is_huge(fs, p)) {
+		_thpfs_huge_free(fs, p);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	return p;
+}
+
 char *_thpfs_huge_alloc(struct thpfs *fs, int *err)
 {
 	return _thpfs_huge_alloc_credit(fs, 0, err);
+}
+
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
+{
+	char *p = huge_frame_take(fs, 0, err);
+	*huge = p && frame_is_huge(fs, p);
+	if (p && !*huge) {
+		/* Without MADV_NOHUGEPAGE khugepaged could make these pages a
+		 * THP behind our back, and releasing one page would then free
+		 * nothing: give the frame up instead. */
+		if (madvise(p, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE)) {
+			_thpfs_huge_free(fs, p);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		account_huge_as_base(fs);
+	}
+	return p;
 }
 
 void _thpfs_huge_free(struct thpfs *fs, char *mem)
@@ -483,21 +544,50 @@ void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 	account_huge_as_base(fs);
 }
 
-int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop)
 {
-	/* Out of VMAs (vm.max_map_count) or an old kernel: let the caller
-	 * migrate instead. */
+	/* A split we cannot check is not trusted: the caller migrates. */
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return -EOPNOTSUPP;
+	/* Out of VMAs (vm.max_map_count): let the caller migrate instead. */
 	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
 		return -ENOMEM;
 	/* MADV_FREE on part of a PMD-mapped THP makes the kernel split the
 	 * huge page at once (the THP must be mapped only here: arenas are
-	 * MADV_DONTFORK); the page it marks lazily free is one we drop. */
-	if (madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE)) {
-		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
-		return -EINVAL;
+	 * MADV_DONTFORK); the page it marks lazily free is one we drop.  The
+	 * kernel skips the split, and still returns 0, when the page has
+	 * references besides our mapping (a pipe holding a page through
+	 * vmsplice, a GUP pin, I/O in flight) or its lock is busy: ask it. */
+	unsigned first = _thpfs_bitmap_find(drop, 0, true);
+	int done = -EINVAL;
+	if (!madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE))
+		done = _thpfs_kernel_split_done(fs, mem, drop);
+	if (done <= 0) {
+		/* Still one huge page (or unknown): give the range its
+		 * MADV_HUGEPAGE back so the VMAs merge again.  If that fails
+		 * the range only stays NOHUGEPAGE, which khugepaged respects. */
+		(void)madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+		return done == 0 ? -EAGAIN : done;
 	}
 	account_huge_as_base(fs);
 	return 0;
+}
+
+/* Bytes of huge arenas the kernel maps with huge PMDs now: one PAGEMAP_SCAN
+ * per arena, under frame_lock so the arena list and sizes hold still.
+ * -EOPNOTSUPP without PAGEMAP_SCAN. */
+int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs)
+{
+	int64_t sum = 0;
+	pthread_mutex_lock(&fs->frame_lock);
+	for (struct thpfs_arena *a = fs->huge_arenas; a && sum >= 0; a = a->next) {
+		int64_t n = a->used ? _thpfs_kernel_pmd_bytes(fs, a->base, a->used) : 0;
+		sum = n < 0 ? n : sum + n;
+	}
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return -EOPNOTSUPP;
+	return sum;
 }
 
 uint64_t _thpfs_held_bytes(struct thpfs *fs)

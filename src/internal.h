@@ -306,13 +306,18 @@ struct thpfs {
 	pthread_mutex_t file_lock;
 	struct thpfs_list files, free_files;
 
-	/* mappings (mmap.c): /proc/self/pagemap for PAGEMAP_SCAN, opened on
-	 * the first thpfs_mmap (map_lock); nr_mappings is atomic */
-	pthread_mutex_t map_lock;
-	int pagemap_fd;
+	/* mappings (mmap.c): atomic */
 	uint64_t nr_mappings;
 
 	struct thpfs_stats stats;
+
+	/* asking the kernel (kernel.c); set at mount */
+	int pagemap_fd;    /* /proc/self/pagemap, or -1 */
+	int kpageflags_fd; /* /proc/kpageflags when readable (root), or -1 */
+	int verify;        /* THPFS_VERIFY_*: what can be asked */
+	/* frame.c: until when (CLOCK_MONOTONIC ns) collapse does not ask for a
+	 * huge page, after the kernel gave one as 4 KiB pages */
+	uint64_t thp_backoff_until;
 };
 
 /* ---- Frames from the OS (frame.c) ----
@@ -320,7 +325,8 @@ struct thpfs {
 int _thpfs_frames_init(struct thpfs *fs);
 void _thpfs_frames_destroy(struct thpfs *fs);
 /* A populated huge frame, or NULL (-ENOMEM, -ENOSPC past size=, injected
- * fault) with *err set.  Charges 2 MiB to the budget. */
+ * fault, or the kernel gave 4 KiB pages) with *err set.  Charges 2 MiB to
+ * the budget. */
 char *_thpfs_huge_alloc(struct thpfs *fs, int *err);
 /* Returns the frame's memory to the OS at once and uncharges 2 MiB. */
 void _thpfs_huge_free(struct thpfs *fs, char *mem);
@@ -350,11 +356,23 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 #define THPFS_RELEASE_BATCH 64
 /* Releases every queued page now.  Takes release_lock then frame_lock. */
 void _thpfs_release_flush(struct thpfs *fs);
-/* Turns a huge frame into base pages in place and asks the kernel to split
- * the THP now (MADV_FREE on part of a THP splits it), page first being one
- * that is about to be released.  Returns 0, or an error with nothing
- * changed (the caller then migrates). */
-int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
+/* Asks the kernel to split the THP of a huge frame now (MADV_FREE on part of
+ * a THP splits it; the first page set in drop, about to be released, is the
+ * one marked) and checks with the kernel that it did (kernel.c).  Returns 0
+ * with the frame turned into base pages in place; -EAGAIN when the kernel
+ * kept the huge page (extra references on it: a pipe, a GUP pin, I/O in
+ * flight; or its lock was busy), the frame unchanged and still huge; or
+ * another error with nothing changed when it cannot be done or verified
+ * (the caller then migrates). */
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop);
+/* For a new chunk: a populated huge frame (*huge = true), or, when the
+ * kernel gave those 2 MiB as 4 KiB pages, the same memory as a base block
+ * with all 512 pages populated and counted as base pages (*huge = false;
+ * MADV_NOHUGEPAGE so khugepaged never collapses it behind us). */
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err);
+/* Bytes of huge arenas the kernel maps with huge PMDs now (PAGEMAP_SCAN, one
+ * call per arena), or -EOPNOTSUPP when it cannot be asked. */
+int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 /* Charges n bytes of metadata that tmpfs counts against size= (a long
@@ -362,6 +380,23 @@ uint64_t _thpfs_held_bytes(struct thpfs *fs);
  * Takes frame_lock. */
 int _thpfs_budget_charge(struct thpfs *fs, uint64_t n);
 void _thpfs_budget_uncharge(struct thpfs *fs, uint64_t n);
+
+/* ---- Asking the kernel (kernel.c) ----
+ * No thpfs lock is needed or taken. */
+enum {
+	THPFS_VERIFY_NONE,  /* no PAGEMAP_SCAN (Linux < 6.7): nothing verified */
+	THPFS_VERIFY_PMD,   /* PAGEMAP_SCAN: whether a huge PMD maps a range */
+	THPFS_VERIFY_FOLIO, /* and kpageflags: whether pages are in a large folio */
+};
+void _thpfs_kernel_init(struct thpfs *fs);
+void _thpfs_kernel_destroy(struct thpfs *fs);
+/* Bytes of [p, p + len) mapped by huge PMDs now (one PAGEMAP_SCAN call per
+ * 64 separate huge ranges), or -EOPNOTSUPP without PAGEMAP_SCAN. */
+int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len);
+/* Whether the THP at p (2 MiB) has really been split: 1 when no huge PMD maps
+ * it and (when kpageflags can be read) no page set in pages is still part of
+ * a large folio; 0 when it is not split; -EOPNOTSUPP when it cannot tell. */
+int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages);
 
 /* ---- Chunk operations (split.c) ----
  * Caller holds inode->lock for writing. */

@@ -43,8 +43,9 @@
  * MLOCK_ONFAULT (so the holes are not populated back).
  *
  * Locking: every function runs with inode->lock held for writing (except
- * where a comment says otherwise); fs->map_lock only guards opening the
- * pagemap file.  Lock order as in internal.h.
+ * where a comment says otherwise).  Lock order as in internal.h.  The
+ * pagemap file is kernel.c's (fs->pagemap_fd); presence needs more
+ * categories than kernel.c's PMD question, so the scan is here.
  */
 #include "internal.h"
 
@@ -90,49 +91,20 @@ struct range_state {
 
 int _thpfs_mmap_init(struct thpfs *fs)
 {
-	pthread_mutex_init(&fs->map_lock, NULL);
-	fs->pagemap_fd = -1;
+	(void)fs; /* fs->pagemap_fd is kernel.c's, opened at mount */
 	return 0;
 }
 
 void _thpfs_mmap_destroy(struct thpfs *fs)
 {
-	if (fs->pagemap_fd >= 0)
-		close(fs->pagemap_fd);
-	pthread_mutex_destroy(&fs->map_lock);
+	(void)fs;
 }
 
-/* Opens /proc/self/pagemap and checks that it answers PAGEMAP_SCAN.
- * Takes fs->map_lock; no other lock needed. */
+/* Whether the kernel answers PAGEMAP_SCAN (Linux 6.7+; kernel.c checked at
+ * mount). */
 static int pagemap_open(struct thpfs *fs)
 {
-	int err = 0;
-	pthread_mutex_lock(&fs->map_lock);
-	if (fs->pagemap_fd < 0) {
-		int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			err = -EOPNOTSUPP;
-		} else {
-			static char probe[THPFS_PAGE_SIZE];
-			struct mm_region r;
-			struct mm_scan_arg a = {
-				.size = sizeof(a),
-				.start = (uint64_t)(uintptr_t)probe & ~(THPFS_PAGE_SIZE - 1),
-				.end = ((uint64_t)(uintptr_t)probe & ~(THPFS_PAGE_SIZE - 1)) + THPFS_PAGE_SIZE,
-				.vec = (uint64_t)(uintptr_t)&r,
-				.vec_len = 1,
-				.return_mask = MM_IS_PRESENT,
-			};
-			if (ioctl(fd, MM_PAGEMAP_SCAN, &a) < 0) {
-				close(fd);
-				err = -EOPNOTSUPP; /* older than Linux 6.7 */
-			} else {
-				fs->pagemap_fd = fd;
-			}
-		}
-	}
-	pthread_mutex_unlock(&fs->map_lock);
-	return err;
+	return fs->verify >= THPFS_VERIFY_PMD && fs->pagemap_fd >= 0 ? 0 : -EOPNOTSUPP;
 }
 
 /* Asks the kernel what [addr, addr + n * 2 MiB) holds: fills st[0..n). */
@@ -185,8 +157,7 @@ static int scan_ranges(struct thpfs *fs, const char *addr, size_t n, struct rang
  * scan answers no (callers then take the safe path). */
 static bool range_is_huge(struct thpfs *fs, const char *mem)
 {
-	struct range_state st;
-	return scan_ranges(fs, mem, 1, &st) == 0 && st.huge == THPFS_PAGES_PER_HUGE;
+	return _thpfs_kernel_pmd_bytes(fs, mem, THPFS_HUGE_SIZE) == (int64_t)THPFS_HUGE_SIZE;
 }
 
 /* ---- Accounting: pages that are in the view already ---- */

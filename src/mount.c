@@ -25,6 +25,7 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 	pthread_mutex_init(&fs->file_lock, NULL);
 	thpfs_list_init(&fs->files);
 	thpfs_list_init(&fs->free_files);
+	_thpfs_kernel_init(fs);
 	e = _thpfs_frames_init(fs);
 	if (e)
 		goto out_deferred;
@@ -44,6 +45,7 @@ out_frames:
 	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
 out_deferred:
+	_thpfs_kernel_destroy(fs);
 	pthread_mutex_destroy(&fs->deferred_lock);
 	pthread_mutex_destroy(&fs->file_lock);
 out_free:
@@ -68,6 +70,7 @@ int thpfs_unmount(struct thpfs *fs)
 	_thpfs_files_destroy(fs);
 	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
+	_thpfs_kernel_destroy(fs);
 	pthread_mutex_destroy(&fs->deferred_lock);
 	free(fs);
 	return 0;

@@ -149,14 +149,19 @@ static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uin
 /*
  * Splits huge chunk c, dropping the pages set in drop (which must not be all
  * of them: a chunk wholly dropped is destroyed instead).  native: the kernel
- * splits the THP in place (see _thpfs_huge_split_native) and the dropped
- * pages are released, no copy; if it cannot, we migrate.  migrate: the pages
+ * splits the THP in place (see _thpfs_huge_split_native), we check with the
+ * kernel that it did, and the dropped pages are released, no copy; when the
+ * kernel kept the huge page (extra references on it) we return -EAGAIN and
+ * the caller zeroes the pages and defers them (migrating would hold a copy of
+ * the kept pages on top of a THP the references keep alive); when the split
+ * cannot be done or checked (Linux < 6.7), we migrate.  migrate: the pages
  * kept are copied into a new base block and the huge frame is freed whole,
  * so the memory of the dropped pages is back with the OS when this returns.
  * inplace: the huge frame becomes a base block and the dropped pages are
  * MADV_DONTNEED'd inside it; the kernel frees them only when its deferred
  * split shrinker gets to the THP.
- * Returns 0, -EBUSY if pinned, or -ENOMEM/-ENOSPC (chunk unchanged).
+ * Returns 0, -EBUSY if pinned, -EAGAIN if the kernel would not split, or
+ * -ENOMEM/-ENOSPC (chunk unchanged).
  */
 int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop)
 {
@@ -168,9 +173,13 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		keep[k] = ~drop[k];
 	enum thpfs_split_mode mode = fs->opt.split;
-	if (mode == THPFS_SPLIT_NATIVE &&
-	    _thpfs_huge_split_native(fs, c->mem, _thpfs_bitmap_find(drop, 0, true)))
-		mode = THPFS_SPLIT_MIGRATE;
+	if (mode == THPFS_SPLIT_NATIVE) {
+		int err = _thpfs_huge_split_native(fs, c->mem, drop);
+		if (err == -EAGAIN)
+			return err; /* the kernel kept the huge page */
+		if (err)
+			mode = THPFS_SPLIT_MIGRATE;
+	}
 	if (mode == THPFS_SPLIT_MIGRATE) {
 		int err;
 		char *block = _thpfs_block_alloc(fs, &err);

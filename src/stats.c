@@ -17,7 +17,16 @@ int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
 	const uint64_t *src = (const uint64_t *)&fs->stats;
 	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	/* The kernel's view, asked now. */
+	int64_t pmd = _thpfs_frames_pmd_mapped(fs);
+	st->shmem_pmd_mapped = pmd > 0 ? (uint64_t)pmd : 0;
+	st->split_verify = (uint64_t)fs->verify;
 	return 0;
+}
+
+static const char *verify_name(uint64_t v)
+{
+	return v == THPFS_VERIFY_FOLIO ? "kpageflags" : v == THPFS_VERIFY_PMD ? "pagemap_scan" : "none";
 }
 
 int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
@@ -31,10 +40,12 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 	return snprintf(buf, len,
 			"Shmem:          %12llu kB\n"
 			"ShmemHugePages: %12llu kB\n"
+			"ShmemPmdMapped: %12llu kB\n"
 			"ShmemBasePages: %12llu kB\n"
 			"ShmemPinned:    %12llu kB\n"
 			"SizeLimit:      %12llu kB\n"
 			"HugePagesAvailable: %s\n"
+			"SplitVerify: %s\n"
 			"huge_frames %llu\n"
 			"base_pages %llu\n"
 			"pinned_pages %llu\n"
@@ -60,10 +71,11 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"mmap_vanished_pages %llu\n",
 			(unsigned long long)s.shmem_bytes >> 10,
 			(unsigned long long)s.shmem_huge_bytes >> 10,
+			(unsigned long long)s.shmem_pmd_mapped >> 10,
 			(unsigned long long)s.base_pages * 4,
 			(unsigned long long)s.pinned_pages * 4,
 			(unsigned long long)s.size_limit >> 10,
-			s.thp_available ? "yes" : "no",
+			s.thp_available ? "yes" : "no", verify_name(s.split_verify),
 			(unsigned long long)s.huge_frames, (unsigned long long)s.base_pages,
 			(unsigned long long)s.pinned_pages,
 			(unsigned long long)s.deferred_split_queue, (unsigned long long)s.inodes,

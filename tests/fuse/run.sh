@@ -478,6 +478,10 @@ t_stats() {
 	echo "$out" | grep -q '^ShmemHugePages:' || fail_msg "no ShmemHugePages line"
 	echo "$out" | grep -q '^thp_split_page ' || fail_msg "no thp_split_page line"
 	[[ $("$THPFS_STAT" "$MNT" huge_frames) =~ ^[0-9]+$ ]] || fail_msg "huge_frames is not a number"
+	echo "$out" | grep -q '^ShmemPmdMapped:' || fail_msg "no ShmemPmdMapped line"
+	if ! echo "$out" | grep -q '^SplitVerify: none'; then
+		[[ $("$THPFS_STAT" "$MNT" coverage) =~ ^[0-9]+\.[0-9]$ ]] || fail_msg "coverage is not a percentage"
+	fi
 	if command -v getfattr >/dev/null; then
 		expect_eq "$(getfattr --only-values -n user.thpfs.meminfo "$MNT" | head -1 | cut -d: -f1)" Shmem \
 			"getfattr on the root"

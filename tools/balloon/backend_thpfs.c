@@ -214,12 +214,17 @@ static int tb_map_pages(struct bl_backend *be, const uint32_t *pfns, uint64_t n,
 	return 0;
 }
 
+/* Coverage from the kernel's view: bytes of thpfs frames the kernel maps
+ * with huge PMDs (PAGEMAP_SCAN), not thpfs's own count of huge frames.
+ * -ENOSYS when the kernel cannot be asked (Linux < 6.7). */
 static int64_t tb_huge_bytes(struct bl_backend *be)
 {
 	struct thpfs_stats st;
 	int err = thpfs_get_stats(tb(be)->fs, &st);
 
-	return err ? err : (int64_t)st.shmem_huge_bytes;
+	if (err)
+		return err;
+	return st.split_verify ? (int64_t)st.shmem_pmd_mapped : -ENOSYS;
 }
 
 static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
