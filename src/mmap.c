@@ -373,7 +373,7 @@ int _thpfs_mmap_collapse(struct thpfs *fs, struct thpfs_chunk *c)
 	if (!thpfs_bitmap_empty(c->uptodate))
 		thpfs_bitmap_fill(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
-	THPFS_STAT_ADD(fs, pages_collapsed, THPFS_PAGES_PER_HUGE);
+	THPFS_STAT_ADD(fs, base_pages_collapsed, THPFS_PAGES_PER_HUGE);
 	_thpfs_chunk_check(c);
 	return 0;
 }
