@@ -566,6 +566,49 @@ t_punch_memory_inplace() {
 	"$PUNCH" -i -o size=1g,split=inplace "$THPFS" "$T/mnt-cg2" | sed 's/^/info: /'
 }
 
+# A read is one pread: a writer rewriting the whole range at the same time
+# must show either all old or all new bytes, never a mix (the zero-copy
+# reply is copied out by the kernel while the writer may run).
+t_reads_not_torn() {
+	local out
+	out=$("$PROBE" torn "$MNT/torn" 2) || fail_msg "$out"
+	echo "info: $out"
+	rm -f "$MNT/torn"
+}
+
+# Zero-copy reads must not leak pins: 8 parallel cats of a 100 MiB file,
+# five rounds; after each round no page may stay pinned, and the daemon
+# must still unmount cleanly (a leaked pin makes thpfs_unmount fail with
+# EBUSY and the daemon exit 1).
+t_parallel_reads_no_pins() {
+	local mp=$T/mnt-pin pid rc=0
+	start_daemon "$mp" "size=256m" || fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local round i pins src
+		src=$(random_file rand100 100)
+		cp "$src" "$mp/big"
+		for round in 1 2 3 4 5; do
+			# straight to /dev/null: a reader that closes at once is
+			# what races the daemon's late unmap
+			for i in 1 2 3 4 5 6 7 8; do
+				cat "$mp/big" >/dev/null &
+			done
+			wait
+			pins=$("$THPFS_STAT" "$mp" pinned_pages | awk '{print $1}')
+			expect_eq "$pins" 0 "pinned_pages after round $round"
+		done
+		cmp "$src" "$mp/big"
+		rm "$mp/big"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount: $(tail -1 "$T/daemon.log")"
+	return $rc
+}
+
 t_bad_mounts() {
 	local out
 	if out=$("$THPFS" "$T/missing" 2>&1); then fail_msg "mounted on a missing directory"; fi
@@ -658,7 +701,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -687,6 +730,8 @@ check "random operations: mount vs tmpfs (fsx)" t_fsx
 check "fsx with split=inplace, eager collapse" t_fsx_inplace_collapse
 check "punched 4 KiB pages leave the daemon's cgroup (migrate)" t_punch_memory_cgroup
 check "punch with split=inplace (reported only)" t_punch_memory_inplace
+check "reads racing a writer are never a mix of old and new" t_reads_not_torn
+check "parallel zero-copy reads leave no pins, unmount works" t_parallel_reads_no_pins
 check "clear errors: missing, file, busy, bad option, no /dev/fuse" t_bad_mounts
 check "clean exit on SIGTERM, SIGINT, umount" t_shutdown_signals
 check "background mode (no -f)" t_background_mode

@@ -458,32 +458,27 @@ static char *read_buf_get(size_t size)
 	return rb->data;
 }
 
+/* thpfs_pread_direct actor: the reply, made while the library holds the
+ * file's lock shared, so the kernel copies bytes no writer can change. */
+static int reply_read_actor(void *ctx, const void *data, size_t len)
+{
+	fuse_req_t req = ctx;
+
+	/* an interrupted request is finished either way: never reply twice */
+	fuse_reply_buf(req, data, len);
+	return 0;
+}
+
 /*
- * Replies to a read straight from thpfs's memory when the whole range lies
- * in one pinned mapping (a huge page): the kernel copies it out during the
- * reply and the pin is dropped after it, saving the copy into a buffer.
- * Returns false (nothing replied) when the range is not in one mapping.
+ * Replies to a read straight from thpfs's memory when the range lies in one
+ * run of it (a huge page): the kernel copies it out during the reply,
+ * saving the copy into a buffer.  Nothing is pinned and the reply never
+ * mixes old and new bytes (see thpfs_pread_direct).  Returns false
+ * (nothing replied) when the range is not one run of memory.
  */
 static bool read_zero_copy(fuse_req_t req, struct thpfs_file *f, size_t size, off_t off)
 {
-	void *addr;
-	size_t len;
-
-	if (thpfs_map_existing(f, off, &addr, &len) < 0)
-		return false;
-	if (len < size) {
-		/* shorter only at EOF is fine; else take the copying path */
-		struct stat st;
-
-		if (thpfs_fstat(f, &st) < 0 || (uint64_t)off + len < (uint64_t)st.st_size) {
-			thpfs_unmap(f, addr);
-			return false;
-		}
-		size = len;
-	}
-	fuse_reply_buf(req, addr, size);
-	thpfs_unmap(f, addr);
-	return true;
+	return thpfs_pread_direct(f, size, off, reply_read_actor, req) >= 0;
 }
 
 static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
