@@ -472,6 +472,76 @@ t_permissions_allow_other() {
 	return $rc
 }
 
+# kill_suid_case DIR MODE GID: user nobody (group GID) appends to a file of
+# nobody:nobody with MODE; prints the mode after the write.
+kill_suid_case() {
+	local d=$1 mode=$2 gid=$3
+	rm -f "$d/ks"
+	nobody sh -c "touch $d/ks && chmod $mode $d/ks"
+	setpriv --reuid=65534 --regid="$gid" --clear-groups sh -c "echo x >> $d/ks"
+	stat -c %a "$d/ks"
+}
+
+# Which set-ID bits a write clears, against tmpfs: set-user-ID always, and
+# set-group-ID when group-executable or when the writer is not in the
+# file's group (Linux 6.x), unless the writer has CAP_FSETID.
+t_suid_kill_rules() {
+	local mp=$T/mnt-kill pid rc=0
+	start_daemon "$mp" "size=64m,allow_other,attr_timeout=0" || fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local mode gid
+		for mode in 4755 2755 2745 6755 4644 2644 6644; do
+			for gid in 65534 100; do
+				expect_eq "$(kill_suid_case "$mp" $mode $gid)" \
+					"$(kill_suid_case "$REF" $mode $gid)" "mode $mode after a write by nobody, group $gid"
+			done
+		done
+		# root (CAP_FSETID) keeps both
+		chmod 6755 "$mp/ks"
+		echo y >>"$mp/ks"
+		expect_eq "$(stat -c %a "$mp/ks")" 6755 "mode after a write by root"
+		rm -f "$mp/ks" "$REF/ks"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# Set-user-ID is cleared before the data of a write lands, as the kernel
+# does (file_remove_privs comes first): then a write that fails with ENOSPC
+# has cleared it too, on tmpfs and on thpfs alike.
+t_suid_cleared_before_data() {
+	local mp=$T/mnt-kill pid rc=0 ref=$T/ref-kill
+	mkdir -p "$ref"
+	mount -t tmpfs -o size=4m,mode=1777 tmpfs "$ref" || fail_msg "tmpfs"
+	start_daemon "$mp" "size=4m,allow_other,attr_timeout=0" || { umount "$ref"; fail_msg "mount"; }
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local d
+		for d in "$mp" "$ref"; do
+			nobody sh -c "touch $d/s && chmod 4755 $d/s"
+			dd if=/dev/zero of="$d/fill" bs=64k status=none 2>/dev/null || true
+			if nobody sh -c "echo x >> $d/s" 2>/dev/null; then
+				fail_msg "$d: a write into a full file system succeeded"
+			fi
+		done
+		expect_eq "$(stat -c '%a %s' "$mp/s")" "$(stat -c '%a %s' "$ref/s")" \
+			"mode and size after a write that failed with ENOSPC"
+		rm -f "$mp/s" "$mp/fill"
+	)
+	rc=$?
+	set -e
+	umount "$ref"
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
 t_stats() {
 	local out
 	out=$("$THPFS_STAT" "$MNT")
@@ -701,7 +771,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -724,6 +794,8 @@ check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user
 check "permissions with allow_other (kernel checks)" t_permissions_allow_other
+check "set-ID bits a write clears, as on tmpfs" t_suid_kill_rules
+check "set-user-ID cleared before the data lands (ENOSPC write)" t_suid_cleared_before_data
 check "statistics via xattr and thpfs-stat" t_stats
 check "ENOSPC at size=, nr_inodes= limit" t_enospc
 check "random operations: mount vs tmpfs (fsx)" t_fsx
