@@ -679,6 +679,78 @@ t_parallel_reads_no_pins() {
 	return $rc
 }
 
+# The daemon's own memory cgroup directory, or nothing (v1 memory
+# controller, else cgroup v2 with memory enabled for children).
+own_memcg() {
+	local p
+	p=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)
+	if [ -n "$p" ] && [ -d /sys/fs/cgroup/memory ]; then
+		echo "/sys/fs/cgroup/memory${p%/}"
+		return
+	fi
+	p=$(awk -F: '$1 == 0 {print $3}' /proc/self/cgroup)
+	if [ -n "$p" ] && grep -qw memory "/sys/fs/cgroup${p%/}/cgroup.subtree_control" 2>/dev/null; then
+		echo "/sys/fs/cgroup${p%/}"
+	fi
+}
+
+# size= against the memory cgroup limit: a daemon in a child cgroup limited
+# to 256 MiB refuses size=1g (an OOM kill would lose every file), lowers the
+# default size= to fit, takes size=100m; and it sets oom_score_adj -1000.
+t_memcg_limit() {
+	local parent cg mp=$T/mnt-memcg pid rc=0 out limit_file
+	parent=$(own_memcg)
+	if [ -z "$parent" ]; then
+		echo "no memory cgroup to make a child in"
+		exit 77
+	fi
+	cg=$parent/thpfs-fuse-test-$$
+	mkdir "$cg"
+	if [ -e "$cg/memory.limit_in_bytes" ]; then limit_file=memory.limit_in_bytes; else limit_file=memory.max; fi
+	echo $((256 << 20)) >"$cg/$limit_file"
+	# the wrapper also raises its oom_score_adj: the daemon must bring it
+	# down as far as it may
+	printf '#!/bin/sh\necho $$ > %s/cgroup.procs && echo 500 > /proc/self/oom_score_adj && exec %s "$@"\n' \
+		"$cg" "$THPFS" >"$T/in-memcg"
+	chmod +x "$T/in-memcg"
+	set +e
+	(
+		set -e
+		local blocks adj
+		# (not -f: a daemon that wrongly mounts goes to the background)
+		if out=$("$T/in-memcg" -o size=1g "$mp" 2>&1); then
+			fusermount3 -u "$mp"
+			fail_msg "size=1g mounted under a 256 MiB memory cgroup limit"
+		fi
+		echo "$out" | grep -q "above the memory cgroup limit 256 MiB" || fail_msg "size=1g: '$out'"
+		grep -qs " $mp " /proc/mounts && fail_msg "a refused mount left a mount behind"
+		THPFS=$T/in-memcg start_daemon "$mp" "nr_inodes=1000" || fail_msg "mount with the default size="
+		pid=$DAEMON_PID
+		grep -q "size= lowered to 224 MiB" "$T/daemon.log" || fail_msg "no message about the lowered size="
+		blocks=$(stat -f -c %b "$mp")
+		expect_eq "$blocks" $((224 << 8)) "statfs blocks of the lowered size="
+		adj=$(cat /proc/$pid/oom_score_adj)
+		if (($(printf '%d' 0x"$(awk '/^CapEff/ {print $2}' /proc/self/status)") >> 24 & 1)); then
+			expect_eq "$adj" -1000 "the daemon's oom_score_adj (CAP_SYS_RESOURCE)"
+		else
+			# without CAP_SYS_RESOURCE: down to the lowest it may set,
+			# at most ours (where it started before the wrapper), and said
+			[ "$adj" -le "$(cat /proc/self/oom_score_adj)" ] ||
+				fail_msg "the daemon's oom_score_adj is $adj"
+			grep -q "oom_score_adj is $adj, not -1000" "$T/daemon.log" ||
+				fail_msg "no message about oom_score_adj"
+			echo "info: no CAP_SYS_RESOURCE: the daemon's oom_score_adj is $adj"
+		fi
+		stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+		THPFS=$T/in-memcg start_daemon "$mp" "size=100m" || fail_msg "mount size=100m"
+		stop_daemon "$mp" "$DAEMON_PID" || fail_msg "daemon exit status after unmount"
+	)
+	rc=$?
+	set -e
+	rmdir "$cg" 2>/dev/null || true
+	return $rc
+}
+
 t_bad_mounts() {
 	local out
 	if out=$("$THPFS" "$T/missing" 2>&1); then fail_msg "mounted on a missing directory"; fi
@@ -771,7 +843,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -804,6 +876,7 @@ check "punched 4 KiB pages leave the daemon's cgroup (migrate)" t_punch_memory_c
 check "punch with split=inplace (reported only)" t_punch_memory_inplace
 check "reads racing a writer are never a mix of old and new" t_reads_not_torn
 check "parallel zero-copy reads leave no pins, unmount works" t_parallel_reads_no_pins
+check "size= fits the memory cgroup limit; oom_score_adj lowered" t_memcg_limit
 check "clear errors: missing, file, busy, bad option, no /dev/fuse" t_bad_mounts
 check "clean exit on SIGTERM, SIGINT, umount" t_shutdown_signals
 check "background mode (no -f)" t_background_mode
