@@ -140,6 +140,14 @@ int thpfs_fadvise(struct thpfs_file *f, int advice);
  * whatever it holds when the pins drop), at most to EOF.  A punch or truncate over
  * a pinned page zeroes the range and frees the memory when the last pin
  * drops.  Writes through *addr do not change the file size.
+ * *addr is writable, so f must be open O_RDWR (-EACCES otherwise, as Linux
+ * refuses a shared writable mapping of a read-only descriptor and any
+ * mapping of a write-only one).
+ * A pin belongs to the file, not to f, but is dropped through f: call
+ * thpfs_unmap before thpfs_close(f).  A pin still held when f is closed
+ * stays until the inode is freed (unlinked, last close, last forget), and
+ * thpfs_unmount returns -EBUSY meanwhile.  thpfs_unmap with an address no
+ * pin of f's file covers returns -EINVAL, with a closed f -EBADF.
  */
 int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len);
 int thpfs_unmap(struct thpfs_file *f, void *addr);
@@ -147,8 +155,30 @@ int thpfs_unmap(struct thpfs_file *f, void *addr);
  * memory, and never allocates or marks anything written.  -ENODATA for a
  * hole (read zeros instead), -ENXIO at or past EOF.  The bytes at *addr are
  * the file's until they are changed by a write, punch or truncate (a punch
- * zeroes them in place while the pin is held). */
+ * zeroes them in place while the pin is held): they may change while the
+ * caller reads them, so a reader that must see one version of them uses
+ * thpfs_pread or thpfs_pread_direct.  *addr is read-only: do not write
+ * through it (thpfs_map gives a writable pointer).  f must be
+ * open for reading (O_RDONLY or O_RDWR; -EACCES on O_WRONLY).  Unmap
+ * before close, as for thpfs_map. */
 int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len);
+
+/* Zero-copy read (what the FUSE daemon answers large reads with): calls
+ * fn(ctx, data, n) once, where data points at the file's own memory holding
+ * [off, off+n), n = min(len, file size - off), and returns n (or fn's
+ * return if negative).  fn runs with the file's lock held shared: no write,
+ * truncate, punch, split or collapse touches the file until fn returns, so
+ * fn sees exactly the bytes thpfs_pread would return, never a mix of old
+ * and new; fn must be short, must not write data, and must call no thpfs
+ * function that changes this file (it would deadlock); data is read-only
+ * and invalid after fn returns.  Nothing is pinned.  f must be open when
+ * the call starts; another thread may close it while fn runs (the inode
+ * stays until the call returns).  -ENODATA, fn not called, when the range
+ * is not one run of memory (a hole, a missing page, two huge pages, or off
+ * at or past EOF): use thpfs_pread.  -EBADF on an O_WRONLY handle. */
+typedef int (*thpfs_read_actor_t)(void *ctx, const void *data, size_t len);
+ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
+			   thpfs_read_actor_t fn, void *ctx);
 
 /* Lazy discard (a balloon's "give it back when asked"): [off, off+len) reads
  * as zeros from now on, but its memory - and every huge page it touches -
@@ -160,7 +190,9 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len);
 
 /* Collapse base pages of [off, off+len) back into huge pages where a whole
  * aligned 2 MiB range is present (ignoring max_ptes_none, like MADV_COLLAPSE
- * ignores khugepaged's limits).  Returns the number of huge pages made. */
+ * ignores khugepaged's limits).  Returns the number of huge pages made.
+ * f must be open for reading (-EACCES on O_WRONLY: MADV_COLLAPSE works on
+ * a mapping, and mmap needs a readable descriptor). */
 int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
 /* Free up to bytes of memory without losing data (0 = all it can): release
  * queued pages, run the deferred split queue (pages punched while pinned or

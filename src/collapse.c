@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 /* Whether c may become a huge page now: policy allows one there, it is not
@@ -31,6 +32,9 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	/* MADV_COLLAPSE needs a mapping, and mmap a readable descriptor */
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EACCES;
 	if (off < 0 || len <= 0)
 		return -EINVAL;
 	struct thpfs_inode *inode = f->inode;

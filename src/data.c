@@ -244,6 +244,73 @@ ssize_t thpfs_pread(struct thpfs_file *f, void *buf, size_t len, off_t off)
 	return n;
 }
 
+/*
+ * Keeps inode alive past a close of the caller's handle, as an open file
+ * does: raises inode->opens under ns_lock held for reading (the rule of
+ * open, see inode.c).  Dropped with _thpfs_inode_put_open.  The caller's
+ * handle is open, so the inode is not being destroyed.
+ */
+static void inode_hold_open(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	__atomic_add_fetch(&inode->opens, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&fs->ns_lock);
+}
+
+/* The memory holding [off, off+n) when it is one run of memory that reads
+ * as the file's bytes (a huge page, or present base pages of one chunk);
+ * NULL otherwise.  inode->lock held. */
+static const char *direct_span(struct thpfs_inode *inode, uint64_t off, size_t n)
+{
+	uint64_t in = off & (THPFS_HUGE_SIZE - 1);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, off >> THPFS_HUGE_SHIFT);
+	if (!c || n == 0 || in + n > THPFS_HUGE_SIZE)
+		return NULL;
+	if (!c->huge) {
+		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
+		unsigned pl = (unsigned)((in + n + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
+		if (_thpfs_bitmap_find(c->present, pf, false) < pl)
+			return NULL; /* a page that reads as zeros has no memory */
+	}
+	return c->mem + in;
+}
+
+/*
+ * Zero-copy pread: fn sees the file's memory itself, under inode->lock held
+ * for reading, so nothing can change those bytes until fn returns.  The
+ * inode is held open through fn: a FUSE reply made inside fn lets the
+ * kernel send the release of f before fn returns.
+ */
+ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
+			   thpfs_read_actor_t fn, void *ctx)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	if (off < 0 || (ssize_t)len < 0 || !fn)
+		return -EINVAL;
+	struct thpfs *fs = f->fs;
+	struct thpfs_inode *inode = f->inode;
+	if (S_ISDIR(inode->mode))
+		return -EISDIR;
+	inode_hold_open(fs, inode);
+	pthread_rwlock_rdlock(&inode->lock);
+	ssize_t ret = -ENODATA;
+	if ((uint64_t)off < inode->size) {
+		size_t n = (size_t)thpfs_min((uint64_t)len, inode->size - (uint64_t)off);
+		const char *p = direct_span(inode, (uint64_t)off, n);
+		if (p) {
+			int r = fn(ctx, p, n);
+			ret = r < 0 ? r : (ssize_t)n;
+		}
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	_thpfs_inode_put_open(fs, inode);
+	return ret;
+}
+
 /* ---- Writing ---- */
 
 /* Writes buf at off (or at EOF if *off is -1), allocating pages by policy.
@@ -671,6 +738,8 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EACCES; /* as mmap of a write-only descriptor */
 	if (off < 0 || !addr || !len)
 		return -EINVAL;
 	struct thpfs_inode *inode = f->inode;
@@ -698,6 +767,10 @@ int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	/* a writable pointer: Linux maps a file shared and writable only
+	 * through a descriptor open for reading and writing (EACCES) */
+	if ((f->flags & O_ACCMODE) != O_RDWR)
+		return -EACCES;
 	if (off < 0 || !addr || !len)
 		return -EINVAL;
 	struct thpfs *fs = f->fs;
