@@ -101,9 +101,10 @@ static double coverage(const struct cov_src *c)
 	if (c->b->kind == BENCH_THPFS) {
 		struct thpfs_stats st;
 
-		if (thpfs_get_stats(c->b->fs, &st))
+		/* the kernel's view (PAGEMAP_SCAN), not thpfs's own count */
+		if (thpfs_get_stats(c->b->fs, &st) || !st.split_verify)
 			return NAN;
-		return (double)st.shmem_huge_bytes / (double)c->size;
+		return (double)st.shmem_pmd_mapped / (double)c->size;
 	}
 	int64_t kb = bench_proc_kb("/proc/meminfo", "ShmemHugePages");
 
@@ -681,7 +682,8 @@ static void print_restore_text(const struct cbench_opts *o, const struct restore
 		       r->name[0] == 'k' ? e : "-", r->verified ? "ok" : "WRONG");
 	}
 	printf("\n    coverage = bytes in huge pages / file size; thpfs: thpfs_get_stats "
-	       "shmem_huge_bytes;\n    kernel: /proc/meminfo ShmemHugePages minus its value "
+	       "shmem_pmd_mapped\n    (bytes the kernel maps with huge PMDs, PAGEMAP_SCAN);\n"
+	       "    kernel: /proc/meminfo ShmemHugePages minus its value "
 	       "before the file (system-wide).\n    'at window' = kernel coverage when as much time "
 	       "had passed as thpfs needed;\n    '+extra' = %.0f s later.\n", o->extra);
 	for (int i = 0; i < n; i++) {
@@ -711,7 +713,7 @@ static void print_restore_text(const struct cbench_opts *o, const struct restore
 			printf("    library: collapses +%llu (pages +%llu), collapse thread passes +%llu, "
 			       "skipped(holes) +%llu\n",
 			       (unsigned long long)(r->st1.thp_collapse_alloc - r->st0.thp_collapse_alloc),
-			       (unsigned long long)(r->st1.pages_collapsed - r->st0.pages_collapsed),
+			       (unsigned long long)(r->st1.base_pages_collapsed - r->st0.base_pages_collapsed),
 			       (unsigned long long)(r->st1.collapse_full_scans - r->st0.collapse_full_scans),
 			       (unsigned long long)(r->st1.collapse_skipped_holes - r->st0.collapse_skipped_holes));
 		}

@@ -53,15 +53,22 @@ struct thpfs_file; /* an open file description */
  *                       2); as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
  *   split=native|migrate|inplace  how a huge page is split (native): native
- *                       has the kernel split the THP in place, no copy;
+ *                       has the kernel split the THP in place, no copy, and
+ *                       checks with the kernel that it did (PAGEMAP_SCAN,
+ *                       Linux 6.7+; without it native migrates); a THP the
+ *                       kernel will not split (a pipe, GUP pin or I/O holds
+ *                       a page of it) is zeroed and deferred, see reclaim;
  *                       migrate copies the live 4 KiB pages out and frees
  *                       the 2 MiB; inplace only drops the punched pages
  *                       inside the THP, which frees nothing until the
  *                       kernel's deferred split runs (kept to show that)
  *   max_ptes_none=N     0..511: holes a 2 MiB range may have and still be
  *                       collapsed into a huge page (0)
- *   collapse=on|off     background collapse thread (on)
- *   scan_sleep_ms=N     background collapse pause between passes (100)
+ *   collapse=on|off     background collapse (on).  The background thread
+ *                       runs either way: with off it only gives queued
+ *                       released pages back (see scan_sleep_ms)
+ *   scan_sleep_ms=N     background pause between passes (100); 4 KiB pages
+ *                       a punch releases are back with the OS within it
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N               root directory owner (0)
  *   gid=N               root directory group (0)
@@ -114,7 +121,8 @@ int thpfs_ftruncate(struct thpfs_file *f, off_t size);
  * ZERO_RANGE|KEEP_SIZE.  Others: -EOPNOTSUPP.  PUNCH_HOLE frees whole huge
  * pages inside the range, splits the huge pages it covers partly and frees
  * the 4 KiB pages inside the range; a pinned page is zeroed instead and freed
- * when its last pin drops.  ZERO_RANGE leaves the range allocated and zero. */
+ * when its last pin drops, and pages of a huge page the kernel will not split
+ * now are zeroed and freed by thpfs_reclaim.  ZERO_RANGE leaves the range allocated and zero. */
 int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len);
 /* whence: SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE (Linux rules:
  * -ENXIO for SEEK_DATA/SEEK_HOLE at or past EOF, virtual hole at EOF). */
@@ -140,6 +148,14 @@ int thpfs_fadvise(struct thpfs_file *f, int advice);
  * whatever it holds when the pins drop), at most to EOF.  A punch or truncate over
  * a pinned page zeroes the range and frees the memory when the last pin
  * drops.  Writes through *addr do not change the file size.
+ * *addr is writable, so f must be open O_RDWR (-EACCES otherwise, as Linux
+ * refuses a shared writable mapping of a read-only descriptor and any
+ * mapping of a write-only one).
+ * A pin belongs to the file, not to f, but is dropped through f: call
+ * thpfs_unmap before thpfs_close(f).  A pin still held when f is closed
+ * stays until the inode is freed (unlinked, last close, last forget), and
+ * thpfs_unmount returns -EBUSY meanwhile.  thpfs_unmap with an address no
+ * pin of f's file covers returns -EINVAL, with a closed f -EBADF.
  */
 int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len);
 int thpfs_unmap(struct thpfs_file *f, void *addr);
@@ -147,8 +163,30 @@ int thpfs_unmap(struct thpfs_file *f, void *addr);
  * memory, and never allocates or marks anything written.  -ENODATA for a
  * hole (read zeros instead), -ENXIO at or past EOF.  The bytes at *addr are
  * the file's until they are changed by a write, punch or truncate (a punch
- * zeroes them in place while the pin is held). */
+ * zeroes them in place while the pin is held): they may change while the
+ * caller reads them, so a reader that must see one version of them uses
+ * thpfs_pread or thpfs_pread_direct.  *addr is read-only: do not write
+ * through it (thpfs_map gives a writable pointer).  f must be
+ * open for reading (O_RDONLY or O_RDWR; -EACCES on O_WRONLY).  Unmap
+ * before close, as for thpfs_map. */
 int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len);
+
+/* Zero-copy read (what the FUSE daemon answers large reads with): calls
+ * fn(ctx, data, n) once, where data points at the file's own memory holding
+ * [off, off+n), n = min(len, file size - off), and returns n (or fn's
+ * return if negative).  fn runs with the file's lock held shared: no write,
+ * truncate, punch, split or collapse touches the file until fn returns, so
+ * fn sees exactly the bytes thpfs_pread would return, never a mix of old
+ * and new; fn must be short, must not write data, and must call no thpfs
+ * function that changes this file (it would deadlock); data is read-only
+ * and invalid after fn returns.  Nothing is pinned.  f must be open when
+ * the call starts; another thread may close it while fn runs (the inode
+ * stays until the call returns).  -ENODATA, fn not called, when the range
+ * is not one run of memory (a hole, a missing page, two huge pages, or off
+ * at or past EOF): use thpfs_pread.  -EBADF on an O_WRONLY handle. */
+typedef int (*thpfs_read_actor_t)(void *ctx, const void *data, size_t len);
+ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
+			   thpfs_read_actor_t fn, void *ctx);
 
 /* Lazy discard (a balloon's "give it back when asked"): [off, off+len) reads
  * as zeros from now on, but its memory - and every huge page it touches -
@@ -160,13 +198,92 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len);
 
 /* Collapse base pages of [off, off+len) back into huge pages where a whole
  * aligned 2 MiB range is present (ignoring max_ptes_none, like MADV_COLLAPSE
- * ignores khugepaged's limits).  Returns the number of huge pages made. */
+ * ignores khugepaged's limits).  Returns the number of huge pages made.
+ * f must be open for reading (-EACCES on O_WRONLY: MADV_COLLAPSE works on
+ * a mapping, and mmap needs a readable descriptor). */
 int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
 /* Free up to bytes of memory without losing data (0 = all it can): release
- * queued pages, run the deferred split queue (pages punched while pinned,
- * pages given to thpfs_free_lazy), split huge pages beyond EOF.  Returns
- * bytes freed (>= 0). */
+ * queued pages, run the deferred split queue (pages punched while pinned or
+ * while the kernel would not split their huge page, pages given to
+ * thpfs_free_lazy), split huge pages beyond EOF; the memory is back with
+ * the OS when it returns.  Returns bytes freed (>= 0, whatever other
+ * threads allocate meanwhile). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
+
+/* ---- Mappings: guest RAM ---------------------------------------------------
+ * thpfs_mmap maps [off, off+len) of a regular file as one contiguous range of
+ * the calling process's address space that IS the file's storage (no copy,
+ * no page cache behind it): a store through the mapping is seen at once by
+ * thpfs_pread, and a thpfs_pwrite at once through the mapping.  This is what
+ * a virtual-machine monitor hands to KVM as a memory slot and to vhost or
+ * device emulation as plain pointers.
+ *
+ *  - off and len are multiples of 2 MiB (THPFS_MMAP_ALIGN), len > 0, and
+ *    [off, off+len) lies inside the file (-EINVAL, -ENXIO otherwise): grow
+ *    the file with thpfs_ftruncate first.  The mapping is 2 MiB aligned.
+ *  - *addr == NULL: thpfs chooses the address.  *addr != NULL: the mapping
+ *    is placed exactly there (2 MiB aligned, else -EINVAL), replacing
+ *    whatever the caller had mapped there, like MAP_FIXED (QEMU reserves the
+ *    range PROT_NONE first).  *addr receives the address.
+ *  - One mapping per file: a second thpfs_mmap of the same file is -EBUSY.
+ *  - The mapping is PROT_READ|PROT_WRITE and needs an O_RDWR handle
+ *    (-EACCES otherwise): it is the storage, and thpfs stores to it too
+ *    (pwrite, punch, zeroing), so it cannot be made read-only.  Other
+ *    handles, O_RDONLY ones too, work on the file as usual meanwhile.
+ *  - A page in the range pinned by thpfs_map makes thpfs_mmap -EBUSY (its
+ *    pointer would move).  After thpfs_mmap, thpfs_map of a page in the
+ *    range returns its address inside the mapping, and thpfs_munmap is -EBUSY
+ *    until it is unpinned.
+ *  - The mapping holds the file open: it survives thpfs_close and unlink of
+ *    the handle it was made with, until thpfs_munmap.  thpfs_unmount is -EBUSY
+ *    while any mapping exists.
+ *  - thpfs_ftruncate (or O_TRUNC, or a size setattr) below off+len is -EBUSY;
+ *    the file may grow, and may shrink down to off+len.
+ *  - The mapping is not inherited by fork() children (MADV_DONTFORK): a
+ *    child sharing the pages copy-on-write would stop them from being split.
+ *  - The caller must not munmap, mremap, mprotect or madvise the range
+ *    itself; mlock/munlock (QEMU mem-lock=on) is fine: punches on a locked
+ *    mapping still give the memory back.
+ *
+ * A mapping is not a pin.  Punch, truncate past the mapping, thpfs_free_lazy,
+ * thpfs_reclaim and thpfs_collapse work on a mapped range while other threads
+ * read and write through it: a punched page reads zero afterwards and its
+ * memory is back with the OS when the call returns, and no store to any
+ * other page is lost, including a store racing a split or a collapse of its
+ * 2 MiB range (the kernel splits and collapses in place, under its own page
+ * table locks).  A store into the punched range itself races the punch, as
+ * for any file.  thpfs_free_lazy on a mapped range zeroes the pages; reclaim
+ * later frees those the program has not written again since (the kernel's
+ * MADV_FREE rule), and keeps those it has, as data.
+ *
+ * Pages the program touches through the mapping become file data: thpfs
+ * learns them from the kernel (the PAGEMAP_SCAN ioctl, Linux 6.7+; without
+ * it thpfs_mmap is -EOPNOTSUPP) before every call that depends on them
+ * (fstat's st_blocks, SEEK_DATA/SEEK_HOLE, fallocate, punch, collapse,
+ * thpfs_get_stats, thpfs_munmap).  A page read but never written is the
+ * kernel's zero page and is not data.  Faults through a mapping are never
+ * refused: they cannot get ENOSPC or SIGBUS, and they are charged to size=
+ * after the fact, so they may take the mount past size= (thpfs_pwrite and
+ * fallocate still stop at size=).  What bounds them is what bounds any
+ * program's anonymous memory: the memory cgroup it runs in (a VMM's RAM is
+ * bounded the same way).
+ *
+ * Huge pages: where the mount's huge= policy gives the file huge pages, an
+ * empty 2 MiB range of the mapping gets a huge page on its first write
+ * fault.  A punch that splits a huge page leaves its 2 MiB range marked
+ * MADV_NOHUGEPAGE, so the kernel's khugepaged never fills a punched (or
+ * ballooned) hole back in; once every 4 KiB page of such a range is present
+ * again, the collapse thread (within scan_sleep_ms, without khugepaged) or
+ * thpfs_collapse makes it one huge page again at the same address
+ * (MADV_COLLAPSE, verified with PAGEMAP_SCAN).
+ *
+ * thpfs_munmap(f, addr, len) takes any open handle of the same file and
+ * exactly the address and length of the mapping (-EINVAL otherwise); the
+ * file keeps its data and the range is unmapped, as munmap(2) does.
+ */
+#define THPFS_MMAP_ALIGN (2UL << 20)
+int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr);
+int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len);
 
 /* ---- Namespace ---------------------------------------------------------- */
 int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st);
@@ -234,35 +351,72 @@ struct thpfs_statfs {
 int thpfs_statfs(struct thpfs *fs, struct thpfs_statfs *st);
 
 /* ---- Counters ------------------------------------------------------------
- * Named as the kernel names them where one exists.  Gauges (current values)
- * and events (monotonic counts since mount) are marked. */
+ * A counter named like one of the kernel's (/proc/meminfo, /proc/vmstat,
+ * khugepaged's sysfs) means what the kernel's means, for this mount's files;
+ * the others have names of their own.  Gauges (current values) and events
+ * (monotonic counts since mount) are marked.  thpfs's view: pages it believes
+ * huge or released; what the kernel did is checked in the tests. */
 struct thpfs_stats {
 	/* gauges */
 	uint64_t shmem_bytes;          /* Shmem: bytes of file data held */
 	uint64_t shmem_huge_bytes;     /* ShmemHugePages: bytes held in huge pages */
 	uint64_t huge_frames;          /* huge frames held */
 	uint64_t base_pages;           /* 4 KiB base pages held */
-	uint64_t pinned_pages;         /* pages (huge or base) with pins */
-	uint64_t deferred_split_queue; /* pages waiting on the deferred split queue */
+	uint64_t pinned_pages;         /* chunks (2 MiB ranges: a huge page or
+					  a block of base pages) with pins */
+	uint64_t pinned_bytes;         /* ShmemPinned: memory pins keep from
+					  being freed: 2 MiB per pinned huge
+					  page, the present 4 KiB pages of a
+					  pinned base chunk (computed on read) */
+	uint64_t deferred_split_queue; /* chunks (huge or base) waiting on the
+					  deferred split queue */
 	uint64_t inodes;               /* inodes in use */
 	uint64_t size_limit;           /* size= in bytes (0 = none) */
 	uint64_t thp_available;        /* 1 if the OS gives transparent huge pages */
+	/* The kernel's view, asked at each call (PAGEMAP_SCAN on
+	 * /proc/self/pagemap, one ioctl per 1 GiB arena of huge frames): */
+	uint64_t shmem_pmd_mapped;     /* ShmemPmdMapped: bytes of thpfs frames the
+					* kernel maps with huge PMDs right now (0
+					* when split_verify is 0) */
+	uint64_t split_verify;         /* what thpfs can ask the kernel: 0 nothing
+					* (Linux < 6.7: split=native migrates,
+					* huge frames are not verified), 1
+					* PAGEMAP_SCAN (PMD mappings), 2 also
+					* /proc/kpageflags (root: large folios) */
 	/* events */
 	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
-	uint64_t thp_file_fallback;     /* huge page wanted, base pages used */
-	uint64_t thp_split_page;        /* huge pages split */
-	uint64_t thp_split_page_failed; /* splits that could not happen (pinned, no memory) */
-	uint64_t thp_deferred_split_page; /* pages queued for a deferred split */
-	uint64_t thp_deferred_split_done; /* queued pages later split or freed */
+	uint64_t thp_file_fallback;     /* huge page wanted, base pages used (no
+					 * frame, or the kernel gave 4 KiB pages) */
+	uint64_t thp_split_page;        /* huge pages split (verified with the
+					 * kernel when split=native) */
+	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
+					 * memory, or the kernel kept the THP
+					 * (extra references: pipe, GUP, I/O) */
+	uint64_t thp_deferred_split_page; /* huge pages queued for a deferred split */
+	uint64_t thp_deferred_split_done; /* queued chunks later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */
 	uint64_t thp_collapse_alloc_failed; /* collapses that could not get a frame */
-	uint64_t pages_collapsed;       /* base pages folded into huge pages */
+	uint64_t base_pages_collapsed;  /* base pages folded into huge pages
+					  (khugepaged's pages_collapsed counts
+					  huge pages: thp_collapse_alloc here) */
 	uint64_t collapse_skipped_pinned; /* ranges skipped because pinned */
 	uint64_t collapse_skipped_holes;  /* ranges with too many holes */
 	uint64_t collapse_full_scans;   /* passes of the collapse thread */
-	uint64_t bytes_released;        /* bytes of memory given back to the OS */
+	uint64_t bytes_released;        /* bytes of memory given back to the OS
+					  (counted when madvise succeeded) */
+	uint64_t release_failed_bytes;  /* bytes the OS refused to take back
+					  (e.g. mlocked on a kernel without
+					  MADV_DONTNEED_LOCKED): zeroed in place
+					  and reused, never handed out with old
+					  bytes */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
 	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
+	/* mappings (thpfs_mmap) */
+	uint64_t mapped_bytes;          /* gauge: bytes of files under thpfs_mmap */
+	uint64_t mmap_faulted_pages;    /* 4 KiB pages learned from the kernel: touched
+					 * through a mapping (a huge page counts 512) */
+	uint64_t mmap_vanished_pages;   /* pages of a mapping the kernel dropped itself
+					 * (MADV_FREE'd pages it reclaimed) */
 };
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
 /* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and
@@ -275,6 +429,14 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len);
  * (1 = the next one), or every one from then on if repeat is set.  n = 0
  * switches it off. */
 void thpfs_fault_inject(struct thpfs *fs, uint64_t nth, int repeat);
+/* Fault injection in memory release: the nth system call from now that gives
+ * memory back (each process_madvise batch, each madvise of a frame or run of
+ * pages) fails, or every one from then on if repeat is set; n = 0 switches
+ * it off.  A failed madvise acts as on a kernel that refuses mlocked memory
+ * (the range is zeroed and counted in release_failed_bytes); a failed
+ * process_madvise advises only the first half of its runs and returns their
+ * bytes, as a partial return does (the rest is released run by run). */
+void thpfs_fault_inject_release(struct thpfs *fs, uint64_t nth, int repeat);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@ BENCH_HDRS = bench/bench-common.h tools/cgroup.h include/thpfs.h
 BENCH_ARGS ?=
 COLLAPSE_BENCH_ARGS ?=
 
-bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/release-bench
+bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/release-bench $(B)/guestram-bench
 
 $(B)/thpfs-bench: bench/thpfs-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/libthpfs.a
 	@mkdir -p $(dir $@)
@@ -26,3 +26,14 @@ $(B)/release-bench: bench/release-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/lib
 run-bench: $(B)/thpfs-bench $(B)/collapse-bench $(B)/release-bench
 	$(B)/thpfs-bench $(BENCH_ARGS)
 	$(B)/collapse-bench $(COLLAPSE_BENCH_ARGS)
+
+# guestram-bench: thpfs_mmap guest RAM under a balloon against kernel tmpfs
+# huge=always and anonymous THP (docs/guest-ram.md).  Needs root.
+GUESTRAM_BENCH_ARGS ?=
+$(B)/guestram-bench: bench/guestram-bench.c $(BENCH_COMMON) $(BENCH_HDRS) $(B)/libthpfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -o $@ bench/guestram-bench.c $(BENCH_COMMON) $(B)/libthpfs.a $(LDFLAGS) -lm
+
+.PHONY: run-guestram-bench
+run-guestram-bench: $(B)/guestram-bench
+	$(B)/guestram-bench $(GUESTRAM_BENCH_ARGS)

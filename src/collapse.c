@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 /* Whether c may become a huge page now: policy allows one there, it is not
@@ -31,6 +32,9 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	/* MADV_COLLAPSE needs a mapping, and mmap a readable descriptor */
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EACCES;
 	if (off < 0 || len <= 0)
 		return -EINVAL;
 	struct thpfs_inode *inode = f->inode;
@@ -46,6 +50,7 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
 	int made = 0;
 	err = 0;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync_range(f->fs, inode, first << THPFS_HUGE_SHIFT, end);
 	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index <= last;
 	     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
 		if (c->huge || c->nr_present < THPFS_PAGES_PER_HUGE)
@@ -71,6 +76,7 @@ static void collapse_scan(struct thpfs *fs)
 		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
 		if (!S_ISREG(inode->mode) || pthread_rwlock_trywrlock(&inode->lock))
 			continue;
+		_thpfs_mmap_sync(fs, inode); /* ranges rewritten through a mapping */
 		for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, 0); c;
 		     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
 			if (c->huge)
@@ -88,25 +94,63 @@ static void collapse_scan(struct thpfs *fs)
 	THPFS_STAT_ADD(fs, collapse_full_scans, 1);
 }
 
-static void *collapse_thread(void *arg)
+/* Sleeps scan_sleep_ms on collapse_cv unless stopped; collapse_mu held.
+ * A wakeup before the time (a kick, a spurious one) sleeps on. */
+static void background_sleep(struct thpfs *fs)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)fs->opt.scan_sleep_ms * 1000000ULL;
+	ts.tv_sec += (time_t)(ns / 1000000000ULL);
+	ts.tv_nsec = (long)(ns % 1000000000ULL);
+	while (!fs->collapse_stop &&
+	       pthread_cond_timedwait(&fs->collapse_cv, &fs->collapse_mu, &ts) != ETIMEDOUT)
+		;
+}
+
+/*
+ * The background thread (khugepaged's place).  collapse=on: a collapse pass,
+ * which flushes the release batch first, every scan_sleep_ms.  collapse=off:
+ * it sleeps until the release batch gets its first page, then flushes it
+ * scan_sleep_ms later, so pages released by a punch are back with the OS
+ * within scan_sleep_ms either way, with no wakeups while nothing is queued.
+ */
+static void *background_thread(void *arg)
 {
 	struct thpfs *fs = arg;
 	pthread_mutex_lock(&fs->collapse_mu);
 	while (!fs->collapse_stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)fs->opt.scan_sleep_ms * 1000000ULL;
-		ts.tv_sec += (time_t)(ns / 1000000000ULL);
-		ts.tv_nsec = (long)(ns % 1000000000ULL);
-		pthread_cond_timedwait(&fs->collapse_cv, &fs->collapse_mu, &ts);
+		if (!fs->opt.collapse_thread && !fs->release_kicked) {
+			pthread_cond_wait(&fs->collapse_cv, &fs->collapse_mu);
+			continue;
+		}
+		background_sleep(fs);
 		if (fs->collapse_stop)
 			break;
+		fs->release_kicked = false;
 		pthread_mutex_unlock(&fs->collapse_mu);
-		collapse_scan(fs);
+		if (fs->opt.collapse_thread)
+			collapse_scan(fs);
+		else
+			_thpfs_release_flush(fs);
 		pthread_mutex_lock(&fs->collapse_mu);
 	}
 	pthread_mutex_unlock(&fs->collapse_mu);
 	return NULL;
+}
+
+void _thpfs_release_kick(struct thpfs *fs)
+{
+	/* collapse=on: the next pass flushes anyway.  At mount and unmount
+	 * the thread is not running (and collapse_mu may not exist). */
+	if (fs->opt.collapse_thread || !__atomic_load_n(&fs->collapse_running, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&fs->collapse_mu);
+	if (!fs->release_kicked) {
+		fs->release_kicked = true;
+		pthread_cond_signal(&fs->collapse_cv);
+	}
+	pthread_mutex_unlock(&fs->collapse_mu);
 }
 
 int _thpfs_collapse_start(struct thpfs *fs)
@@ -114,24 +158,31 @@ int _thpfs_collapse_start(struct thpfs *fs)
 	pthread_mutex_init(&fs->collapse_mu, NULL);
 	pthread_cond_init(&fs->collapse_cv, NULL);
 	fs->collapse_stop = false;
-	if (!fs->opt.collapse_thread)
-		return 0;
-	int err = pthread_create(&fs->collapse_tid, NULL, collapse_thread, fs);
+	fs->release_kicked = false;
+	/* A small stack: under mlockall(MCL_FUTURE) all of it is locked. */
+	pthread_attr_t attr;
+	int err = pthread_attr_init(&attr);
 	if (err)
 		return -err;
-	fs->collapse_running = true;
+	err = pthread_attr_setstacksize(&attr, 512 * 1024);
+	if (!err)
+		err = pthread_create(&fs->collapse_tid, &attr, background_thread, fs);
+	pthread_attr_destroy(&attr);
+	if (err)
+		return -err;
+	__atomic_store_n(&fs->collapse_running, true, __ATOMIC_RELEASE);
 	return 0;
 }
 
 void _thpfs_collapse_stop(struct thpfs *fs)
 {
-	if (fs->collapse_running) {
+	if (__atomic_load_n(&fs->collapse_running, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&fs->collapse_running, false, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&fs->collapse_mu);
 		fs->collapse_stop = true;
 		pthread_cond_signal(&fs->collapse_cv);
 		pthread_mutex_unlock(&fs->collapse_mu);
 		pthread_join(fs->collapse_tid, NULL);
-		fs->collapse_running = false;
 	}
 	pthread_cond_destroy(&fs->collapse_cv);
 	pthread_mutex_destroy(&fs->collapse_mu);

@@ -52,16 +52,31 @@ static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct
 			     uint64_t write_end)
 {
 	int err;
+	if (_thpfs_mmap_addr(inode, c->index << THPFS_HUGE_SHIFT)) {
+		/* inside a mapping: the memory is the view itself */
+		bool huge = want_huge(fs, inode, c->index, write_end);
+		err = _thpfs_mmap_chunk_memory(fs, c, huge);
+		if (err == -ENOSPC &&
+		    _thpfs_reclaim(fs, inode, huge ? THPFS_HUGE_SIZE : THPFS_PAGE_SIZE))
+			err = _thpfs_mmap_chunk_memory(fs, c, huge);
+		return err;
+	}
 	if (want_huge(fs, inode, c->index, write_end)) {
-		char *mem = _thpfs_huge_alloc(fs, &err);
+		bool huge;
+		char *mem = _thpfs_huge_alloc_or_base(fs, &huge, &err);
 		if (!mem && err == -ENOSPC && _thpfs_reclaim(fs, inode, THPFS_HUGE_SIZE))
-			mem = _thpfs_huge_alloc(fs, &err);
+			mem = _thpfs_huge_alloc_or_base(fs, &huge, &err);
 		if (mem) {
+			/* If the kernel gave 4 KiB pages, they are a base
+			 * chunk with every page present. */
 			c->mem = mem;
-			c->huge = true;
+			c->huge = huge;
 			thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 			thpfs_bitmap_fill(c->present);
-			THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+			if (huge)
+				THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+			else
+				THPFS_STAT_ADD(fs, thp_file_fallback, 1);
 			return 0;
 		}
 		THPFS_STAT_ADD(fs, thp_file_fallback, 1);
@@ -118,8 +133,12 @@ static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inod
 		if (!*err)
 			*err = _thpfs_index_insert(&inode->pages, idx, c);
 		if (*err) {
+			if (c->mapped)
+				_thpfs_mmap_chunk_free(fs, c);
 			thpfs_chunk_set_present(c, 0);
-			if (c->mem && c->huge)
+			if (c->mapped)
+				;
+			else if (c->mem && c->huge)
 				_thpfs_huge_free(fs, c->mem);
 			else if (c->mem)
 				_thpfs_block_free(fs, c->mem);
@@ -175,7 +194,12 @@ static void read_locked(struct thpfs_inode *inode, char *buf, size_t len, uint64
 		uint64_t in = off & (THPFS_HUGE_SIZE - 1);
 		size_t n = thpfs_min(len, THPFS_HUGE_SIZE - in);
 		struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, off >> THPFS_HUGE_SHIFT);
-		if (!c) {
+		char *view = _thpfs_mmap_addr(inode, off);
+		if (view) {
+			/* the view is the truth, also for pages stored through
+			 * it since the last sync (holes read the zero page) */
+			memcpy(buf, view, n);
+		} else if (!c) {
 			memset(buf, 0, n);
 		} else if (c->huge) {
 			memcpy(buf, c->mem + in, n);
@@ -218,6 +242,73 @@ ssize_t thpfs_pread(struct thpfs_file *f, void *buf, size_t len, off_t off)
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	return n;
+}
+
+/*
+ * Keeps inode alive past a close of the caller's handle, as an open file
+ * does: raises inode->opens under ns_lock held for reading (the rule of
+ * open, see inode.c).  Dropped with _thpfs_inode_put_open.  The caller's
+ * handle is open, so the inode is not being destroyed.
+ */
+static void inode_hold_open(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	__atomic_add_fetch(&inode->opens, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&fs->ns_lock);
+}
+
+/* The memory holding [off, off+n) when it is one run of memory that reads
+ * as the file's bytes (a huge page, or present base pages of one chunk);
+ * NULL otherwise.  inode->lock held. */
+static const char *direct_span(struct thpfs_inode *inode, uint64_t off, size_t n)
+{
+	uint64_t in = off & (THPFS_HUGE_SIZE - 1);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, off >> THPFS_HUGE_SHIFT);
+	if (!c || n == 0 || in + n > THPFS_HUGE_SIZE)
+		return NULL;
+	if (!c->huge) {
+		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
+		unsigned pl = (unsigned)((in + n + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
+		if (_thpfs_bitmap_find(c->present, pf, false) < pl)
+			return NULL; /* a page that reads as zeros has no memory */
+	}
+	return c->mem + in;
+}
+
+/*
+ * Zero-copy pread: fn sees the file's memory itself, under inode->lock held
+ * for reading, so nothing can change those bytes until fn returns.  The
+ * inode is held open through fn: a FUSE reply made inside fn lets the
+ * kernel send the release of f before fn returns.
+ */
+ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
+			   thpfs_read_actor_t fn, void *ctx)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	if (off < 0 || (ssize_t)len < 0 || !fn)
+		return -EINVAL;
+	struct thpfs *fs = f->fs;
+	struct thpfs_inode *inode = f->inode;
+	if (S_ISDIR(inode->mode))
+		return -EISDIR;
+	inode_hold_open(fs, inode);
+	pthread_rwlock_rdlock(&inode->lock);
+	ssize_t ret = -ENODATA;
+	if ((uint64_t)off < inode->size) {
+		size_t n = (size_t)thpfs_min((uint64_t)len, inode->size - (uint64_t)off);
+		const char *p = direct_span(inode, (uint64_t)off, n);
+		if (p) {
+			int r = fn(ctx, p, n);
+			ret = r < 0 ? r : (ssize_t)n;
+		}
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	_thpfs_inode_put_open(fs, inode);
+	return ret;
 }
 
 /* ---- Writing ---- */
@@ -332,6 +423,8 @@ int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t
 {
 	if (size > THPFS_MAX_FILE_SIZE)
 		return -EFBIG;
+	if (!_thpfs_mmap_may_truncate(inode, size))
+		return -EBUSY; /* not below a mapping (include/thpfs.h) */
 	if (size <= inode->size) {
 		/* Everything past the new EOF goes, KEEP_SIZE fallocations too;
 		 * the page holding EOF is zeroed past it.  Like shmem_setattr,
@@ -504,8 +597,11 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
 	pthread_rwlock_wrlock(&inode->lock);
 	if (punch) {
+		/* a range stored to through a mapping must be known to drop it */
+		_thpfs_mmap_sync_missing(f->fs, inode, start, end);
 		_thpfs_undo_range(f->fs, inode, start, end);
 	} else {
+		_thpfs_mmap_sync_range(f->fs, inode, start, end);
 		bool keep = mode & THPFS_FALLOC_KEEP_SIZE;
 		err = alloc_range(f->fs, inode, start, end, keep);
 		if (!err && zero)
@@ -526,6 +622,7 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len)
 		return -EFBIG;
 	struct thpfs_inode *inode = f->inode;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync_missing(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
 	_thpfs_lazy_range(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
 	touch_mtime(inode);
 	pthread_rwlock_unlock(&inode->lock);
@@ -586,7 +683,7 @@ off_t thpfs_lseek(struct thpfs_file *f, off_t off, int whence)
 			e = -ENXIO; /* Linux: negative offsets are past nothing */
 			break;
 		}
-		pthread_rwlock_rdlock(&inode->lock);
+		_thpfs_inode_lock_synced(f->fs, inode);
 		if ((uint64_t)off >= inode->size)
 			e = -ENXIO;
 		else
@@ -641,12 +738,15 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EACCES; /* as mmap of a write-only descriptor */
 	if (off < 0 || !addr || !len)
 		return -EINVAL;
 	struct thpfs_inode *inode = f->inode;
 	if (!S_ISREG(inode->mode))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync_range(f->fs, inode, (uint64_t)off, (uint64_t)off + 1);
 	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
 	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, (uint64_t)off >> THPFS_HUGE_SHIFT);
 	if ((uint64_t)off >= inode->size)
@@ -667,6 +767,10 @@ int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 	int err = thpfs_file_check(f);
 	if (err)
 		return err;
+	/* a writable pointer: Linux maps a file shared and writable only
+	 * through a descriptor open for reading and writing (EACCES) */
+	if ((f->flags & O_ACCMODE) != O_RDWR)
+		return -EACCES;
 	if (off < 0 || !addr || !len)
 		return -EINVAL;
 	struct thpfs *fs = f->fs;

@@ -6,7 +6,8 @@
  * huge frames; base arenas are marked MADV_NOHUGEPAGE (so khugepaged never
  * refills a punched hole behind our back) and hand out base blocks.  Both are
  * cut into 2 MiB slots.  A free slot holds no memory: every path that frees
- * memory does MADV_DONTNEED at once, so what the cgroup sees is what we hold.
+ * memory does MADV_DONTNEED at once, so what the cgroup sees is what we hold
+ * (unless the OS refused: see locked memory below).
  *
  * A huge frame is populated with MADV_POPULATE_WRITE when it is allocated: a
  * write fault on an aligned, empty 2 MiB range of a MADV_HUGEPAGE mapping gets
@@ -14,8 +15,8 @@
  * huge page immediately (unlike a partial zap, which only queues it for the
  * kernel's deferred split).
  *
- * The size= budget is counted here (fs->held_bytes), as is the fault
- * injection switch.  Page tables count too: a 2 MiB slot mapped by 4 KiB
+ * The size= budget is counted here (fs->held_bytes), as are the fault
+ * injection switches.  Page tables count too: a 2 MiB slot mapped by 4 KiB
  * entries (a base block, or a huge frame split in place) costs the kernel a
  * 4 KiB page-table page however few of its pages are present, so a file of
  * one page in each of many 2 MiB ranges would otherwise make us hold twice
@@ -26,6 +27,19 @@
  * size= bytes of dense base blocks need (one per 2 MiB), so a file of exactly
  * size= bytes in base pages still fits.  Everything here runs under fs->frame_lock, except the
  * madvise calls that touch memory, which run outside it.
+ *
+ * Locked memory (mlock of a range thpfs_map returned, mlockall as a VMM with
+ * QEMU's mem-lock=on does): MADV_DONTNEED refuses a VM_LOCKED range with
+ * EINVAL, so release() retries with MADV_DONTNEED_LOCKED (Linux 5.18+), which
+ * frees the pages and leaves the range locked.  Where both fail, release()
+ * zeroes the range instead: MADV_POPULATE_WRITE leaves a page that is still
+ * there as it is, so a slot or page handed out again must never hold old
+ * bytes.  Such bytes stay with the process (counted in release_failed_bytes,
+ * never in bytes_released) until the slot is released again or reused.
+ * Under mlockall(MCL_FUTURE) every new mapping would be populated at once; an
+ * arena is therefore mapped PROT_NONE (never populated) and, if it came out
+ * locked, turned into lock-on-fault (mlock2(MLOCK_ONFAULT)) before it is made
+ * writable, so a 1 GiB reservation costs nothing until a frame is used.
  */
 #include "internal.h"
 
@@ -37,6 +51,12 @@
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24 /* Linux 5.18 */
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
 #endif
 
 #define THPFS_ARENA_SIZE (1UL << 30)
@@ -105,30 +125,63 @@ void _thpfs_frames_destroy(struct thpfs *fs)
 	pthread_mutex_destroy(&fs->frame_lock);
 }
 
-/* Reserves a new arena; frame_lock held. */
+/* Whether the mapping holding p is VM_LOCKED: MADV_DONTNEED refuses only
+ * locked memory with EINVAL (a PROT_NONE range holds no pages, so nothing is
+ * lost by asking). */
+static bool range_locked(char *p)
+{
+	return madvise(p, THPFS_PAGE_SIZE, MADV_DONTNEED) && errno == EINVAL;
+}
+
+/*
+ * Makes [p, p+len), mapped PROT_NONE, readable and writable without faulting
+ * it in.  A range that came out VM_LOCKED (mlockall(MCL_FUTURE)) would be
+ * populated whole by mprotect; it is made lock-on-fault first, so each page
+ * is locked when it is populated, as the caller of mlockall wants.  Without
+ * mlock2 (Linux < 4.4) the range is unlocked instead.  No lock needed.
+ */
+static int range_make_writable(char *p, size_t len)
+{
+	if (range_locked(p) && syscall(SYS_mlock2, p, len, MLOCK_ONFAULT) && munlock(p, len))
+		return -errno;
+	return mprotect(p, len, PROT_READ | PROT_WRITE) ? -errno : 0;
+}
+
+/* The madvise flags every slot of an arena carries. */
+static int range_advise(char *p, size_t len, bool huge)
+{
+	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+		return -errno;
+	/* A child of fork() must not share file data copy-on-write: that would
+	 * make every page shared, and a shared THP cannot be split. */
+	if (madvise(p, len, MADV_DONTFORK))
+		return -errno;
+	return 0;
+}
+
+/* Reserves a new arena; frame_lock held.  It is mapped PROT_NONE first so
+ * that mlockall(MCL_FUTURE) does not fault in its 1 GiB (see the top). */
 static struct thpfs_arena *arena_new(bool huge)
 {
 	struct thpfs_arena *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
 	size_t len = THPFS_ARENA_SIZE + THPFS_HUGE_SIZE;
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) {
 		free(a);
 		return NULL;
 	}
 	uintptr_t start = ((uintptr_t)p + THPFS_HUGE_SIZE - 1) & ~(uintptr_t)(THPFS_HUGE_SIZE - 1);
 	size_t head = start - (uintptr_t)p, tail = len - head - THPFS_ARENA_SIZE;
-	if (head)
-		munmap(p, head);
-	if (tail)
-		munmap((char *)start + THPFS_ARENA_SIZE, tail);
+	if ((head && munmap(p, head)) || (tail && munmap((char *)start + THPFS_ARENA_SIZE, tail)) ||
+	    range_make_writable((char *)start, THPFS_ARENA_SIZE) ||
+	    range_advise((char *)start, THPFS_ARENA_SIZE, huge)) {
+		munmap(p, len); /* whatever of it is still mapped */
+		free(a);
+		return NULL;
+	}
 	a->base = (char *)start;
-	madvise(a->base, THPFS_ARENA_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	/* A child of fork() must not share file data copy-on-write: that would
-	 * make every page shared, and a shared THP cannot be split. */
-	madvise(a->base, THPFS_ARENA_SIZE, MADV_DONTFORK);
 	return a;
 }
 
@@ -277,12 +330,68 @@ static int populate(char *p, size_t len)
 	return 0;
 }
 
-static void release(char *p, size_t len)
+/*
+ * Gives [p, p+len) back to the OS: MADV_DONTNEED, or MADV_DONTNEED_LOCKED
+ * when the range is mlocked.  If neither works the range is zeroed in place,
+ * so that nothing handed out from it later shows its old bytes, and false is
+ * returned: the memory is still the process's.  No lock needed.
+ */
+static bool release(char *p, size_t len)
 {
-	madvise(p, len, MADV_DONTNEED);
+	if (madvise(p, len, MADV_DONTNEED) == 0)
+		return true;
+	if (errno == EINVAL && madvise(p, len, MADV_DONTNEED_LOCKED) == 0)
+		return true;
+	memset(p, 0, len);
+	return false;
 }
 
-char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
+/* Counts one release system call against the release fault switch; returns
+ * true if this one must fail.  Lock-free (atomics). */
+static bool release_fault_hit(struct thpfs *fs)
+{
+	uint64_t nth = __atomic_load_n(&fs->release_fault_nth, __ATOMIC_RELAXED);
+	if (!nth)
+		return false;
+	uint64_t n = __atomic_add_fetch(&fs->release_fault_count, 1, __ATOMIC_RELAXED);
+	return n == nth ||
+	       (__atomic_load_n(&fs->release_fault_repeat, __ATOMIC_RELAXED) && n > nth);
+}
+
+void thpfs_fault_inject_release(struct thpfs *fs, uint64_t nth, int repeat)
+{
+	__atomic_store_n(&fs->release_fault_nth, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fs->release_fault_count, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fs->release_fault_repeat, repeat, __ATOMIC_RELAXED);
+	__atomic_store_n(&fs->release_fault_nth, nth, __ATOMIC_RELAXED);
+}
+
+/*
+ * release() for the frame layer's own frees: counts what really went back
+ * (bytes_released) and what could only be zeroed (release_failed_bytes), and
+ * obeys the release fault switch (an injected failure zeroes the range as a
+ * kernel without MADV_DONTNEED_LOCKED would make us).  Returns whether the
+ * memory went back.  No lock needed.
+ */
+static bool release_counted(struct thpfs *fs, char *p, size_t len)
+{
+	bool gone;
+	if (release_fault_hit(fs)) {
+		memset(p, 0, len);
+		gone = false;
+	} else {
+		gone = release(p, len);
+	}
+	if (gone)
+		THPFS_STAT_ADD(fs, bytes_released, len);
+	else
+		THPFS_STAT_ADD(fs, release_failed_bytes, len);
+	return gone;
+}
+
+/* A populated 2 MiB frame of a huge arena, charged and counted as a huge
+ * page, whatever the kernel made of it; NULL with *err set on failure. */
+static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 {
 	pthread_mutex_lock(&fs->frame_lock);
 	char *p = NULL;
@@ -316,14 +425,75 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
 	return p;
 }
 
+static void account_huge_as_base(struct thpfs *fs);
+
+/* How long collapse leaves huge pages alone after the kernel gave one as
+ * 4 KiB pages (khugepaged's alloc_sleep_millisecs, 60 s, is the model; a
+ * shorter pause suits a file system that collapses eagerly). */
+#define THP_BACKOFF_NS (10ULL * 1000000000ULL)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether the kernel maps the frame at p with a huge PMD.  Without
+ * PAGEMAP_SCAN it cannot be asked and the frame is taken as huge.  When it is
+ * not, collapse stops asking for huge pages for a while. */
+static bool frame_is_huge(struct thpfs *fs, char *p)
+{
+	int64_t huge = _thpfs_kernel_pmd_bytes(fs, p, THPFS_HUGE_SIZE);
+	if (huge < 0 || huge == (int64_t)THPFS_HUGE_SIZE)
+		return true;
+	__atomic_store_n(&fs->thp_backoff_until, now_ns() + THP_BACKOFF_NS, __ATOMIC_RELAXED);
+	return false;
+}
+
+char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
+{
+	if (now_ns() < __atomic_load_n(&fs->thp_backoff_until, __ATOMIC_RELAXED)) {
+		*err = -ENOMEM; /* the kernel gave 4 KiB pages a moment ago */
+		return NULL;
+	}
+	char *p = huge_frame_take(fs, credit, err);
+	if (p && !frame_is_huge(fs, p)) {
+		_thpfs_huge_free(fs, p);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	return p;
+}
+
 char *_thpfs_huge_alloc(struct thpfs *fs, int *err)
 {
 	return _thpfs_huge_alloc_credit(fs, 0, err);
 }
 
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
+{
+	char *p = huge_frame_take(fs, 0, err);
+	*huge = p && frame_is_huge(fs, p);
+	if (p && !*huge) {
+		/* Without MADV_NOHUGEPAGE khugepaged could make these pages a
+		 * THP behind our back, and releasing one page would then free
+		 * nothing: give the frame up instead. */
+		if (madvise(p, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE)) {
+			_thpfs_huge_free(fs, p);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		account_huge_as_base(fs);
+	}
+	return p;
+}
+
+/* The slot is empty or zeroed when it goes back on the free stack (see
+ * release_counted). */
 void _thpfs_huge_free(struct thpfs *fs, char *mem)
 {
-	release(mem, THPFS_HUGE_SIZE);
+	release_counted(fs, mem, THPFS_HUGE_SIZE);
 	pthread_mutex_lock(&fs->frame_lock);
 	fs->held_bytes -= THPFS_HUGE_SIZE;
 	slot_put(fs, mem, true);
@@ -331,7 +501,6 @@ void _thpfs_huge_free(struct thpfs *fs, char *mem)
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_SUB(fs, shmem_bytes, THPFS_HUGE_SIZE);
-	THPFS_STAT_ADD(fs, bytes_released, THPFS_HUGE_SIZE);
 }
 
 char *_thpfs_block_alloc(struct thpfs *fs, int *err)
@@ -353,17 +522,19 @@ char *_thpfs_block_alloc(struct thpfs *fs, int *err)
 /*
  * Maps a free slot afresh, which frees the page table its 4 KiB pages left
  * behind (MADV_DONTNEED of a few pages keeps it), and gives it its arena's
- * advice back (the VMAs merge again).  Returns false if the slot may still
- * hold a page table or lack its advice: it must not be reused then.
+ * advice back (the VMAs merge again).  PROT_NONE first, so that
+ * mlockall(MCL_FUTURE) does not populate it (see range_make_writable).
+ * Returns false if the slot may still hold a page table, be unmapped or lack
+ * its advice: it must not be reused then.
  */
 static bool slot_remap(char *mem, bool huge)
 {
-	void *p = mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
+	void *p = mmap(mem, THPFS_HUGE_SIZE, PROT_NONE,
 		       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return false;
-	return madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 &&
-	       madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK) == 0;
+	return range_make_writable(mem, THPFS_HUGE_SIZE) == 0 &&
+	       range_advise(mem, THPFS_HUGE_SIZE, huge) == 0;
 }
 
 void _thpfs_block_free(struct thpfs *fs, char *mem)
@@ -377,8 +548,8 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 	 * it.  (A block made from a huge frame in place goes back to the huge
 	 * arena, where a later fault would otherwise fill that table with
 	 * 4 KiB pages instead of installing a huge page.)  A slot that could
-	 * not be remapped holds no pages but is never reused, and its page
-	 * table stays charged. */
+	 * not be remapped (out of VMAs) holds no pages but is never reused,
+	 * and its page table stays charged. */
 	if (!slot_remap(mem, huge))
 		return;
 	pt_uncharge(fs);
@@ -404,7 +575,7 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 		return err;
 	err = populate(mem + (size_t)from * THPFS_PAGE_SIZE, n);
 	if (err) {
-		release(mem + (size_t)from * THPFS_PAGE_SIZE, n);
+		release_counted(fs, mem + (size_t)from * THPFS_PAGE_SIZE, n);
 		pthread_mutex_lock(&fs->frame_lock);
 		fs->held_bytes -= n;
 		pthread_mutex_unlock(&fs->frame_lock);
@@ -420,31 +591,65 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	return _thpfs_pages_populate_credit(fs, mem, from, to, 0);
 }
 
-/* Releases the queued batch; release_lock held.  The madvise runs under the
- * lock so that nobody sees the queue empty while its pages are still live. */
-static void release_flush_locked(struct thpfs *fs)
+/* process_madvise(MADV_DONTNEED) of the first n queued runs; release_lock
+ * held.  Returns the bytes advised (it stops at the first run that fails,
+ * e.g. an mlocked one) or -1.  An injected fault advises only the first half
+ * of the runs, as a partial return would. */
+static ssize_t release_batch_syscall(struct thpfs *fs, unsigned n)
+{
+	if (fs->pidfd < 0)
+		return -1;
+	if (release_fault_hit(fs)) {
+		n /= 2;
+		if (!n) {
+			errno = EINVAL;
+			return -1;
+		}
+	}
+	return syscall(SYS_process_madvise, fs->pidfd, fs->release_iov, (size_t)n, MADV_DONTNEED, 0);
+}
+
+/*
+ * Releases the queued batch; release_lock held.  The madvise runs under the
+ * lock so that nobody sees the queue empty while its pages are still live.
+ * One process_madvise call does as much as it can; whatever it did not
+ * advise (a partial return counts bytes from the first run) is released run
+ * by run with release_counted, which zeroes what cannot be released.  The
+ * pages are uncharged either way: they are no file's data any more.
+ * Returns the bytes that really went back to the OS.
+ */
+static uint64_t release_flush_locked(struct thpfs *fs)
 {
 	if (!fs->release_n)
-		return;
-	ssize_t r = -1;
-	if (fs->pidfd >= 0)
-		r = syscall(SYS_process_madvise, fs->pidfd, fs->release_iov,
-			    (size_t)fs->release_n, MADV_DONTNEED, 0);
-	if (r < 0)
-		for (unsigned i = 0; i < fs->release_n; i++)
-			release(fs->release_iov[i].iov_base, fs->release_iov[i].iov_len);
+		return 0;
+	ssize_t r = release_batch_syscall(fs, fs->release_n);
+	uint64_t done = r > 0 ? (uint64_t)r : 0, back = done;
+	THPFS_STAT_ADD(fs, bytes_released, done);
+	for (unsigned i = 0; i < fs->release_n; i++) {
+		char *base = fs->release_iov[i].iov_base;
+		size_t len = fs->release_iov[i].iov_len;
+		if (done >= len) {
+			done -= len;
+			continue;
+		}
+		if (release_counted(fs, base + done, len - done))
+			back += len - done;
+		done = 0;
+	}
 	pthread_mutex_lock(&fs->frame_lock);
 	fs->held_bytes -= fs->release_pages * THPFS_PAGE_SIZE;
 	pthread_mutex_unlock(&fs->frame_lock);
 	fs->release_n = 0;
 	__atomic_store_n(&fs->release_pages, 0, __ATOMIC_RELEASE);
+	return back;
 }
 
-void _thpfs_release_flush(struct thpfs *fs)
+uint64_t _thpfs_release_flush(struct thpfs *fs)
 {
 	pthread_mutex_lock(&fs->release_lock);
-	release_flush_locked(fs);
+	uint64_t back = release_flush_locked(fs);
 	pthread_mutex_unlock(&fs->release_lock);
+	return back;
 }
 
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to)
@@ -455,16 +660,20 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	pthread_mutex_lock(&fs->release_lock);
 	if (fs->release_n == THPFS_RELEASE_BATCH)
 		release_flush_locked(fs);
+	bool was_empty = fs->release_n == 0;
 	fs->release_iov[fs->release_n].iov_base = mem + (size_t)from * THPFS_PAGE_SIZE;
 	fs->release_iov[fs->release_n].iov_len = n;
 	fs->release_n++;
 	__atomic_store_n(&fs->release_pages, fs->release_pages + (to - from), __ATOMIC_RELEASE);
 	if (fs->release_pages >= THPFS_RELEASE_BATCH)
 		release_flush_locked(fs);
+	bool queued = fs->release_n != 0;
 	pthread_mutex_unlock(&fs->release_lock);
 	THPFS_STAT_SUB(fs, base_pages, to - from);
 	THPFS_STAT_SUB(fs, shmem_bytes, n);
-	THPFS_STAT_ADD(fs, bytes_released, n);
+	/* The first page of a batch starts the scan_sleep_ms clock. */
+	if (was_empty && queued)
+		_thpfs_release_kick(fs);
 }
 
 /* A huge frame now counts as 512 base pages (its memory is unchanged, but
@@ -483,21 +692,50 @@ void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 	account_huge_as_base(fs);
 }
 
-int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first)
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop)
 {
-	/* Out of VMAs (vm.max_map_count) or an old kernel: let the caller
-	 * migrate instead. */
+	/* A split we cannot check is not trusted: the caller migrates. */
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return -EOPNOTSUPP;
+	/* Out of VMAs (vm.max_map_count): let the caller migrate instead. */
 	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
 		return -ENOMEM;
 	/* MADV_FREE on part of a PMD-mapped THP makes the kernel split the
 	 * huge page at once (the THP must be mapped only here: arenas are
-	 * MADV_DONTFORK); the page it marks lazily free is one we drop. */
-	if (madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE)) {
-		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
-		return -EINVAL;
+	 * MADV_DONTFORK); the page it marks lazily free is one we drop.  The
+	 * kernel skips the split, and still returns 0, when the page has
+	 * references besides our mapping (a pipe holding a page through
+	 * vmsplice, a GUP pin, I/O in flight) or its lock is busy: ask it. */
+	unsigned first = _thpfs_bitmap_find(drop, 0, true);
+	int done = -EINVAL;
+	if (!madvise(mem + (size_t)first * THPFS_PAGE_SIZE, THPFS_PAGE_SIZE, MADV_FREE))
+		done = _thpfs_kernel_split_done(fs, mem, drop);
+	if (done <= 0) {
+		/* Still one huge page (or unknown): give the range its
+		 * MADV_HUGEPAGE back so the VMAs merge again.  If that fails
+		 * the range only stays NOHUGEPAGE, which khugepaged respects. */
+		(void)madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+		return done == 0 ? -EAGAIN : done;
 	}
 	account_huge_as_base(fs);
 	return 0;
+}
+
+/* Bytes of huge arenas the kernel maps with huge PMDs now: one PAGEMAP_SCAN
+ * per arena, under frame_lock so the arena list and sizes hold still.
+ * -EOPNOTSUPP without PAGEMAP_SCAN. */
+int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs)
+{
+	int64_t sum = 0;
+	pthread_mutex_lock(&fs->frame_lock);
+	for (struct thpfs_arena *a = fs->huge_arenas; a && sum >= 0; a = a->next) {
+		int64_t n = a->used ? _thpfs_kernel_pmd_bytes(fs, a->base, a->used) : 0;
+		sum = n < 0 ? n : sum + n;
+	}
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return -EOPNOTSUPP;
+	return sum;
 }
 
 uint64_t _thpfs_held_bytes(struct thpfs *fs)
@@ -506,4 +744,33 @@ uint64_t _thpfs_held_bytes(struct thpfs *fs)
 	uint64_t n = fs->held_bytes;
 	pthread_mutex_unlock(&fs->frame_lock);
 	return n;
+}
+
+char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	char *p = NULL;
+	*err = slot_reserve(fs, huge);
+	if (!*err) {
+		p = slot_get(fs, huge);
+		if (!p)
+			*err = -ENOMEM;
+	}
+	pthread_mutex_unlock(&fs->frame_lock);
+	return p;
+}
+
+void _thpfs_slot_refill(struct thpfs *fs, char *mem)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	bool huge = in_huge_arena(fs, mem);
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		return; /* out of VMAs: the 2 MiB of address space stay unused */
+	madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	pthread_mutex_lock(&fs->frame_lock);
+	slot_put(fs, mem, huge);
+	pthread_mutex_unlock(&fs->frame_lock);
 }

@@ -39,7 +39,7 @@
  *         fs->release_lock (mutex)   the batch of pages waiting to be released
  *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
  * fs->file_lock (mutex) guards the file-handle lists and nests inside any of
- * these.
+ * these; so does fs->collapse_mu (the background thread's sleep).
  * inode->lock of two different inodes is never held at once, except through
  * pthread_rwlock_trywrlock (reclaim and the collapse thread skip busy inodes).
  * Counters in fs->stats are updated with atomic adds and need no lock.
@@ -186,6 +186,7 @@ struct thpfs_chunk {
 	char *mem;                  /* huge frame or base block */
 	bool huge;                  /* mem is a huge frame */
 	bool queued;                /* on fs->deferred */
+	bool mapped;                /* mem lies in the inode's thpfs_mmap view */
 	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
 	uint32_t nr_present;        /* pages holding memory */
 	thpfs_bitmap_t present;
@@ -226,6 +227,9 @@ struct thpfs_inode {
 	uint64_t falloc_end;     /* end of KEEP_SIZE fallocations past size */
 	uint64_t nr_pages;       /* present pages in all chunks (st_blocks / 8) */
 	struct thpfs_list pinned; /* chunks with pins > 0 */
+	struct thpfs_mapping *map; /* thpfs_mmap view or NULL; set and cleared
+				    * with inode->lock held for writing, read
+				    * with __atomic_load to pick a lock mode */
 	/* directories (ns_lock) */
 	struct thpfs_inode *parent;
 	struct thpfs_dentry **dhash;
@@ -287,6 +291,9 @@ struct thpfs {
 	uint64_t release_pages;
 	int pidfd;
 	int fault_repeat;
+	/* release fault switch (frame.c, atomics): thpfs_fault_inject_release */
+	uint64_t release_fault_nth, release_fault_count;
+	int release_fault_repeat;
 
 	/* collapse thread (collapse.c) */
 	pthread_t collapse_tid;
@@ -294,6 +301,7 @@ struct thpfs {
 	pthread_mutex_t collapse_mu;
 	pthread_cond_t collapse_cv;
 	bool collapse_stop;
+	bool release_kicked; /* pages queued since the last flush; collapse_mu */
 
 	/* File handles are never freed before unmount: a closed one waits on
 	 * a free list for reuse, so a stale pointer still reads as closed
@@ -302,7 +310,18 @@ struct thpfs {
 	pthread_mutex_t file_lock;
 	struct thpfs_list files, free_files;
 
+	/* mappings (mmap.c): atomic */
+	uint64_t nr_mappings;
+
 	struct thpfs_stats stats;
+
+	/* asking the kernel (kernel.c); set at mount */
+	int pagemap_fd;    /* /proc/self/pagemap, or -1 */
+	int kpageflags_fd; /* /proc/kpageflags when readable (root), or -1 */
+	int verify;        /* THPFS_VERIFY_*: what can be asked */
+	/* frame.c: until when (CLOCK_MONOTONIC ns) collapse does not ask for a
+	 * huge page, after the kernel gave one as 4 KiB pages */
+	uint64_t thp_backoff_until;
 };
 
 /* ---- Frames from the OS (frame.c) ----
@@ -310,7 +329,8 @@ struct thpfs {
 int _thpfs_frames_init(struct thpfs *fs);
 void _thpfs_frames_destroy(struct thpfs *fs);
 /* A populated huge frame, or NULL (-ENOMEM, -ENOSPC past size=, injected
- * fault) with *err set.  Charges 2 MiB to the budget. */
+ * fault, or the kernel gave 4 KiB pages) with *err set.  Charges 2 MiB to
+ * the budget. */
 char *_thpfs_huge_alloc(struct thpfs *fs, int *err);
 /* Returns the frame's memory to the OS at once and uncharges 2 MiB. */
 void _thpfs_huge_free(struct thpfs *fs, char *mem);
@@ -338,13 +358,26 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit);
 #define THPFS_RELEASE_BATCH 64
-/* Releases every queued page now.  Takes release_lock then frame_lock. */
-void _thpfs_release_flush(struct thpfs *fs);
-/* Turns a huge frame into base pages in place and asks the kernel to split
- * the THP now (MADV_FREE on part of a THP splits it), page first being one
- * that is about to be released.  Returns 0, or an error with nothing
- * changed (the caller then migrates). */
-int _thpfs_huge_split_native(struct thpfs *fs, char *mem, unsigned first);
+/* Releases every queued page now.  Takes release_lock then frame_lock.
+ * Returns the bytes that really went back to the OS. */
+uint64_t _thpfs_release_flush(struct thpfs *fs);
+/* Asks the kernel to split the THP of a huge frame now (MADV_FREE on part of
+ * a THP splits it; the first page set in drop, about to be released, is the
+ * one marked) and checks with the kernel that it did (kernel.c).  Returns 0
+ * with the frame turned into base pages in place; -EAGAIN when the kernel
+ * kept the huge page (extra references on it: a pipe, a GUP pin, I/O in
+ * flight; or its lock was busy), the frame unchanged and still huge; or
+ * another error with nothing changed when it cannot be done or verified
+ * (the caller then migrates). */
+int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop);
+/* For a new chunk: a populated huge frame (*huge = true), or, when the
+ * kernel gave those 2 MiB as 4 KiB pages, the same memory as a base block
+ * with all 512 pages populated and counted as base pages (*huge = false;
+ * MADV_NOHUGEPAGE so khugepaged never collapses it behind us). */
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err);
+/* Bytes of huge arenas the kernel maps with huge PMDs now (PAGEMAP_SCAN, one
+ * call per arena), or -EOPNOTSUPP when it cannot be asked. */
+int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs);
 /* Bytes of frames held now (the size= budget's use). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 /* Charges n bytes of metadata that tmpfs counts against size= (a long
@@ -352,6 +385,23 @@ uint64_t _thpfs_held_bytes(struct thpfs *fs);
  * Takes frame_lock. */
 int _thpfs_budget_charge(struct thpfs *fs, uint64_t n);
 void _thpfs_budget_uncharge(struct thpfs *fs, uint64_t n);
+
+/* ---- Asking the kernel (kernel.c) ----
+ * No thpfs lock is needed or taken. */
+enum {
+	THPFS_VERIFY_NONE,  /* no PAGEMAP_SCAN (Linux < 6.7): nothing verified */
+	THPFS_VERIFY_PMD,   /* PAGEMAP_SCAN: whether a huge PMD maps a range */
+	THPFS_VERIFY_FOLIO, /* and kpageflags: whether pages are in a large folio */
+};
+void _thpfs_kernel_init(struct thpfs *fs);
+void _thpfs_kernel_destroy(struct thpfs *fs);
+/* Bytes of [p, p + len) mapped by huge PMDs now (one PAGEMAP_SCAN call per
+ * 64 separate huge ranges), or -EOPNOTSUPP without PAGEMAP_SCAN. */
+int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len);
+/* Whether the THP at p (2 MiB) has really been split: 1 when no huge PMD maps
+ * it and (when kpageflags can be read) no page set in pages is still part of
+ * a large folio; 0 when it is not split; -EOPNOTSUPP when it cannot tell. */
+int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages);
 
 /* ---- Chunk operations (split.c) ----
  * Caller holds inode->lock for writing. */
@@ -436,12 +486,84 @@ void _thpfs_inode_maybe_destroy(struct thpfs *fs, struct thpfs_inode *inode);
  * ns_lock (read is enough). */
 void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *st);
 
-/* ---- Collapse thread (collapse.c) ---- */
+/* ---- Collapse thread (collapse.c) ----
+ * The background thread runs with collapse=off too: then it only flushes the
+ * release batch, scan_sleep_ms after _thpfs_release_kick. */
 int _thpfs_collapse_start(struct thpfs *fs);
 void _thpfs_collapse_stop(struct thpfs *fs);
+/* The release batch went from empty to not empty: the background thread
+ * flushes it within scan_sleep_ms.  Takes fs->collapse_mu, a leaf lock (the
+ * thread never holds it while taking another lock). */
+void _thpfs_release_kick(struct thpfs *fs);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
+
+/* ---- Mappings (mmap.c) ----
+ * A view: file range [start, start+len) lives at addr.  Chunks inside it
+ * have mapped set and mem = addr + (index << 21) - start: their memory is
+ * the view itself, moved there with mremap and never copied.  What the
+ * program touches through the view is learned with PAGEMAP_SCAN
+ * (_thpfs_mmap_sync).  Every function below needs inode->lock held for
+ * writing unless it says otherwise. */
+struct thpfs_mapping {
+	char *addr;
+	uint64_t start, len;
+};
+int _thpfs_mmap_init(struct thpfs *fs);
+void _thpfs_mmap_destroy(struct thpfs *fs);
+/* Brings the present/uptodate bitmaps and the charges of the inode's mapped
+ * chunks in line with the kernel's page tables; creates chunks for ranges
+ * the program touched.  No-op without a mapping. */
+void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode);
+/* The same for the 2 MiB ranges overlapping file range [start, end). */
+void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			    uint64_t end);
+/* Syncs only the 2 MiB ranges of [start, end) that have no chunk: a chunk's
+ * pages stored since the last sync are handled by _thpfs_mmap_zap_absent. */
+void _thpfs_mmap_sync_missing(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
+			      uint64_t end);
+/* Drops pages [pf, pl) of mapped chunk c that c does not count as present
+ * (stored through the view since the last sync: never charged). */
+void _thpfs_mmap_zap_absent(struct thpfs_chunk *c, unsigned pf, unsigned pl);
+/* Locks inode for reading, or when it has a mapping for writing after a
+ * sync; unlock with pthread_rwlock_unlock. */
+void _thpfs_inode_lock_synced(struct thpfs *fs, struct thpfs_inode *inode);
+/* Syncs every mapped inode of the mount (no lock held by the caller). */
+void _thpfs_mmap_sync_all(struct thpfs *fs);
+/* The view address of file offset off, or NULL if off is not mapped
+ * (inode->lock held, read is enough). */
+char *_thpfs_mmap_addr(const struct thpfs_inode *inode, uint64_t off);
+/* Gives new chunk c (index inside the view) its memory in place: a huge
+ * page if want_huge and the kernel gives one (verified), else base pages
+ * populated later.  -ENOSPC/-ENOMEM with nothing charged. */
+int _thpfs_mmap_chunk_memory(struct thpfs *fs, struct thpfs_chunk *c, bool want_huge);
+/* Frees a mapped chunk's memory in place (MADV_DONTNEED of its 2 MiB, which
+ * frees a huge page at once) and uncharges it; does not touch nr_present or
+ * the index. */
+void _thpfs_mmap_chunk_free(struct thpfs *fs, struct thpfs_chunk *c);
+/* Frees the pages set in pages (present) of a mapped base chunk now, and
+ * uncharges them.  Returns the number of pages freed. */
+unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages);
+/* Splits mapped huge chunk c in place (kernel split, verified), dropping the
+ * pages set in drop.  -EBUSY if the kernel did not split it (nothing
+ * changed).  Never copies: another thread may be writing to it. */
+int _thpfs_mmap_split(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop);
+/* Collapses mapped base chunk c in place (MADV_HUGEPAGE + MADV_COLLAPSE,
+ * verified) if all 512 pages are present; -EAGAIN with holes. */
+int _thpfs_mmap_collapse(struct thpfs *fs, struct thpfs_chunk *c);
+/* Frees c's pending pages that the program has not written since they were
+ * zeroed (MADV_FREE + MADV_PAGEOUT, then asks the kernel); the others become
+ * data again.  c is not pinned.  Returns bytes freed; c may be left with no
+ * present page (the caller destroys it). */
+uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c);
+/* frame.c, for mmap.c: an empty arena slot of the given kind (nothing
+ * charged or populated), and giving back a slot whose memory was moved away
+ * with mremap (the hole is mapped afresh, then the slot is free again). */
+char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err);
+void _thpfs_slot_refill(struct thpfs *fs, char *mem);
+/* Whether the file may shrink to size (not below a mapping). */
+bool _thpfs_mmap_may_truncate(const struct thpfs_inode *inode, uint64_t size);
 
 /* ---- Files ---- */
 /* Validates f (open, from this library); returns -EBADF otherwise. */

@@ -88,7 +88,10 @@ static void release_pages(struct thpfs *fs, char *mem, const uint64_t *pages)
 
 void _thpfs_chunk_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
 {
-	release_pages(fs, c->mem, pages);
+	if (c->mapped)
+		_thpfs_mmap_release(fs, c, pages); /* at once, never batched */
+	else
+		release_pages(fs, c->mem, pages);
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
 		c->present[k] &= ~pages[k];
 		c->uptodate[k] &= ~pages[k];
@@ -103,7 +106,9 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 		_thpfs_deferred_del(fs, c);
 	if (c->pins)
 		thpfs_list_del(&c->pinlink); /* only when the inode itself dies */
-	if (c->mem) {
+	if (c->mapped) {
+		_thpfs_mmap_chunk_free(fs, c);
+	} else if (c->mem) {
 		if (c->huge) {
 			_thpfs_huge_free(fs, c->mem);
 		} else {
@@ -144,26 +149,37 @@ static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uin
 /*
  * Splits huge chunk c, dropping the pages set in drop (which must not be all
  * of them: a chunk wholly dropped is destroyed instead).  native: the kernel
- * splits the THP in place (see _thpfs_huge_split_native) and the dropped
- * pages are released, no copy; if it cannot, we migrate.  migrate: the pages
+ * splits the THP in place (see _thpfs_huge_split_native), we check with the
+ * kernel that it did, and the dropped pages are released, no copy; when the
+ * kernel kept the huge page (extra references on it) we return -EAGAIN and
+ * the caller zeroes the pages and defers them (migrating would hold a copy of
+ * the kept pages on top of a THP the references keep alive); when the split
+ * cannot be done or checked (Linux < 6.7), we migrate.  migrate: the pages
  * kept are copied into a new base block and the huge frame is freed whole,
  * so the memory of the dropped pages is back with the OS when this returns.
  * inplace: the huge frame becomes a base block and the dropped pages are
  * MADV_DONTNEED'd inside it; the kernel frees them only when its deferred
  * split shrinker gets to the THP.
- * Returns 0, -EBUSY if pinned, or -ENOMEM/-ENOSPC (chunk unchanged).
+ * Returns 0, -EBUSY if pinned, -EAGAIN if the kernel would not split, or
+ * -ENOMEM/-ENOSPC (chunk unchanged).
  */
 int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop)
 {
 	if (c->pins)
 		return -EBUSY;
+	if (c->mapped) /* in place only: a copy would lose concurrent stores */
+		return _thpfs_mmap_split(fs, c, drop);
 	thpfs_bitmap_t keep;
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		keep[k] = ~drop[k];
 	enum thpfs_split_mode mode = fs->opt.split;
-	if (mode == THPFS_SPLIT_NATIVE &&
-	    _thpfs_huge_split_native(fs, c->mem, _thpfs_bitmap_find(drop, 0, true)))
-		mode = THPFS_SPLIT_MIGRATE;
+	if (mode == THPFS_SPLIT_NATIVE) {
+		int err = _thpfs_huge_split_native(fs, c->mem, drop);
+		if (err == -EAGAIN)
+			return err; /* the kernel kept the huge page */
+		if (err)
+			mode = THPFS_SPLIT_MIGRATE;
+	}
 	if (mode == THPFS_SPLIT_MIGRATE) {
 		int err;
 		char *block = _thpfs_block_alloc(fs, &err);
@@ -208,6 +224,8 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 {
 	if (c->huge)
 		return 0;
+	if (c->mapped) /* in place only: MADV_COLLAPSE */
+		return _thpfs_mmap_collapse(fs, c);
 	if (c->pins) {
 		THPFS_STAT_ADD(fs, collapse_skipped_pinned, 1);
 		return -EBUSY;
@@ -230,7 +248,7 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 	_thpfs_block_free(fs, c->mem);
 	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
-	THPFS_STAT_ADD(fs, pages_collapsed, c->nr_present);
+	THPFS_STAT_ADD(fs, base_pages_collapsed, c->nr_present);
 	c->mem = huge;
 	c->huge = true;
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);

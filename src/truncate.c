@@ -30,7 +30,9 @@ void _thpfs_deferred_add(struct thpfs *fs, struct thpfs_chunk *c)
 	c->queued = true;
 	pthread_mutex_unlock(&fs->deferred_lock);
 	THPFS_STAT_ADD(fs, deferred_split_queue, 1);
-	THPFS_STAT_ADD(fs, thp_deferred_split_page, 1);
+	/* The kernel's event counts huge pages queued for a split. */
+	if (c->huge)
+		THPFS_STAT_ADD(fs, thp_deferred_split_page, 1);
 }
 
 void _thpfs_deferred_del(struct thpfs *fs, struct thpfs_chunk *c)
@@ -50,7 +52,7 @@ static void zero_bytes(struct thpfs_chunk *c, uint64_t lo, uint64_t hi)
 {
 	if (lo >= hi)
 		return;
-	if (c->huge) {
+	if (c->huge || c->mapped) { /* a mapped page may be stored to unseen */
 		memset(c->mem + lo, 0, hi - lo);
 		return;
 	}
@@ -86,19 +88,33 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 {
 	thpfs_bitmap_t all;
 	unsigned ndrop = 0;
+	uint64_t lazy = 0;
+	if (c->mapped && !c->pins && !thpfs_bitmap_empty(c->pending)) {
+		/* A pending page of a mapping may have been written again
+		 * through it: only the kernel can free it safely. */
+		lazy = _thpfs_mmap_drop_pending(fs, c);
+		if (thpfs_bitmap_empty(c->pending)) {
+			_thpfs_deferred_del(fs, c);
+			THPFS_STAT_ADD(fs, thp_deferred_split_done, 1);
+		}
+		if (!c->nr_present) {
+			_thpfs_chunk_destroy(fs, c);
+			return lazy;
+		}
+	}
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
-		all[k] = drop[k] | c->pending[k];
+		all[k] = (drop[k] & c->present[k]) | (c->mapped ? 0 : c->pending[k]);
 		ndrop += (unsigned)__builtin_popcountll(all[k]);
 	}
 	if (!ndrop)
-		return 0;
-	bool was_queued = c->queued;
+		return lazy;
+	bool was_queued = c->queued, mapped = c->mapped;
 	uint64_t freed = (uint64_t)ndrop * THPFS_PAGE_SIZE;
 	if (c->pins) {
 		if (c->huge && thpfs_bitmap_weight(drop) < THPFS_PAGES_PER_HUGE)
 			THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
 		mark_pending(fs, c, drop);
-		return 0;
+		return lazy;
 	}
 	if (ndrop == c->nr_present) {
 		_thpfs_chunk_destroy(fs, c); /* also takes it off the queue */
@@ -107,17 +123,18 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 			if (_thpfs_split_chunk(fs, c, all)) {
 				THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
 				mark_pending(fs, c, drop);
-				return 0;
+				return lazy;
 			}
 		} else {
 			_thpfs_chunk_release(fs, c, all);
 		}
-		_thpfs_deferred_del(fs, c); /* nothing is pending any more */
+		if (thpfs_bitmap_empty(c->pending)) /* only a mapping's may stay */
+			_thpfs_deferred_del(fs, c);
 		_thpfs_chunk_check(c);
 	}
-	if (was_queued)
+	if (was_queued && !mapped)
 		THPFS_STAT_ADD(fs, thp_deferred_split_done, 1);
-	return freed;
+	return freed + lazy;
 }
 
 /*
@@ -147,6 +164,8 @@ static void range_walk(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 		}
 		zero_bytes(c, lo, (uint64_t)pf << THPFS_PAGE_SHIFT);
 		zero_bytes(c, (uint64_t)pl << THPFS_PAGE_SHIFT, hi);
+		if (c->mapped && !c->huge)
+			_thpfs_mmap_zap_absent(c, pf, pl);
 		thpfs_bitmap_t pages;
 		thpfs_bitmap_zero(pages);
 		_thpfs_bitmap_set_range(pages, pf, pl);
@@ -258,12 +277,14 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
  * holds for writing (or NULL).  Other inodes are reached under fs->ns_lock
  * (which keeps them alive), taken by trylock when self is held since ns_lock
  * comes before inode locks; if it is busy, only self is reclaimed from.
+ * Counts what the release batch really gave back (not a difference of
+ * fs->held_bytes, which other threads change meanwhile) plus the pages the
+ * deferred queue and the EOF shrinker dropped; the pages this queued are
+ * flushed before it returns, so the memory is back when the caller looks.
  */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want)
 {
-	uint64_t before = _thpfs_held_bytes(fs);
-	_thpfs_release_flush(fs);
-	uint64_t freed = before - _thpfs_held_bytes(fs);
+	uint64_t freed = _thpfs_release_flush(fs);
 	bool ns = self ? pthread_rwlock_tryrdlock(&fs->ns_lock) == 0
 		       : pthread_rwlock_rdlock(&fs->ns_lock) == 0;
 	struct deferred_ref *v;
@@ -292,6 +313,7 @@ uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t wan
 		}
 		pthread_rwlock_unlock(&fs->ns_lock);
 	}
+	_thpfs_release_flush(fs);
 	THPFS_STAT_ADD(fs, reclaim_bytes, freed);
 	return freed;
 }
@@ -300,5 +322,6 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes)
 {
 	if (!fs)
 		return -EINVAL;
-	return (int64_t)_thpfs_reclaim(fs, NULL, bytes ? bytes : UINT64_MAX);
+	uint64_t freed = _thpfs_reclaim(fs, NULL, bytes ? bytes : UINT64_MAX);
+	return (int64_t)thpfs_min(freed, (uint64_t)INT64_MAX);
 }

@@ -6,6 +6,7 @@
 #include "testlib.h"
 #include "internal.h"
 
+#include <pthread.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -1082,6 +1083,127 @@ static void test_unmount_busy(void **state)
 	tl_unmount(fs);
 }
 
+/*
+ * Pointers follow mmap's access rules: thpfs_map (writable) needs a handle
+ * open for reading and writing, as Linux refuses a shared writable mapping
+ * of a read-only descriptor with EACCES; thpfs_map_existing and
+ * thpfs_collapse (a mapping, and MADV_COLLAPSE on it) need one open for
+ * reading.  A refused call pins nothing and allocates nothing.
+ */
+static void test_map_access(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *rw = tl_open(fs, "/m", O_RDWR | O_CREAT);
+	struct thpfs_file *ro = tl_open(fs, "/m", O_RDONLY);
+	struct thpfs_file *wo = tl_open(fs, "/m", O_WRONLY);
+	struct thpfs_stats st;
+	void *addr;
+	size_t len;
+
+	tl_write_pat(rw, 0, 4096, 3);
+	assert_int_equal(thpfs_ftruncate(rw, 4 * MIB), 0);
+	/* a hole that a writable map would allocate */
+	assert_int_equal(thpfs_map(ro, 3 * MIB, &addr, &len), -EACCES);
+	assert_int_equal(thpfs_map(ro, 0, &addr, &len), -EACCES);
+	assert_int_equal(thpfs_map(wo, 0, &addr, &len), -EACCES);
+	assert_int_equal(thpfs_map_existing(wo, 0, &addr, &len), -EACCES);
+	assert_int_equal(thpfs_collapse(wo, 0, 4 * MIB), -EACCES);
+	assert_int_equal(thpfs_get_stats(fs, &st), 0);
+	assert_int_equal(st.pinned_pages, 0);
+	assert_int_equal(tl_fstat(rw).st_blocks, 2 * MIB / 512); /* the one huge page */
+	/* what each handle may do */
+	assert_int_equal(thpfs_map_existing(ro, 0, &addr, &len), 0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(((const uint8_t *)addr)[i], tl_pat(i, 3));
+	assert_int_equal(thpfs_unmap(ro, addr), 0);
+	assert_true(thpfs_collapse(ro, 0, 4 * MIB) >= 0);
+	assert_int_equal(thpfs_map(rw, 3 * MIB, &addr, &len), 0);
+	assert_int_equal(thpfs_unmap(rw, addr), 0);
+	assert_int_equal(thpfs_get_stats(fs, &st), 0);
+	assert_int_equal(st.pinned_pages, 0);
+	tl_close(wo);
+	tl_close(ro);
+	tl_close(rw);
+}
+
+struct direct_ctx {
+	struct thpfs *fs;
+	struct thpfs_file *close_me; /* closed by another thread inside fn */
+	uint8_t copy[64];
+	size_t len;
+	int calls;
+};
+
+static void *close_thread(void *arg)
+{
+	struct direct_ctx *dc = arg;
+
+	assert_int_equal(thpfs_close(dc->close_me), 0);
+	return NULL;
+}
+
+/* thpfs_pread_direct actor: optionally lets another thread close the only
+ * handle of an unlinked file (what a FUSE release does after the reply),
+ * then reads the bytes: they must still be there (ASan sees a free). */
+static int direct_actor(void *ctx, const void *data, size_t len)
+{
+	struct direct_ctx *dc = ctx;
+
+	dc->calls++;
+	dc->len = len;
+	if (dc->close_me) {
+		pthread_t t;
+
+		assert_int_equal(pthread_create(&t, NULL, close_thread, dc), 0);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(tl_stats(dc->fs).inodes, 2); /* root and the file */
+	}
+	memcpy(dc->copy, data, len < sizeof(dc->copy) ? len : sizeof(dc->copy));
+	return 0;
+}
+
+/* thpfs_pread_direct: the bytes pread returns, straight from the file's
+ * memory; -ENODATA where they are not one run of memory; the inode lives
+ * through fn even when its last handle is closed meanwhile. */
+static void test_pread_direct(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/d", O_RDWR | O_CREAT);
+	struct thpfs_file *wo = tl_open(fs, "/d", O_WRONLY);
+	struct direct_ctx dc = { .fs = fs };
+
+	tl_write_pat(f, 0, 3 * MIB, 5);
+	assert_int_equal(thpfs_fallocate(f, THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE,
+					 (off_t)(2 * MIB + 8192), 4096), 0);
+	assert_int_equal(thpfs_pread_direct(f, 64, 100, direct_actor, &dc), 64);
+	assert_int_equal(dc.len, 64);
+	for (unsigned i = 0; i < 64; i++)
+		assert_int_equal(dc.copy[i], tl_pat(100 + i, 5));
+	/* short at EOF, like pread */
+	assert_int_equal(thpfs_pread_direct(f, MIB, (off_t)(3 * MIB - 10), direct_actor, &dc), 10);
+	assert_int_equal(dc.len, 10);
+	/* across two chunks, over a punched page, at EOF: not one run */
+	dc.calls = 0;
+	assert_int_equal(thpfs_pread_direct(f, 8192, (off_t)(2 * MIB - 4096), direct_actor, &dc),
+			 -ENODATA);
+	assert_int_equal(thpfs_pread_direct(f, 8192, (off_t)(2 * MIB + 4096), direct_actor, &dc),
+			 -ENODATA);
+	assert_int_equal(thpfs_pread_direct(f, 10, (off_t)(3 * MIB), direct_actor, &dc), -ENODATA);
+	assert_int_equal(dc.calls, 0);
+	assert_int_equal(thpfs_pread_direct(wo, 10, 0, direct_actor, &dc), -EBADF);
+	assert_int_equal(thpfs_pread_direct(f, 10, -1, direct_actor, &dc), -EINVAL);
+	assert_int_equal(thpfs_pread_direct(f, 10, 0, NULL, &dc), -EINVAL);
+	tl_close(wo);
+	/* the last handle of an unlinked file closed while fn runs */
+	assert_int_equal(thpfs_unlink(fs, "/d"), 0);
+	dc.close_me = f;
+	assert_int_equal(thpfs_pread_direct(f, 64, 4096, direct_actor, &dc), 64);
+	for (unsigned i = 0; i < 64; i++)
+		assert_int_equal(dc.copy[i], tl_pat(4096 + i, 5));
+	assert_int_equal(tl_stats(fs).inodes, 1); /* freed once the call returned */
+	assert_int_equal(tl_stats(fs).shmem_bytes, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1104,6 +1226,8 @@ int main(void)
 		TL_TEST(test_inode_api, thp_opts()),
 		TL_TEST(test_meminfo_statfs, thp_opts()),
 		cmocka_unit_test(test_unmount_busy),
+		TL_TEST(test_map_access, "huge=always,collapse=off"),
+		TL_TEST(test_pread_direct, "huge=always,collapse=off"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,9 @@
  *
  * The budget's use is fs->held_bytes (_thpfs_held_bytes), which lags by the
  * base pages waiting in the release batch; every check flushes it first.
+ * The random test checks that thpfs_reclaim frees exactly that lag, so it
+ * mounts with a scan_sleep_ms long enough that the background thread (which
+ * flushes the batch within scan_sleep_ms, collapse=off too) never does.
  */
 #include "testlib.h"
 #include "internal.h"
@@ -636,10 +639,10 @@ int main(void)
 		TL_TEST(test_budget_collapse_at_limit,
 			"huge=always,collapse=off,size=4m,split=inplace"),
 		TL_TEST(test_budget_reclaim_call, "huge=always,collapse=off"),
-		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=migrate"),
-		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=inplace"),
-		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=native"),
-		TL_TEST(test_budget_random, "huge=never,collapse=off,size=10m"),
+		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=migrate,scan_sleep_ms=3600000"),
+		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=inplace,scan_sleep_ms=3600000"),
+		TL_TEST(test_budget_random, "huge=always,collapse=off,size=10m,split=native,scan_sleep_ms=3600000"),
+		TL_TEST(test_budget_random, "huge=never,collapse=off,size=10m,scan_sleep_ms=3600000"),
 		TL_TEST(test_fault_huge_fallback, "huge=always,collapse=off"),
 		TL_TEST(test_fault_all_fail, "huge=always,collapse=off"),
 		TL_TEST(test_fault_split_migrate, "huge=always,collapse=off,split=migrate"),

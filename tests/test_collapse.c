@@ -207,7 +207,7 @@ static void test_refill_restores_huge(void **state)
 	tl_write_pat(f, pgs[2] * PG, PG, 7);
 	s2 = tl_stats(fs);
 	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
-	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 512);
+	assert_int_equal(s2.base_pages_collapsed, s0.base_pages_collapsed + 512);
 	assert_int_equal(s2.thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed);
 	assert_int_equal(s2.huge_frames, 2);
 	assert_int_equal(s2.base_pages, 0);
@@ -270,7 +270,7 @@ static void test_bg_max_ptes_none_0(void **state)
 		      s2.collapse_full_scans - s1.collapse_full_scans, s1.collapse_skipped_holes,
 		      s2.collapse_skipped_holes);
 	assert_int_equal(s2.thp_collapse_alloc, s1.thp_collapse_alloc);
-	assert_int_equal(s2.pages_collapsed, s1.pages_collapsed);
+	assert_int_equal(s2.base_pages_collapsed, s1.base_pages_collapsed);
 	assert_true(s2.collapse_skipped_holes > s1.collapse_skipped_holes);
 	assert_int_equal(s2.huge_frames, 0);
 	assert_int_equal(s2.base_pages, 511);
@@ -299,7 +299,7 @@ static void test_bg_max_ptes_none_511(void **state)
 	struct thpfs_file *f = split_with_holes(fs, "/f", 4, holes, 65);
 	s2 = WAIT_STAT(fs, thp_collapse_alloc, s0.thp_collapse_alloc + 1);
 	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
-	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 512 - 65);
+	assert_int_equal(s2.base_pages_collapsed, s0.base_pages_collapsed + 512 - 65);
 	assert_true(s2.collapse_full_scans >= s0.collapse_full_scans);
 	assert_int_equal(s2.huge_frames, 1);
 	assert_int_equal(s2.base_pages, 0);
@@ -323,7 +323,7 @@ static void test_bg_max_ptes_none_edge(void **state)
 	uint64_t scans = s2.collapse_full_scans;
 	s2 = WAIT_STAT(fs, collapse_full_scans, scans + 3);
 	assert_int_equal(s2.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
-	assert_int_equal(s2.pages_collapsed, s0.pages_collapsed + 504);
+	assert_int_equal(s2.base_pages_collapsed, s0.base_pages_collapsed + 504);
 	assert_int_equal(tl_blocks(a), BLK_HPG);
 	assert_int_equal(tl_blocks(b), BLK_HPG - 9 * BLK_PG);
 	assert_int_equal(s2.huge_frames, 1);
@@ -444,13 +444,13 @@ static void test_collapse_request(void **state)
 	assert_int_equal(thpfs_collapse(f, (off_t)(2 * MIB + PG), 1), 1);
 	s1 = tl_stats(fs);
 	assert_int_equal(s1.huge_frames, 1);
-	assert_int_equal(s1.pages_collapsed, s0.pages_collapsed + 512);
+	assert_int_equal(s1.base_pages_collapsed, s0.base_pages_collapsed + 512);
 	/* the rest: chunks 0 and 2; chunk 3 is half present */
 	assert_int_equal(thpfs_collapse(f, 0, (off_t)(8 * MIB)), 2);
 	assert_int_equal(thpfs_collapse(f, 0, (off_t)(8 * MIB)), 0);
 	s1 = tl_stats(fs);
 	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc + 3);
-	assert_int_equal(s1.pages_collapsed, s0.pages_collapsed + 3 * 512);
+	assert_int_equal(s1.base_pages_collapsed, s0.base_pages_collapsed + 3 * 512);
 	assert_int_equal(s1.huge_frames, 3);
 	assert_int_equal(s1.base_pages, 256);
 	assert_int_equal(tl_blocks(f), 3 * BLK_HPG + 256 * BLK_PG);

@@ -770,10 +770,174 @@ static const struct model_config configs[] = {
 #define MODEL(n) \
 	cmocka_unit_test_prestate_setup_teardown(test_model, NULL, model_teardown, (void *)&configs[n])
 
+/* ---- Mapped files (thpfs_mmap) ----
+ * One file of MAP_SZ bytes mapped whole; random stores through the mapping,
+ * pwrite, pread, punch, free_lazy, ZERO_RANGE, reclaim, collapse, growing
+ * and shrinking past the mapping, and unmap + map again, all checked against
+ * a byte model: the mapping and pread must both read what the model holds.
+ * Kept apart from the model above (its own state, its own configurations).
+ */
+#include <sys/mman.h>
+#define MAP_SZ (8 * MIB)
+static uint8_t *cur_mbuf; /* scratch for pwrite */
+static inline uint64_t thpfs_max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+struct mmodel {
+	struct thpfs *fs;
+	struct thpfs_file *f;
+	char *view;
+	uint8_t *data; /* model of the file's first 2 * MAP_SZ bytes */
+	uint64_t size;
+	uint64_t rng;
+};
+
+static uint64_t mrnd(struct mmodel *mm, uint64_t n)
+{
+	return tl_rand_below(&mm->rng, n);
+}
+
+static void mcheck_all(struct mmodel *mm, uint64_t op, const char *what)
+{
+	static uint8_t buf[MAP_SZ];
+	for (uint64_t i = 0; i < MAP_SZ; i++)
+		if ((uint8_t)mm->view[i] != mm->data[i])
+			fail_msg("op %" PRIu64 " (%s): view byte %" PRIu64 " is %#x, model %#x", op,
+				 what, i, (uint8_t)mm->view[i], mm->data[i]);
+	assert_int_equal(thpfs_pread(mm->f, buf, MAP_SZ, 0), MAP_SZ);
+	for (uint64_t i = 0; i < MAP_SZ; i++)
+		if (buf[i] != mm->data[i])
+			fail_msg("op %" PRIu64 " (%s): pread byte %" PRIu64 " is %#x, model %#x", op,
+				 what, i, buf[i], mm->data[i]);
+	struct stat st;
+	assert_int_equal(thpfs_fstat(mm->f, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, mm->size);
+	assert_true((uint64_t)st.st_blocks * 512 <= thpfs_max_u64(mm->size, MAP_SZ) + 2 * MIB);
+}
+
+static void mmodel_op(struct mmodel *mm, uint64_t op)
+{
+	uint64_t off = mrnd(mm, MAP_SZ), len = 1 + mrnd(mm, mrnd(mm, 4) ? 3 * PG : 3 * MIB);
+	if (off + len > MAP_SZ)
+		len = MAP_SZ - off;
+	uint8_t v = (uint8_t)(1 + mrnd(mm, 255));
+	const char *what = "";
+	switch (mrnd(mm, 11)) {
+	case 0: case 1: case 2: /* a guest store */
+		what = "store";
+		memset(mm->view + off, v, len);
+		memset(mm->data + off, v, len);
+		break;
+	case 3:
+		what = "pwrite";
+		memset(cur_mbuf, v, len);
+		assert_int_equal(thpfs_pwrite(mm->f, cur_mbuf, len, (off_t)off), (ssize_t)len);
+		memset(mm->data + off, v, len);
+		break;
+	case 4: case 5:
+		what = "punch";
+		assert_int_equal(thpfs_fallocate(mm->f, PUNCH_MODE, (off_t)off, (off_t)len), 0);
+		memset(mm->data + off, 0, len);
+		break;
+	case 6:
+		what = "free_lazy";
+		assert_int_equal(thpfs_free_lazy(mm->f, (off_t)off, (off_t)len), 0);
+		memset(mm->data + off, 0, len);
+		break;
+	case 7:
+		what = "zero_range";
+		assert_int_equal(thpfs_fallocate(mm->f, THPFS_FALLOC_ZERO_RANGE | THPFS_FALLOC_KEEP_SIZE,
+						 (off_t)off, (off_t)len), 0);
+		memset(mm->data + off, 0, len);
+		break;
+	case 8:
+		what = mrnd(mm, 2) ? "reclaim" : "collapse";
+		if (what[0] == 'r')
+			assert_true(thpfs_reclaim(mm->fs, 0) >= 0);
+		else
+			assert_true(thpfs_collapse(mm->f, 0, (off_t)MAP_SZ) >= 0);
+		break;
+	case 9: { /* grow, or shrink: never below the mapping */
+		uint64_t size = MAP_SZ + mrnd(mm, MAP_SZ);
+		what = "truncate";
+		assert_int_equal(thpfs_ftruncate(mm->f, (off_t)(MAP_SZ - 1 - mrnd(mm, 100))), -EBUSY);
+		assert_int_equal(thpfs_ftruncate(mm->f, (off_t)size), 0);
+		if (size < mm->size)
+			memset(mm->data + size, 0, mm->size - size);
+		mm->size = size;
+		break;
+	}
+	default:
+		what = "remap";
+		assert_int_equal(thpfs_munmap(mm->f, mm->view, MAP_SZ), 0);
+		void *a = NULL;
+		assert_int_equal(thpfs_mmap(mm->f, 0, MAP_SZ, &a), 0);
+		mm->view = a;
+		break;
+	}
+	if (op % 25 == 0 || !strcmp(what, "remap"))
+		mcheck_all(mm, op, what);
+}
+
+static void test_model_mapped(void **state)
+{
+	const char *opts = *state;
+	const char *only = getenv("THPFS_MODEL_ONLY");
+	if (only && *only && !strstr(opts, only))
+		skip();
+	struct mmodel mm = { 0 };
+	mm.rng = tl_seed("test_model_mapped") | 1;
+	mm.data = calloc(1, 2 * MAP_SZ);
+	cur_mbuf = malloc(MAP_SZ);
+	assert_non_null(mm.data);
+	assert_non_null(cur_mbuf);
+	mm.fs = tl_mount(opts);
+	mm.f = tl_open(mm.fs, "/ram", O_RDWR | O_CREAT);
+	/* some data before the mapping exists: it moves in */
+	memset(mm.data + 3 * MIB, 0x5a, 300 * KIB);
+	assert_int_equal(thpfs_pwrite(mm.f, mm.data + 3 * MIB, 300 * KIB, (off_t)(3 * MIB)),
+			 (ssize_t)(300 * KIB));
+	assert_int_equal(thpfs_ftruncate(mm.f, (off_t)MAP_SZ), 0);
+	mm.size = MAP_SZ;
+	void *a = NULL;
+	assert_int_equal(thpfs_mmap(mm.f, 0, MAP_SZ, &a), 0);
+	mm.view = a;
+	uint64_t nops = tl_env_u64("THPFS_MODEL_OPS", 2000) / 2;
+	for (uint64_t op = 1; op <= nops; op++)
+		mmodel_op(&mm, op);
+	mcheck_all(&mm, nops, "end");
+	assert_int_equal(thpfs_munmap(mm.f, mm.view, MAP_SZ), 0);
+	static uint8_t buf[MAP_SZ];
+	assert_int_equal(thpfs_pread(mm.f, buf, MAP_SZ, 0), MAP_SZ);
+	assert_memory_equal(buf, mm.data, MAP_SZ);
+	struct thpfs_stats s = tl_stats(mm.fs);
+	print_message("%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
+		      "; splits %" PRIu64 " collapsed %" PRIu64 " faulted-in pages %" PRIu64 "\n",
+		      opts, nops, s.huge_frames, s.base_pages, s.thp_split_page,
+		      s.thp_collapse_alloc, s.mmap_faulted_pages);
+	tl_close(mm.f);
+	assert_int_equal(thpfs_unlink(mm.fs, "/ram"), 0);
+	s = tl_stats(mm.fs);
+	assert_int_equal(s.shmem_bytes, 0);
+	tl_unmount(mm.fs);
+	free(mm.data);
+	free(cur_mbuf);
+	cur_mbuf = NULL;
+}
+
+#define MODEL_MAPPED(o) \
+	cmocka_unit_test_prestate(test_model_mapped, (void *)(o))
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		MODEL(0), MODEL(1), MODEL(2), MODEL(3), MODEL(4), MODEL(5), MODEL(6), MODEL(7),
+		MODEL_MAPPED("huge=always,scan_sleep_ms=5"),
+		MODEL_MAPPED("huge=always,split=migrate,collapse=off"),
+		MODEL_MAPPED("huge=never,scan_sleep_ms=5"),
+		MODEL_MAPPED("huge=within_size,scan_sleep_ms=5,max_ptes_none=511"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,11 @@
  * huge pages, a whole huge page, a punch over a pinned page (deferred
  * split), truncation into a huge page, both split modes, ZERO_RANGE.
  *
- * Every test runs with split=migrate and split=inplace (collapse=off so
- * nothing folds the base pages back while we count them).
+ * Every test runs with split=migrate, split=inplace and split=native
+ * (collapse=off so nothing folds the base pages back while we count them).
+ * The counters are checked against the kernel: thpfs's huge pages against
+ * the bytes PAGEMAP_SCAN finds mapped by huge PMDs (check_gauges), and a
+ * one-page punch against the page table (check_kernel_after_punch).
  */
 #include "testlib.h"
 
@@ -15,6 +18,20 @@
 #define MIGRATE "huge=always,split=migrate,collapse=off"
 #define INPLACE "huge=always,split=inplace,collapse=off"
 #define NATIVE "huge=always,split=native,collapse=off"
+
+/* split=inplace only queues the punched pages for release: until the batch
+ * is flushed the kernel still maps the THP with its huge PMD. */
+static bool lazy_release;
+
+/* The fixture of every test here: a mount with the options given. */
+static int punch_setup(void **state)
+{
+	lazy_release = *state && strstr((const char *)*state, "split=inplace");
+	return tl_setup(state);
+}
+#undef TL_TEST
+#define TL_TEST(fn, opts) \
+	cmocka_unit_test_prestate_setup_teardown(fn, punch_setup, tl_teardown, (void *)(opts))
 
 static void need_thp(struct thpfs *fs)
 {
@@ -53,14 +70,48 @@ static struct delta diff(const struct thpfs_stats *a, const struct thpfs_stats *
 	return d;
 }
 
-/* The gauges agree with each other and with st_blocks of the only file. */
+/* The gauges agree with each other, with st_blocks of the only file and
+ * with the kernel: the bytes it maps with huge PMDs are thpfs's huge pages. */
 static void check_gauges(struct thpfs *fs, struct thpfs_file *f)
 {
 	struct thpfs_stats s = tl_stats(fs);
+	if (s.split_verify && !lazy_release)
+		assert_int_equal(s.shmem_pmd_mapped, s.shmem_huge_bytes);
+	else if (s.split_verify)
+		assert_true(s.shmem_pmd_mapped >= s.shmem_huge_bytes);
 	assert_int_equal(s.shmem_huge_bytes, s.huge_frames * HPG);
 	assert_int_equal(s.shmem_bytes, s.huge_frames * HPG + s.base_pages * PG);
 	if (f)
 		assert_int_equal(s.shmem_bytes, (uint64_t)tl_blocks(f) * 512);
+}
+
+/* The memory behind chunk k of f, found through page pg of it (present). */
+static char *chunk_mem(struct thpfs_file *f, unsigned k, unsigned pg)
+{
+	void *addr;
+	size_t len;
+	int r = thpfs_map_existing(f, (off_t)(k * HPG + pg * PG), &addr, &len);
+	if (r)
+		fail_msg("thpfs_map_existing(chunk %u, page %u) = %d", k, pg, r);
+	assert_int_equal(thpfs_unmap(f, addr), 0);
+	return (char *)addr - (size_t)pg * PG;
+}
+
+/* What the kernel says of chunk k after page pg of it was punched: its huge
+ * PMD is gone, the punched page is not there, the other chunk is still one
+ * huge page.  Skipped without PAGEMAP_SCAN. */
+static void check_kernel_after_punch(struct thpfs *fs, struct thpfs_file *f, unsigned pg)
+{
+	unsigned k = pg / 512, in = pg % 512, other = !k;
+	char *m = chunk_mem(f, k, in ? 0 : 1);
+	if (tl_kernel_present_bytes(m, PG) < 0) {
+		print_message("no PAGEMAP_SCAN: kernel check skipped\n");
+		return;
+	}
+	assert_true(thpfs_reclaim(fs, 0) >= 0); /* release the queued page now */
+	assert_int_equal(tl_kernel_huge_bytes(m, HPG), 0);
+	assert_int_equal(tl_kernel_present_bytes(m + (size_t)in * PG, PG), 0);
+	assert_int_equal(tl_kernel_huge_bytes(chunk_mem(f, other, 0), HPG), HPG);
 }
 
 /* One 4 KiB punch at page pg of a 4 MiB file (two huge pages). */
@@ -93,6 +144,7 @@ static void punch_one_page(void **state, unsigned pg)
 	tl_check_zero(f, off, PG);
 	tl_check_pat(f, off + PG, 4 * MIB - off - PG, 11);
 	check_gauges(fs, f);
+	check_kernel_after_punch(fs, f, pg);
 
 	/* punching the same page again changes nothing */
 	punch(f, off, PG);

@@ -264,3 +264,95 @@ void tl_same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
 	assert_int_equal(a->base_pages, b->base_pages);
 	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
 }
+
+/* ---- The kernel's view ----
+ * PAGEMAP_SCAN (include/uapi/linux/fs.h, Linux 6.7), declared here for older
+ * headers.  Written independently of src/kernel.c so that a test does not
+ * check the library with the library's own code. */
+#include <sys/ioctl.h>
+struct tl_page_region {
+	uint64_t start, end, categories;
+};
+struct tl_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define TL_PAGEMAP_SCAN _IOWR('f', 16, struct tl_pm_scan_arg)
+#define TL_PAGE_IS_PRESENT (1 << 3)
+#define TL_PAGE_IS_HUGE (1 << 6)
+
+/* Bytes of [p, p + len) having every category in mask, or -1. */
+static int64_t kernel_bytes(const void *p, size_t len, uint64_t mask)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	/* whole pages: the ioctl wants page-aligned bounds */
+	uint64_t start = (uintptr_t)p & ~4095ULL, end = ((uintptr_t)p + len + 4095) & ~4095ULL;
+	uint64_t sum = 0;
+	while (start < end) {
+		struct tl_page_region vec[32];
+		struct tl_pm_scan_arg a = {
+			.size = sizeof(a), .start = start, .end = end,
+			.vec = (uintptr_t)vec, .vec_len = 32,
+			.category_mask = mask, .return_mask = mask,
+		};
+		int n = ioctl(fd, TL_PAGEMAP_SCAN, &a);
+		if (n < 0) {
+			close(fd);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			sum += vec[i].end - vec[i].start;
+		start = a.walk_end > start ? a.walk_end : end;
+	}
+	close(fd);
+	return (int64_t)sum;
+}
+
+int64_t tl_kernel_huge_bytes(const void *p, size_t len)
+{
+	return kernel_bytes(p, len, TL_PAGE_IS_PRESENT | TL_PAGE_IS_HUGE);
+}
+
+int64_t tl_kernel_present_bytes(const void *p, size_t len)
+{
+	return kernel_bytes(p, len, TL_PAGE_IS_PRESENT);
+}
+
+int tl_kernel_large_folio(const void *p)
+{
+	uint64_t e, fl;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	if (pm < 0)
+		return -1;
+	ssize_t r = pread(pm, &e, 8, (off_t)((uintptr_t)p / 4096 * 8));
+	close(pm);
+	uint64_t pfn = e & ((1ULL << 55) - 1);
+	if (r != 8 || !(e >> 63) || !pfn)
+		return -1; /* not present, or frame numbers hidden (not root) */
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	if (kf < 0)
+		return -1;
+	r = pread(kf, &fl, 8, (off_t)(pfn * 8));
+	close(kf);
+	if (r != 8)
+		return -1;
+	/* KPF_COMPOUND_HEAD 15, KPF_COMPOUND_TAIL 16, KPF_THP 22 */
+	return (fl & ((1ULL << 15) | (1ULL << 16) | (1ULL << 22))) != 0;
+}
+
+int64_t tl_vmstat(const char *name)
+{
+	char line[256];
+	size_t n = strlen(name);
+	int64_t v = -1;
+	FILE *fp = fopen("/proc/vmstat", "r");
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if (!strncmp(line, name, n) && line[n] == ' ')
+			v = strtoll(line + n + 1, NULL, 10);
+	fclose(fp);
+	return v;
+}

@@ -72,6 +72,16 @@ int64_t tl_smaps_rollup(const char *field);
 /* The "Field:  N kB" value of the /proc/self/smaps entry holding addr. */
 int64_t tl_smaps_at(const void *addr, const char *field);
 
+/* The kernel's view of our memory.  PAGEMAP_SCAN (Linux 6.7+): bytes of
+ * [p, p + len) mapped by huge PMDs / present; -1 if it cannot be asked. */
+int64_t tl_kernel_huge_bytes(const void *p, size_t len);
+int64_t tl_kernel_present_bytes(const void *p, size_t len);
+/* /proc/kpageflags (root): 1 if the page at p is part of a large folio (a
+ * THP, PMD- or PTE-mapped), 0 if not, -1 if it cannot be told. */
+int tl_kernel_large_folio(const void *p);
+/* A /proc/vmstat counter, or -1. */
+int64_t tl_vmstat(const char *name);
+
 /* Seconds since an arbitrary point (CLOCK_MONOTONIC). */
 double tl_now(void);
 /* Seed from env THPFS_SEED, else from the clock; printed either way. */

@@ -33,6 +33,8 @@ struct cli {
 	int splice_read;
 	int splice_write;
 	const char *mountpoint; /* the first non-option argument */
+	int size_given;       /* size= was on the command line */
+	int ignore_memcg;     /* -o ignore_memcg_limit: no size= check */
 	int show_help;        /* -h/--help/-V/--version: no checks, no mount */
 	int failed;           /* an option could not be stored */
 };
@@ -62,6 +64,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("no_splice_read", splice_read, 0),
 	CLI_OPT("splice_write", splice_write, 1),
 	CLI_OPT("no_splice_write", splice_write, 0),
+	CLI_OPT("ignore_memcg_limit", ignore_memcg, 1),
 	FUSE_OPT_KEY("-h", KEY_INFO),
 	FUSE_OPT_KEY("--help", KEY_INFO),
 	FUSE_OPT_KEY("-V", KEY_INFO),
@@ -90,11 +93,16 @@ static void usage(const char *prog)
 	       "    max_write=BYTES        largest write request (1048576)\n"
 	       "    [no_]splice_read       receive write data through a pipe (off)\n"
 	       "    [no_]splice_write      send read data through a pipe (off)\n"
+	       "    ignore_memcg_limit     allow a size= above the memory cgroup limit\n"
 	       "\n"
 	       "default_permissions is always on: the kernel checks permissions.  Only\n"
 	       "the mounting user can use the mount unless allow_other is given.\n"
 	       "Files are opened with direct I/O (no page-cache copy); a shared mmap of\n"
 	       "a file on the mount fails with ENODEV, a private one works.\n"
+	       "size= must fit in the daemon's memory cgroup limit (less a reserve for\n"
+	       "the daemon): a larger size= is refused, the default is lowered to fit.\n"
+	       "The daemon sets its oom_score_adj to -1000 when allowed, else as low as\n"
+	       "it may: if the OOM killer ends it, every file on the mount is lost.\n"
 	       "Statistics: `thpfs-stat MOUNTPOINT`, or the extended attribute\n"
 	       "%s of the mount's root directory.\n"
 	       "\n",
@@ -131,6 +139,8 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		cli->mountpoint = arg;
 	if (key != KEY_LIB)
 		return 1;
+	if (!strncmp(arg, "size=", 5))
+		cli->size_given = 1;
 	if (lib_opt_add(cli, arg) < 0) {
 		cli->failed = 1;
 		return -1;
@@ -255,6 +265,257 @@ static int mount_library(const char *prog, struct cli *cli, struct thpfs **fs)
 	return -1;
 }
 
+/* ---- Memory cgroup limit and the OOM killer ---- */
+
+#define MIB (1ULL << 20)
+#define MEMCG_NO_LIMIT (1ULL << 62) /* v1 reports "none" as ~2^63 */
+
+/* Reads one number from a cgroup file; "max" (v2) and absurdly large
+ * values mean no limit.  Returns the limit, 0 for none or unreadable. */
+static uint64_t read_limit_file(const char *path)
+{
+	char buf[64] = "";
+	unsigned long long v;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	if (sscanf(buf, "%llu", &v) != 1 || v >= MEMCG_NO_LIMIT)
+		return 0;
+	return v;
+}
+
+/*
+ * The smallest limit in file name over the cgroup directory dir and its
+ * ancestors up to the hierarchy's mount point top (a parent's limit binds
+ * its children).  where receives the directory holding it.  0 for none.
+ */
+static uint64_t walk_limits(char *dir, const char *top, const char *name, char *where,
+			    size_t wlen)
+{
+	size_t toplen = strlen(top);
+	uint64_t best = 0;
+
+	for (;;) {
+		char path[PATH_MAX + 64];
+		uint64_t v;
+		char *slash;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		v = read_limit_file(path);
+		if (v && (!best || v < best)) {
+			best = v;
+			snprintf(where, wlen, "%s", path);
+		}
+		if (strlen(dir) <= toplen)
+			break;
+		slash = strrchr(dir, '/');
+		if (!slash || (size_t)(slash - dir) < toplen)
+			break;
+		*slash = '\0';
+	}
+	return best;
+}
+
+/* Whether the comma-separated list has the word. */
+static int list_has(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, word, n) && (p[n] == ',' || p[n] == '\0' || p[n] == '\n'))
+			return 1;
+	return 0;
+}
+
+/*
+ * Where the daemon's memory cgroup directory is: its path in
+ * /proc/self/cgroup (v1: the hierarchy with the memory controller; v2: the
+ * "0::" line) joined to where that hierarchy is mounted (found in
+ * /proc/self/mountinfo, whose root field is cut off the path).  Returns 1
+ * with dir (and top, the mount point) filled, or 0.
+ */
+static int memcg_dir(int v2, char *dir, char *top, size_t len)
+{
+	char *line = NULL, cgpath[PATH_MAX] = "";
+	size_t cap = 0;
+	int found = 0;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	if (!f)
+		return 0;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		line[strcspn(line, ":")] = '\0';
+		if (v2 ? (!strcmp(line, "0") && c2 == c1 + 1) : list_has(c1 + 1, "memory")) {
+			c2[1 + strcspn(c2 + 1, "\n")] = '\0';
+			snprintf(cgpath, sizeof(cgpath), "%s", c2 + 1);
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found)
+		goto out;
+	found = 0;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		goto out;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char root[PATH_MAX], mp[PATH_MAX], fstype[64], super[1024];
+		const char *sep = strstr(line, " - ");
+
+		if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", root, mp) != 2 ||
+		    sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
+			continue;
+		if (v2 ? strcmp(fstype, "cgroup2") != 0
+		       : strcmp(fstype, "cgroup") != 0 || !list_has(super, "memory"))
+			continue;
+		unescape_octal(root);
+		unescape_octal(mp);
+		{
+			size_t rl = strlen(root);
+			const char *rest = cgpath;
+
+			/* a cgroup namespace's mount shows a subtree */
+			if (strcmp(root, "/") != 0 && !strncmp(cgpath, root, rl))
+				rest = cgpath + rl;
+			snprintf(top, len, "%s", mp);
+			snprintf(dir, len, "%s%s", mp, strcmp(rest, "/") ? rest : "");
+		}
+		found = 1;
+	}
+	fclose(f);
+out:
+	free(line);
+	return found;
+}
+
+/* The memory limit the daemon runs under: the smallest of cgroup v1's
+ * memory.limit_in_bytes and v2's memory.max over its cgroup and the
+ * ancestors; 0 when there is none.  where names the file. */
+static uint64_t memcg_limit(char *where, size_t wlen)
+{
+	char dir[PATH_MAX], top[PATH_MAX], w2[PATH_MAX + 64];
+	uint64_t v1 = 0, v2 = 0;
+
+	if (memcg_dir(0, dir, top, sizeof(dir)))
+		v1 = walk_limits(dir, top, "memory.limit_in_bytes", where, wlen);
+	if (memcg_dir(1, dir, top, sizeof(dir)))
+		v2 = walk_limits(dir, top, "memory.max", w2, sizeof(w2));
+	if (v2 && (!v1 || v2 < v1)) {
+		snprintf(where, wlen, "%s", w2);
+		return v2;
+	}
+	return v1;
+}
+
+/* Memory the daemon keeps for itself under a cgroup limit: libfuse and
+ * read buffers, inodes and names, page tables: an eighth of the limit,
+ * at least 32 MiB and at most 1 GiB. */
+static uint64_t memcg_reserve(uint64_t limit)
+{
+	uint64_t r = limit / 8;
+
+	if (r < 32 * MIB)
+		r = 32 * MIB;
+	return r > 1024 * MIB ? 1024 * MIB : r;
+}
+
+/*
+ * An OOM kill of the daemon loses every file, so size= must fit under the
+ * memory cgroup limit with the reserve: an explicit size= (or size=0,
+ * unlimited) above it is refused unless ignore_memcg_limit; the default
+ * size= is lowered to fit and the new value printed.  size is the mount's
+ * size= in bytes (0 = none).  Returns 0 or -1 (printed).
+ */
+static int check_memcg(const char *prog, struct cli *cli, uint64_t size)
+{
+	char where[PATH_MAX + 64] = "", opt[64];
+	uint64_t limit = memcg_limit(where, sizeof(where)), fit;
+
+	if (!limit || cli->ignore_memcg)
+		return 0;
+	fit = limit > memcg_reserve(limit) ? limit - memcg_reserve(limit) : 0;
+	fit &= ~(uint64_t)(4096 - 1);
+	if (size && size <= fit)
+		return 0;
+	if (!fit) {
+		fprintf(stderr, "%s: the memory cgroup limit %llu MiB (%s) leaves no room for "
+			"file data\n", prog, (unsigned long long)(limit / MIB), where);
+		return -1;
+	}
+	if (cli->size_given) {
+		char given[64] = "size=0 (unlimited)";
+
+		if (size)
+			snprintf(given, sizeof(given), "size= of %llu MiB",
+				 (unsigned long long)(size / MIB));
+		fprintf(stderr, "%s: %s is above the memory cgroup limit %llu MiB (%s) "
+			"less %llu MiB for the daemon: filling it would get the daemon "
+			"OOM-killed and every file lost; use size=%llum or less (or "
+			"-o ignore_memcg_limit)\n", prog,
+			given, (unsigned long long)(limit / MIB), where,
+			(unsigned long long)(memcg_reserve(limit) / MIB),
+			(unsigned long long)(fit / MIB));
+		return -1;
+	}
+	snprintf(opt, sizeof(opt), "size=%llu", (unsigned long long)fit);
+	if (lib_opt_add(cli, opt) < 0)
+		return -1;
+	fprintf(stderr, "%s: size= lowered to %llu MiB to fit the memory cgroup limit "
+		"%llu MiB (%s)\n", prog, (unsigned long long)(fit / MIB),
+		(unsigned long long)(limit / MIB), where);
+	return 0;
+}
+
+/*
+ * Asks the OOM killer to spare the daemon: oom_score_adj -1000 (needs
+ * CAP_SYS_RESOURCE), else the lowest value the process may set (an
+ * unprivileged process cannot go below the lowest value a privileged one
+ * gave it), found by bisection.  Prints what it could not do.
+ */
+static void protect_from_oom(const char *prog)
+{
+	int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+	char buf[16] = "";
+	int cur, lo = -1000, hi;
+
+	if (fd < 0 || pread(fd, buf, sizeof(buf) - 1, 0) <= 0 || sscanf(buf, "%d", &cur) != 1) {
+		fprintf(stderr, "%s: cannot read oom_score_adj: %s\n", prog, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	hi = cur; /* allowed: it is the current value */
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		int n = snprintf(buf, sizeof(buf), "%d", mid);
+
+		if (pwrite(fd, buf, (size_t)n, 0) == n)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (hi != cur) {
+		int n = snprintf(buf, sizeof(buf), "%d", hi);
+
+		if (pwrite(fd, buf, (size_t)n, 0) != n)
+			hi = cur;
+	}
+	close(fd);
+	if (hi > -1000)
+		fprintf(stderr, "%s: oom_score_adj is %d, not -1000 (needs CAP_SYS_RESOURCE): "
+			"the OOM killer may end the daemon, and every file on the mount "
+			"with it\n", prog, hi);
+}
+
 /*
  * Runs the session until unmount or a signal.  Multi-threaded unless -s:
  * libthpfs is thread safe, so requests are served in parallel.
@@ -280,19 +541,24 @@ static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *
 
 /*
  * Checks what can be checked before libfuse sees the mount point (its own
- * check only says "bad mount point"): the library options, the FUSE device,
- * the mount point.  The library options are validated with a trial mount;
+ * check only says "bad mount point"): the library options, size= against
+ * the memory cgroup limit, the FUSE device, the mount point.  The library options are validated with a trial mount;
  * the real one happens after fuse_daemonize, because fork keeps only the
  * calling thread and libthpfs may run a collapse thread.  Returns 0 or -1
  * (printed).
  */
 static int preflight(const char *prog, struct cli *cli)
 {
+	struct thpfs_stats st;
 	struct thpfs *fs;
+	int ret;
 
 	if (mount_library(prog, cli, &fs) < 0)
 		return -1;
+	ret = thpfs_get_stats(fs, &st);
 	thpfs_unmount(fs);
+	if (ret < 0 || check_memcg(prog, cli, st.size_limit) < 0)
+		return -1;
 	if (check_fuse_device(prog) < 0)
 		return -1;
 	if (cli->mountpoint && check_mountpoint(prog, cli->mountpoint) < 0)
@@ -400,6 +666,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "usage: %s [options] MOUNTPOINT (see %s --help)\n", argv[0],
 			argv[0]);
 	} else if (check_cli(prog, &cli) == 0) {
+		protect_from_oom(prog);
 		ret = serve(prog, &args, &opts, &cli);
 	}
 	free(opts.mountpoint);

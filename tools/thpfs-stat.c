@@ -3,6 +3,8 @@
  *
  *   thpfs-stat MOUNTPOINT            the whole meminfo text
  *   thpfs-stat MOUNTPOINT NAME...    the value of each named line, one a line
+ *   thpfs-stat MOUNTPOINT coverage   huge-page coverage from the kernel's
+ *                                    view: ShmemPmdMapped / Shmem, in %
  *
  * The daemon serves the text as the extended attribute user.thpfs.meminfo
  * of the mount's root directory (nothing is added to the namespace), so
@@ -69,6 +71,37 @@ static int print_field(const char *text, const char *name)
 	return -1;
 }
 
+/* The number on the line named name, or -1. */
+static long long field_value(const char *text, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *line = text; *line; ) {
+		const char *end = strchr(line, '\n');
+
+		if (!strncmp(line, name, len) && (line[len] == ':' || line[len] == ' '))
+			return strtoll(line + len + 1, NULL, 10);
+		if (!end)
+			break;
+		line = end + 1;
+	}
+	return -1;
+}
+
+/* Huge-page coverage as the kernel sees it: the bytes of thpfs frames it
+ * maps with huge PMDs (PAGEMAP_SCAN) over the bytes thpfs holds.  thpfs's
+ * own ShmemHugePages counter is not used: it cannot disagree with itself. */
+static int print_coverage(const char *text)
+{
+	long long pmd = field_value(text, "ShmemPmdMapped"), shmem = field_value(text, "Shmem");
+	const char *verify = strstr(text, "SplitVerify: none");
+
+	if (pmd < 0 || shmem < 0 || verify)
+		return -1; /* an older daemon, or a kernel without PAGEMAP_SCAN */
+	printf("%.1f\n", shmem ? 100.0 * (double)pmd / (double)shmem : 0.0);
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	char *text;
@@ -78,7 +111,9 @@ int main(int argc, char *argv[])
 		fprintf(argc < 2 ? stderr : stdout,
 			"usage: %s MOUNTPOINT [NAME...]\n"
 			"Prints the statistics of the thpfs mounted on MOUNTPOINT, or the\n"
-			"values of the named lines (e.g. ShmemHugePages thp_split_page).\n",
+			"values of the named lines (e.g. ShmemPmdMapped thp_split_page).\n"
+			"NAME coverage prints the huge-page coverage the kernel reports:\n"
+			"ShmemPmdMapped / Shmem in %% (exit 2 if it cannot be asked).\n",
 			argv[0]);
 		return argc < 2 ? 1 : 0;
 	}
@@ -94,7 +129,8 @@ int main(int argc, char *argv[])
 		fputs(text, stdout);
 	} else {
 		for (int i = 2; i < argc; i++) {
-			if (print_field(text, argv[i]) < 0) {
+			if (!strcmp(argv[i], "coverage") ? print_coverage(text) < 0
+							    : print_field(text, argv[i]) < 0) {
 				fprintf(stderr, "%s: no statistic named %s\n", argv[0], argv[i]);
 				ret = 2;
 			}

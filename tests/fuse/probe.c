@@ -12,6 +12,10 @@
  *   probe rename2 OLD NEW FLAG     renameat2 with FLAG noreplace|exchange;
  *                                  prints "ok" or the errno name
  *   probe dirty FILE OFF           pwrite one byte 'x' at OFF (no truncate)
+ *   probe torn FILE SECONDS        one process rewrites the first MiB of FILE
+ *                                  with all 'A' then all 'B', others pread
+ *                                  it whole; prints "torn N of M reads" and
+ *                                  exits 1 when a read mixed the two
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +25,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *errname(int e)
@@ -133,6 +139,109 @@ static int probe_dirty(const char *path, const char *off)
 	return 0;
 }
 
+#define TORN_LEN (1U << 20)
+#define TORN_READERS 3
+/* buffers are page aligned: an unaligned MiB spans 257 pages, which the
+ * kernel sends as two FUSE requests, and two requests may tear */
+
+/* Writer of probe torn: alternates whole-MiB writes of 'A' and 'B' until
+ * the deadline. */
+static int torn_writer(int fd, time_t deadline)
+{
+	char *buf = aligned_alloc(4096, TORN_LEN);
+
+	if (!buf)
+		return 1;
+	for (unsigned i = 0; time(NULL) < deadline; i++) {
+		memset(buf, i & 1 ? 'B' : 'A', TORN_LEN);
+		if (pwrite(fd, buf, TORN_LEN, 0) != TORN_LEN) {
+			fprintf(stderr, "probe: torn: pwrite: %s\n", strerror(errno));
+			return 1;
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+/* Reader of probe torn: counts reads whose bytes are not all one value;
+ * reports "reads torn" on the pipe. */
+static int torn_reader(int fd, time_t deadline, int out)
+{
+	unsigned long counts[2] = { 0, 0 };
+	char *buf = aligned_alloc(4096, TORN_LEN);
+
+	if (!buf)
+		return 1;
+	while (time(NULL) < deadline) {
+		if (pread(fd, buf, TORN_LEN, 0) != TORN_LEN) {
+			fprintf(stderr, "probe: torn: pread: %s\n", strerror(errno));
+			return 1;
+		}
+		counts[0]++;
+		for (size_t i = 1; i < TORN_LEN; i++) {
+			if (buf[i] != buf[0]) {
+				counts[1]++;
+				break;
+			}
+		}
+	}
+	free(buf);
+	return write(out, counts, sizeof(counts)) == sizeof(counts) ? 0 : 1;
+}
+
+static int probe_torn(const char *path, const char *seconds)
+{
+	time_t deadline = time(NULL) + strtol(seconds, NULL, 0);
+	unsigned long reads = 0, torn = 0, counts[2];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int pfd[2], bad = 0;
+	pid_t pids[TORN_READERS + 1];
+
+	if (fd < 0 || pipe(pfd) < 0) {
+		fprintf(stderr, "probe: %s: %s\n", path, strerror(errno));
+		return 2;
+	}
+	/* the file starts as one huge page: 1 MiB of 'A', then 1 MiB of zeros */
+	{
+		char *a = aligned_alloc(4096, TORN_LEN);
+		int ok = a && (memset(a, 'A', TORN_LEN), pwrite(fd, a, TORN_LEN, 0) == TORN_LEN) &&
+			 ftruncate(fd, 2 * TORN_LEN) == 0;
+
+		free(a);
+		if (!ok) {
+			fprintf(stderr, "probe: %s: cannot fill it\n", path);
+			return 2;
+		}
+	}
+	for (int i = 0; i <= TORN_READERS; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			return 2;
+		if (pids[i] == 0)
+			_exit(i == 0 ? torn_writer(fd, deadline) : torn_reader(fd, deadline, pfd[1]));
+	}
+	close(pfd[1]);
+	for (int i = 0; i < TORN_READERS; i++) {
+		if (read(pfd[0], counts, sizeof(counts)) != sizeof(counts)) {
+			bad = 1;
+			break;
+		}
+		reads += counts[0];
+		torn += counts[1];
+	}
+	for (int i = 0; i <= TORN_READERS; i++) {
+		int status;
+
+		if (waitpid(pids[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+			bad = 1;
+	}
+	close(fd);
+	printf("torn %lu of %lu reads\n", torn, reads);
+	if (bad)
+		return 2;
+	return torn ? 1 : 0;
+}
+
 int main(int argc, char *argv[])
 {
 	if (argc == 3 && !strcmp(argv[1], "mmap"))
@@ -143,7 +252,9 @@ int main(int argc, char *argv[])
 		return probe_rename2(argv[2], argv[3], argv[4]);
 	if (argc == 4 && !strcmp(argv[1], "dirty"))
 		return probe_dirty(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "torn"))
+		return probe_torn(argv[2], argv[3]);
 	fprintf(stderr, "usage: probe mmap FILE | segments FILE | rename2 OLD NEW FLAG | "
-		"dirty FILE OFF\n");
+		"dirty FILE OFF | torn FILE SECONDS\n");
 	return 2;
 }

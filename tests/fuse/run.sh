@@ -472,12 +472,86 @@ t_permissions_allow_other() {
 	return $rc
 }
 
+# kill_suid_case DIR MODE GID: user nobody (group GID) appends to a file of
+# nobody:nobody with MODE; prints the mode after the write.
+kill_suid_case() {
+	local d=$1 mode=$2 gid=$3
+	rm -f "$d/ks"
+	nobody sh -c "touch $d/ks && chmod $mode $d/ks"
+	setpriv --reuid=65534 --regid="$gid" --clear-groups sh -c "echo x >> $d/ks"
+	stat -c %a "$d/ks"
+}
+
+# Which set-ID bits a write clears, against tmpfs: set-user-ID always, and
+# set-group-ID when group-executable or when the writer is not in the
+# file's group (Linux 6.x), unless the writer has CAP_FSETID.
+t_suid_kill_rules() {
+	local mp=$T/mnt-kill pid rc=0
+	start_daemon "$mp" "size=64m,allow_other,attr_timeout=0" || fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local mode gid
+		for mode in 4755 2755 2745 6755 4644 2644 6644; do
+			for gid in 65534 100; do
+				expect_eq "$(kill_suid_case "$mp" $mode $gid)" \
+					"$(kill_suid_case "$REF" $mode $gid)" "mode $mode after a write by nobody, group $gid"
+			done
+		done
+		# root (CAP_FSETID) keeps both
+		chmod 6755 "$mp/ks"
+		echo y >>"$mp/ks"
+		expect_eq "$(stat -c %a "$mp/ks")" 6755 "mode after a write by root"
+		rm -f "$mp/ks" "$REF/ks"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# Set-user-ID is cleared before the data of a write lands, as the kernel
+# does (file_remove_privs comes first): then a write that fails with ENOSPC
+# has cleared it too, on tmpfs and on thpfs alike.
+t_suid_cleared_before_data() {
+	local mp=$T/mnt-kill pid rc=0 ref=$T/ref-kill
+	mkdir -p "$ref"
+	mount -t tmpfs -o size=4m,mode=1777 tmpfs "$ref" || fail_msg "tmpfs"
+	start_daemon "$mp" "size=4m,allow_other,attr_timeout=0" || { umount "$ref"; fail_msg "mount"; }
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local d
+		for d in "$mp" "$ref"; do
+			nobody sh -c "touch $d/s && chmod 4755 $d/s"
+			dd if=/dev/zero of="$d/fill" bs=64k status=none 2>/dev/null || true
+			if nobody sh -c "echo x >> $d/s" 2>/dev/null; then
+				fail_msg "$d: a write into a full file system succeeded"
+			fi
+		done
+		expect_eq "$(stat -c '%a %s' "$mp/s")" "$(stat -c '%a %s' "$ref/s")" \
+			"mode and size after a write that failed with ENOSPC"
+		rm -f "$mp/s" "$mp/fill"
+	)
+	rc=$?
+	set -e
+	umount "$ref"
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
 t_stats() {
 	local out
 	out=$("$THPFS_STAT" "$MNT")
 	echo "$out" | grep -q '^ShmemHugePages:' || fail_msg "no ShmemHugePages line"
 	echo "$out" | grep -q '^thp_split_page ' || fail_msg "no thp_split_page line"
 	[[ $("$THPFS_STAT" "$MNT" huge_frames) =~ ^[0-9]+$ ]] || fail_msg "huge_frames is not a number"
+	echo "$out" | grep -q '^ShmemPmdMapped:' || fail_msg "no ShmemPmdMapped line"
+	if ! echo "$out" | grep -q '^SplitVerify: none'; then
+		[[ $("$THPFS_STAT" "$MNT" coverage) =~ ^[0-9]+\.[0-9]$ ]] || fail_msg "coverage is not a percentage"
+	fi
 	if command -v getfattr >/dev/null; then
 		expect_eq "$(getfattr --only-values -n user.thpfs.meminfo "$MNT" | head -1 | cut -d: -f1)" Shmem \
 			"getfattr on the root"
@@ -564,6 +638,121 @@ t_punch_memory_inplace() {
 	# split=inplace only drops RSS: the kernel keeps the whole huge page
 	# charged until it splits it later, so this prints and does not judge
 	"$PUNCH" -i -o size=1g,split=inplace "$THPFS" "$T/mnt-cg2" | sed 's/^/info: /'
+}
+
+# A read is one pread: a writer rewriting the whole range at the same time
+# must show either all old or all new bytes, never a mix (the zero-copy
+# reply is copied out by the kernel while the writer may run).
+t_reads_not_torn() {
+	local out
+	out=$("$PROBE" torn "$MNT/torn" 2) || fail_msg "$out"
+	echo "info: $out"
+	rm -f "$MNT/torn"
+}
+
+# Zero-copy reads must not leak pins: 8 parallel cats of a 100 MiB file,
+# five rounds; after each round no page may stay pinned, and the daemon
+# must still unmount cleanly (a leaked pin makes thpfs_unmount fail with
+# EBUSY and the daemon exit 1).
+t_parallel_reads_no_pins() {
+	local mp=$T/mnt-pin pid rc=0
+	start_daemon "$mp" "size=256m" || fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	(
+		set -e
+		local round i pins src
+		src=$(random_file rand100 100)
+		cp "$src" "$mp/big"
+		for round in 1 2 3 4 5; do
+			# straight to /dev/null: a reader that closes at once is
+			# what races the daemon's late unmap
+			for i in 1 2 3 4 5 6 7 8; do
+				cat "$mp/big" >/dev/null &
+			done
+			wait
+			pins=$("$THPFS_STAT" "$mp" pinned_pages | awk '{print $1}')
+			expect_eq "$pins" 0 "pinned_pages after round $round"
+		done
+		cmp "$src" "$mp/big"
+		rm "$mp/big"
+	)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount: $(tail -1 "$T/daemon.log")"
+	return $rc
+}
+
+# The daemon's own memory cgroup directory, or nothing (v1 memory
+# controller, else cgroup v2 with memory enabled for children).
+own_memcg() {
+	local p
+	p=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)
+	if [ -n "$p" ] && [ -d /sys/fs/cgroup/memory ]; then
+		echo "/sys/fs/cgroup/memory${p%/}"
+		return
+	fi
+	p=$(awk -F: '$1 == 0 {print $3}' /proc/self/cgroup)
+	if [ -n "$p" ] && grep -qw memory "/sys/fs/cgroup${p%/}/cgroup.subtree_control" 2>/dev/null; then
+		echo "/sys/fs/cgroup${p%/}"
+	fi
+}
+
+# size= against the memory cgroup limit: a daemon in a child cgroup limited
+# to 256 MiB refuses size=1g (an OOM kill would lose every file), lowers the
+# default size= to fit, takes size=100m; and it sets oom_score_adj -1000.
+t_memcg_limit() {
+	local parent cg mp=$T/mnt-memcg pid rc=0 out limit_file
+	parent=$(own_memcg)
+	if [ -z "$parent" ]; then
+		echo "no memory cgroup to make a child in"
+		exit 77
+	fi
+	cg=$parent/thpfs-fuse-test-$$
+	mkdir "$cg"
+	if [ -e "$cg/memory.limit_in_bytes" ]; then limit_file=memory.limit_in_bytes; else limit_file=memory.max; fi
+	echo $((256 << 20)) >"$cg/$limit_file"
+	# the wrapper also raises its oom_score_adj: the daemon must bring it
+	# down as far as it may
+	printf '#!/bin/sh\necho $$ > %s/cgroup.procs && echo 500 > /proc/self/oom_score_adj && exec %s "$@"\n' \
+		"$cg" "$THPFS" >"$T/in-memcg"
+	chmod +x "$T/in-memcg"
+	set +e
+	(
+		set -e
+		local blocks adj
+		# (not -f: a daemon that wrongly mounts goes to the background)
+		if out=$("$T/in-memcg" -o size=1g "$mp" 2>&1); then
+			fusermount3 -u "$mp"
+			fail_msg "size=1g mounted under a 256 MiB memory cgroup limit"
+		fi
+		echo "$out" | grep -q "above the memory cgroup limit 256 MiB" || fail_msg "size=1g: '$out'"
+		grep -qs " $mp " /proc/mounts && fail_msg "a refused mount left a mount behind"
+		THPFS=$T/in-memcg start_daemon "$mp" "nr_inodes=1000" || fail_msg "mount with the default size="
+		pid=$DAEMON_PID
+		grep -q "size= lowered to 224 MiB" "$T/daemon.log" || fail_msg "no message about the lowered size="
+		blocks=$(stat -f -c %b "$mp")
+		expect_eq "$blocks" $((224 << 8)) "statfs blocks of the lowered size="
+		adj=$(cat /proc/$pid/oom_score_adj)
+		if (($(printf '%d' 0x"$(awk '/^CapEff/ {print $2}' /proc/self/status)") >> 24 & 1)); then
+			expect_eq "$adj" -1000 "the daemon's oom_score_adj (CAP_SYS_RESOURCE)"
+		else
+			# without CAP_SYS_RESOURCE: down to the lowest it may set,
+			# at most ours (where it started before the wrapper), and said
+			[ "$adj" -le "$(cat /proc/self/oom_score_adj)" ] ||
+				fail_msg "the daemon's oom_score_adj is $adj"
+			grep -q "oom_score_adj is $adj, not -1000" "$T/daemon.log" ||
+				fail_msg "no message about oom_score_adj"
+			echo "info: no CAP_SYS_RESOURCE: the daemon's oom_score_adj is $adj"
+		fi
+		stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+		THPFS=$T/in-memcg start_daemon "$mp" "size=100m" || fail_msg "mount size=100m"
+		stop_daemon "$mp" "$DAEMON_PID" || fail_msg "daemon exit status after unmount"
+	)
+	rc=$?
+	set -e
+	rmdir "$cg" 2>/dev/null || true
+	return $rc
 }
 
 t_bad_mounts() {
@@ -658,7 +847,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -681,12 +870,17 @@ check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user
 check "permissions with allow_other (kernel checks)" t_permissions_allow_other
+check "set-ID bits a write clears, as on tmpfs" t_suid_kill_rules
+check "set-user-ID cleared before the data lands (ENOSPC write)" t_suid_cleared_before_data
 check "statistics via xattr and thpfs-stat" t_stats
 check "ENOSPC at size=, nr_inodes= limit" t_enospc
 check "random operations: mount vs tmpfs (fsx)" t_fsx
 check "fsx with split=inplace, eager collapse" t_fsx_inplace_collapse
 check "punched 4 KiB pages leave the daemon's cgroup (migrate)" t_punch_memory_cgroup
 check "punch with split=inplace (reported only)" t_punch_memory_inplace
+check "reads racing a writer are never a mix of old and new" t_reads_not_torn
+check "parallel zero-copy reads leave no pins, unmount works" t_parallel_reads_no_pins
+check "size= fits the memory cgroup limit; oom_score_adj lowered" t_memcg_limit
 check "clear errors: missing, file, busy, bad option, no /dev/fuse" t_bad_mounts
 check "clean exit on SIGTERM, SIGINT, umount" t_shutdown_signals
 check "background mode (no -f)" t_background_mode

@@ -286,21 +286,25 @@ static int tb_map_pages(struct bl_backend *be, const uint32_t *pfns, uint64_t n,
 
 /*
  * Bytes of guest RAM the kernel maps with huge pages: PAGEMAP_SCAN over the
- * mapping.  Without one, over the run's whole address space: the file's
- * frames are the only memory of the run's process that asks for huge pages
- * (MADV_HUGEPAGE; the model's own arrays do not), so with THP in "madvise"
- * or "never" mode that is the file's huge frames and nothing else.  (Not
- * thpfs_map_existing on each frame: dropping such a pin settles lazily
- * freed pages, which would change what is measured.)
+ * guest's mapping, the same question as on the kernel side.  Without a
+ * mapping (a guest size that is no multiple of 2 MiB), the library's
+ * shmem_pmd_mapped: its own PAGEMAP_SCAN over the file system's frames
+ * (-ENOSYS when the kernel cannot be asked, Linux < 6.7).  Never a pin per
+ * frame: dropping one settles lazily freed pages, which would change what
+ * is measured.
  */
 static int64_t tb_huge_bytes(struct bl_backend *be)
 {
 	struct thpfs_be *t = tb(be);
+	struct thpfs_stats st;
+	int err;
 
 	if (t->map)
 		return bl_pagemap_huge_bytes(t->map, t->map_len);
-	return bl_pagemap_huge_bytes((void *)(uintptr_t)BL_PAGE_SIZE,
-				     (size_t)(0x7ffffffff000ULL - BL_PAGE_SIZE)); /* x86-64 TASK_SIZE */
+	err = thpfs_get_stats(t->fs, &st);
+	if (err)
+		return err;
+	return st.split_verify ? (int64_t)st.shmem_pmd_mapped : -ENOSYS;
 }
 
 static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
@@ -314,7 +318,7 @@ static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
 	c->split_failed = st.thp_split_page_failed;
 	c->deferred = st.thp_deferred_split_page;
 	c->collapse_alloc = st.thp_collapse_alloc;
-	c->pages_collapsed = st.pages_collapsed;
+	c->pages_collapsed = st.base_pages_collapsed;
 	c->file_alloc = st.thp_file_alloc;
 }
 

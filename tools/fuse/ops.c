@@ -336,26 +336,87 @@ static void tf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 /* ---- Open files ---- */
 
+/* What the kernel's set-ID rules need to know about the writer. */
+struct writer_cred {
+	bool fsetid;   /* CAP_FSETID in its effective set */
+	bool in_group; /* the file's group is its fsgid or a supplementary group */
+};
+
 /*
- * A write or an O_TRUNC open by an unprivileged process clears set-user-ID
- * (and set-group-ID on a group-executable file), as the kernel does for
- * other file systems.  With direct I/O (and atomic O_TRUNC) the kernel
- * leaves that to the daemon, and libfuse 3.14 cannot ask for
- * FUSE_HANDLE_KILLPRIV_V2, which would say whether the writer has
- * CAP_FSETID: a writer other than root is taken to lack it.  The kernel's
- * cached attributes are invalidated before the reply, so that the writer's
- * next stat sees the new mode.
+ * Fills *wc for the process that sent req, from /proc/PID/status (the
+ * request's pid is the writer's thread id).  When that cannot be read (the
+ * writer has exited, or lives in another pid namespace) the request's
+ * fsuid/fsgid decide: root is taken to have CAP_FSETID, others not.
+ */
+static void writer_cred(fuse_req_t req, gid_t file_gid, struct writer_cred *wc)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	bool have_caps = false;
+	FILE *f;
+
+	wc->fsetid = ctx->uid == 0;
+	wc->in_group = ctx->gid == file_gid;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+	f = ctx->pid > 0 ? fopen(path, "re") : NULL;
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		unsigned long long caps;
+
+		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+			wc->fsetid = (caps >> 4) & 1; /* CAP_FSETID is 4 */
+			have_caps = true;
+		} else if (!strncmp(line, "Groups:", 7)) {
+			char *p = line + 7, *end;
+
+			for (;;) {
+				unsigned long g = strtoul(p, &end, 10);
+
+				if (end == p)
+					break;
+				if ((gid_t)g == file_gid)
+					wc->in_group = true;
+				p = end;
+			}
+		}
+	}
+	if (!have_caps)
+		wc->fsetid = ctx->uid == 0;
+	free(line);
+	fclose(f);
+}
+
+/*
+ * Clears set-user-ID and set-group-ID as a write or an O_TRUNC open does on
+ * Linux (file_remove_privs), and before the data lands, as the kernel
+ * does: the caller runs this first.  With direct I/O (and atomic O_TRUNC)
+ * the kernel leaves it to the daemon.  Linux 6.x rules: a writer without
+ * CAP_FSETID loses set-user-ID, and set-group-ID when the file is
+ * group-executable or the writer is not in the file's group.  The kernel
+ * flags such writes with FUSE_WRITE_KILL_SUIDGID, but libfuse 3.14 does
+ * not pass write_flags on (struct fuse_file_info has no field for it), so
+ * the daemon asks /proc about the writer itself.  The kernel's cached
+ * attributes are invalidated before the reply, so that the writer's next
+ * stat sees the new mode.
  */
 static void kill_suid(fuse_req_t req, fuse_ino_t ino)
 {
 	struct thpfs_fuse *tf = req_ctx(req);
+	struct writer_cred wc;
 	struct stat st;
-	mode_t kill;
+	mode_t kill = 0;
 
-	if (fuse_req_ctx(req)->uid == 0 || thpfs_getattr(tf->fs, ino, &st) < 0)
+	if (thpfs_getattr(tf->fs, ino, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    !(st.st_mode & (S_ISUID | S_ISGID)))
 		return;
-	kill = st.st_mode & S_ISUID;
-	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	writer_cred(req, st.st_gid, &wc);
+	if (wc.fsetid)
+		return;
+	if (st.st_mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((st.st_mode & S_ISGID) && ((st.st_mode & S_IXGRP) || !wc.in_group))
 		kill |= S_ISGID;
 	if (!kill)
 		return;
@@ -381,13 +442,14 @@ static void tf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct thpfs_file *f;
 	int ret;
 
+	/* the kernel sends O_TRUNC only with write access, checked already */
+	if (fi->flags & O_TRUNC)
+		kill_suid(req, ino);
 	ret = thpfs_open_ino(req_fs(req), ino, fi->flags, &f);
 	if (ret < 0) {
 		reply_status(req, ret);
 		return;
 	}
-	if (fi->flags & O_TRUNC)
-		kill_suid(req, ino);
 	set_open_flags(fi, f);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		thpfs_close(f); /* interrupted: no release will come */
@@ -458,32 +520,27 @@ static char *read_buf_get(size_t size)
 	return rb->data;
 }
 
+/* thpfs_pread_direct actor: the reply, made while the library holds the
+ * file's lock shared, so the kernel copies bytes no writer can change. */
+static int reply_read_actor(void *ctx, const void *data, size_t len)
+{
+	fuse_req_t req = ctx;
+
+	/* an interrupted request is finished either way: never reply twice */
+	fuse_reply_buf(req, data, len);
+	return 0;
+}
+
 /*
- * Replies to a read straight from thpfs's memory when the whole range lies
- * in one pinned mapping (a huge page): the kernel copies it out during the
- * reply and the pin is dropped after it, saving the copy into a buffer.
- * Returns false (nothing replied) when the range is not in one mapping.
+ * Replies to a read straight from thpfs's memory when the range lies in one
+ * run of it (a huge page): the kernel copies it out during the reply,
+ * saving the copy into a buffer.  Nothing is pinned and the reply never
+ * mixes old and new bytes (see thpfs_pread_direct).  Returns false
+ * (nothing replied) when the range is not one run of memory.
  */
 static bool read_zero_copy(fuse_req_t req, struct thpfs_file *f, size_t size, off_t off)
 {
-	void *addr;
-	size_t len;
-
-	if (thpfs_map_existing(f, off, &addr, &len) < 0)
-		return false;
-	if (len < size) {
-		/* shorter only at EOF is fine; else take the copying path */
-		struct stat st;
-
-		if (thpfs_fstat(f, &st) < 0 || (uint64_t)off + len < (uint64_t)st.st_size) {
-			thpfs_unmap(f, addr);
-			return false;
-		}
-		size = len;
-	}
-	fuse_reply_buf(req, addr, size);
-	thpfs_unmap(f, addr);
-	return true;
+	return thpfs_pread_direct(f, size, off, reply_read_actor, req) >= 0;
 }
 
 static void tf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -517,9 +574,10 @@ static void tf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	ssize_t n;
 
-	n = thpfs_pwrite(fi_file(fi), buf, size, off);
-	if (n > 0)
+	/* set-ID bits go before the data lands (and even if it cannot) */
+	if (size)
 		kill_suid(req, ino);
+	n = thpfs_pwrite(fi_file(fi), buf, size, off);
 	if (n < 0)
 		reply_status(req, (int)n);
 	else

@@ -1,0 +1,203 @@
+/*
+ * kernel.c - asking the kernel what it really did with our memory.
+ *
+ * thpfs must never claim a huge page the kernel did not give, nor a split
+ * (and the memory it frees) that the kernel did not do.  Two sources:
+ *
+ *  - the PAGEMAP_SCAN ioctl on /proc/self/pagemap (Linux 6.7+, any user):
+ *    PAGE_IS_HUGE is reported for a range mapped by a huge PMD (a THP mapped
+ *    whole; hugetlb never lives in our arenas).  A range whose THP was split,
+ *    or is only mapped by 4 KiB page table entries, is not PAGE_IS_HUGE.
+ *  - /proc/self/pagemap page frame numbers and /proc/kpageflags (both need
+ *    CAP_SYS_ADMIN): KPF_THP / KPF_COMPOUND_HEAD / KPF_COMPOUND_TAIL tell
+ *    whether a page is still part of a large folio.  This catches a THP that
+ *    lost its PMD mapping but was not split (a split that failed after the
+ *    PMD was split, or a kernel that queues a deferred split instead of
+ *    splitting at once), which PAGEMAP_SCAN cannot see.
+ *
+ * fs->verify records what this process can ask (THPFS_VERIFY_*).  Without
+ * PAGEMAP_SCAN nothing can be verified: split=native then migrates instead
+ * and huge frames are counted as the kernel was asked for them (see
+ * docs/design.md).  Nothing here takes a thpfs lock; the file descriptors
+ * are set at mount and closed at unmount.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+/* The PAGEMAP_SCAN interface (include/uapi/linux/fs.h of Linux 6.7), for
+ * headers older than the running kernel. */
+#ifndef PAGEMAP_SCAN
+struct page_region {
+	uint64_t start;
+	uint64_t end;
+	uint64_t categories;
+};
+struct pm_scan_arg {
+	uint64_t size;
+	uint64_t flags;
+	uint64_t start;
+	uint64_t end;
+	uint64_t walk_end;
+	uint64_t vec;
+	uint64_t vec_len;
+	uint64_t max_pages;
+	uint64_t category_inverted;
+	uint64_t category_mask;
+	uint64_t category_anyof_mask;
+	uint64_t return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_HUGE (1 << 6)
+#endif
+
+/* /proc/self/pagemap entries and /proc/kpageflags bits
+ * (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+#define KPF_THP 22
+#define KPF_LARGE ((1ULL << KPF_COMPOUND_HEAD) | (1ULL << KPF_COMPOUND_TAIL) | (1ULL << KPF_THP))
+
+#define SCAN_VEC 64
+
+/* One PAGEMAP_SCAN call over [start, end) for pages both present and huge;
+ * adds the bytes found to *bytes and returns where the walk stopped, or 0
+ * with errno set. */
+static uint64_t scan_huge(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
+{
+	struct page_region vec[SCAN_VEC];
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg),
+		.start = start,
+		.end = end,
+		.vec = (uintptr_t)vec,
+		.vec_len = SCAN_VEC,
+		.category_mask = PAGE_IS_PRESENT | PAGE_IS_HUGE,
+		.return_mask = PAGE_IS_HUGE,
+	};
+	int n = ioctl(fd, PAGEMAP_SCAN, &arg);
+	if (n < 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		*bytes += vec[i].end - vec[i].start;
+	/* A full vector may have stopped the walk early: walk_end says where. */
+	return arg.walk_end > start ? arg.walk_end : end;
+}
+
+int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len)
+{
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return -EOPNOTSUPP;
+	uint64_t start = (uintptr_t)p, end = start + len, bytes = 0;
+	while (start < end) {
+		uint64_t next = scan_huge(fs->pagemap_fd, start, end, &bytes);
+		if (!next)
+			return -errno;
+		start = next;
+	}
+	return (int64_t)bytes;
+}
+
+/* Whether a page set in pages of the 2 MiB at p is still part of a large
+ * folio: 1 yes, 0 no (or not present), negative errno when it cannot tell.
+ * After a split the page frames are those of the huge page, so one read of
+ * kpageflags covers them; scattered frames are read one by one. */
+static int pages_in_large_folio(struct thpfs *fs, const char *p, const uint64_t *pages)
+{
+	uint64_t pm[THPFS_PAGES_PER_HUGE], fl[THPFS_PAGES_PER_HUGE];
+	off_t at = (off_t)((uintptr_t)p >> THPFS_PAGE_SHIFT) * 8;
+	if (pread(fs->pagemap_fd, pm, sizeof(pm), at) != (ssize_t)sizeof(pm))
+		return -EIO;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	thpfs_for_each_run(pages, i, end) {
+		for (unsigned k = i; k < end; k++) {
+			if (!(pm[k] & PM_PRESENT))
+				continue;
+			uint64_t pfn = pm[k] & PM_PFN_MASK;
+			if (!pfn)
+				return -EPERM; /* frame numbers hidden from us */
+			lo = thpfs_min(lo, pfn);
+			hi = thpfs_max(hi, pfn);
+		}
+	}
+	if (lo > hi)
+		return 0;
+	bool one_read = hi - lo < THPFS_PAGES_PER_HUGE;
+	if (one_read) {
+		ssize_t want = (ssize_t)((hi - lo + 1) * 8);
+		if (pread(fs->kpageflags_fd, fl, (size_t)want, (off_t)(lo * 8)) != want)
+			return -EIO;
+	}
+	thpfs_for_each_run(pages, i, end) {
+		for (unsigned k = i; k < end; k++) {
+			if (!(pm[k] & PM_PRESENT))
+				continue;
+			uint64_t pfn = pm[k] & PM_PFN_MASK, f;
+			if (one_read)
+				f = fl[pfn - lo];
+			else if (pread(fs->kpageflags_fd, &f, 8, (off_t)(pfn * 8)) != 8)
+				return -EIO;
+			if (f & KPF_LARGE)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages)
+{
+	int64_t huge = _thpfs_kernel_pmd_bytes(fs, p, THPFS_HUGE_SIZE);
+	if (huge < 0)
+		return (int)huge;
+	if (huge)
+		return 0; /* still mapped by a huge PMD: not split */
+	if (fs->verify < THPFS_VERIFY_FOLIO)
+		return 1;
+	int large = pages_in_large_folio(fs, p, pages);
+	if (large < 0)
+		return 1; /* PAGEMAP_SCAN said split; nothing more to ask */
+	return !large;
+}
+
+/* Whether this process sees page frame numbers in /proc/self/pagemap (it
+ * does with CAP_SYS_ADMIN): looks up a page it has just written. */
+static bool pfns_visible(int pagemap_fd)
+{
+	volatile char here = 1; /* on a stack page, present */
+	uint64_t e;
+	off_t at = (off_t)((uintptr_t)&here >> THPFS_PAGE_SHIFT) * 8;
+	return pread(pagemap_fd, &e, 8, at) == 8 && (e & PM_PRESENT) && (e & PM_PFN_MASK);
+}
+
+void _thpfs_kernel_init(struct thpfs *fs)
+{
+	fs->verify = THPFS_VERIFY_NONE;
+	fs->kpageflags_fd = -1;
+	fs->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fs->pagemap_fd < 0)
+		return;
+	/* Probe PAGEMAP_SCAN on one page of our own stack. */
+	char here;
+	uint64_t bytes = 0, page = (uintptr_t)&here & ~(uint64_t)(THPFS_PAGE_SIZE - 1);
+	if (!scan_huge(fs->pagemap_fd, page, page + THPFS_PAGE_SIZE, &bytes))
+		return; /* ENOTTY/EINVAL: a kernel older than 6.7 */
+	fs->verify = THPFS_VERIFY_PMD;
+	if (!pfns_visible(fs->pagemap_fd))
+		return;
+	fs->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fs->kpageflags_fd >= 0)
+		fs->verify = THPFS_VERIFY_FOLIO;
+}
+
+void _thpfs_kernel_destroy(struct thpfs *fs)
+{
+	if (fs->kpageflags_fd >= 0)
+		close(fs->kpageflags_fd);
+	if (fs->pagemap_fd >= 0)
+		close(fs->pagemap_fd);
+	fs->kpageflags_fd = fs->pagemap_fd = -1;
+}
