@@ -2,9 +2,9 @@
  * pagemap.c - huge-page coverage as the kernel sees it: the PAGEMAP_SCAN
  * ioctl on /proc/self/pagemap (Linux 6.7+) lists the ranges of an address
  * range that are mapped with huge pages (PAGE_IS_HUGE: a PMD-mapped
- * transparent huge page, shmem or anonymous).  Both backends ask it the
- * same question over the guest's RAM, so coverage never comes from thpfs's
- * own counters.
+ * transparent huge page, shmem or anonymous; the huge zero page is left out).
+ * Both backends ask it the same question over the guest's RAM, so coverage
+ * never comes from thpfs's own counters.
  *
  * The uapi structures are declared here because the C library's kernel
  * headers on the build machine may predate them.
@@ -27,6 +27,7 @@ struct bl_pm_scan_arg {
 };
 
 #define BL_PAGEMAP_SCAN _IOWR('f', 16, struct bl_pm_scan_arg)
+#define BL_PAGE_IS_PFNZERO (1ULL << 5)
 #define BL_PAGE_IS_HUGE (1ULL << 6)
 #define BL_PM_VEC 256
 
@@ -48,7 +49,10 @@ int64_t bl_pagemap_huge_bytes(const void *addr, size_t len)
 			.end = end,
 			.vec = (uint64_t)(uintptr_t)vec,
 			.vec_len = BL_PM_VEC,
-			.category_mask = BL_PAGE_IS_HUGE,
+			/* huge, and not the huge zero page (a read fault on an
+			 * empty 2 MiB range maps it: no memory, no data) */
+			.category_mask = BL_PAGE_IS_HUGE | BL_PAGE_IS_PFNZERO,
+			.category_inverted = BL_PAGE_IS_PFNZERO,
 			.return_mask = BL_PAGE_IS_HUGE,
 		};
 		int n = ioctl(fd, BL_PAGEMAP_SCAN, &a);
