@@ -282,7 +282,7 @@ j4=$tmp/trace.json
 check "synthetic trace replays (exit 0; $(head -c 200 "$tmp/err4"))" test $? -eq 0
 j1=$j4
 check "synthetic trace: 812 pages and 6 MiB of reports in every run, guest RAM 16 MiB" \
-	jqtrue '[.runs[] | select(.status == "ok") | (.ballooned_mib * 256 | round) == 812 and .reported_mib == 6] | all and .config.size_mib == 16 and (.runs | length) == 12' "$j4"
+	jqtrue '([.runs[] | select(.status == "ok") | (.ballooned_mib * 256 | round) == 812 and .reported_mib == 6] | all) and .config.size_mib == 16 and (.runs | length) == 12' "$j4"
 check "synthetic trace: the 512-page request went as two messages, none above 256" \
 	jqtrue '[.runs[] | select(.status == "ok") | .messages.inflate == 4 and .messages.max_pfns == 256] | all' "$j4"
 check "synthetic trace: huge-bitmap and whole-lazy discard the whole 2 MiB page at once" \
