@@ -101,11 +101,17 @@ static const struct bl_result *find(const struct bl_result *r, int n, int b, int
 	return NULL;
 }
 
+/* ret as % of what the guest gave away; within a reading's noise of 0 or of
+ * all of it, 0% or 100% (a charge batch can make it read 100.1%). */
 static double pct_of_given(double ret, const struct bl_result *r)
 {
 	double v = 100 * ratio(ret, r);
 
-	return fabs(mib(ret)) <= noise_mib() ? 0.0 : v;
+	if (fabs(mib(ret)) <= noise_mib())
+		return 0.0;
+	if (v > 100 && mib(ret - given_bytes(r)) <= noise_mib())
+		return 100.0;
+	return v;
 }
 
 /* One sentence per backend: what each policy gave back at once and when
@@ -249,7 +255,7 @@ void bl_print_table(const struct bl_config *cfg, const struct bl_result *r, int 
 
 			if (p == BL_SPLIT && a && k && k->inflate_s > 0 && a->inflate_s > 0)
 				printf("split inflates at %.0f pages/s on thpfs and %.0f on the "
-				       "kernel (%.1fx).\n",
+				       "kernel (thpfs at %.2fx the kernel's rate).\n",
 				       per_s((double)(a->ballooned >> BL_PAGE_SHIFT), a->inflate_s),
 				       per_s((double)(k->ballooned >> BL_PAGE_SHIFT), k->inflate_s),
 				       k->inflate_s / a->inflate_s);
