@@ -264,3 +264,14 @@ void tl_same_memory(const struct thpfs_stats *a, const struct thpfs_stats *b)
 	assert_int_equal(a->base_pages, b->base_pages);
 	assert_int_equal(a->deferred_split_queue, b->deferred_split_queue);
 }
+
+void tl_skip_check(const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	print_message("[  SKIPPED ] check: %s\n", why);
+}
