@@ -46,7 +46,7 @@
 #define PG 4096ULL
 #define HPG (2ULL << 20)
 #define MAXF ((int64_t)THPFS_MAX_FILE_SIZE)
-#define IO_MAX (64 * 1024)     /* largest read/write buffer */
+#define IO_MAX (1024 * 1024)   /* largest read/write buffer */
 #define MODEL_PAGES_MAX 8192   /* model bytes kept at most (32 MiB) */
 #define MAX_OPS 400
 #define NHANDLES 8
@@ -82,6 +82,7 @@ static uint64_t in_bytes(struct in *in, unsigned k)
 
 static char trace[64][200];
 static unsigned nops;
+static int trace_all = -1; /* FUZZ_TRACE=1: print every call as it is made */
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
@@ -90,6 +91,10 @@ static void note(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(trace[nops % 64], sizeof(trace[0]), fmt, ap);
 	va_end(ap);
+	if (trace_all < 0)
+		trace_all = getenv("FUZZ_TRACE") && *getenv("FUZZ_TRACE") == '1';
+	if (trace_all)
+		fprintf(stderr, "fuzz_api: #%u %s\n", nops, trace[nops % 64]);
 }
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -609,13 +614,18 @@ static int64_t gen_len(struct in *in)
 static size_t gen_iolen(struct in *in)
 {
 	unsigned sel = U8(in);
-	switch (sel % 4) {
+	switch (sel % 8) {
 	case 0:
+	case 4:
 		return U8(in);
 	case 1:
-		return U16(in) % (IO_MAX + 1);
+	case 5:
+		return U16(in);
 	case 2:
+	case 6:
 		return PG * (U8(in) % 17);
+	case 7: /* up to 1 MiB: fills a small size= in a few calls */
+		return PG * (U8(in) % 257) + U8(in) % 2;
 	default:
 		return U16(in) % 300;
 	}
@@ -1458,7 +1468,7 @@ static void op_lseek(struct in *in, struct handle *h)
 	}
 	if (whence == SEEK_DATA && r == -ENXIO) {
 		/* no data from off to EOF: the model must agree */
-		for (uint64_t o = (uint64_t)off; o < size && o - (uint64_t)off < 4 * IO_MAX; o += IO_MAX)
+		for (uint64_t o = (uint64_t)off; o < size && o - (uint64_t)off < 2 * IO_MAX; o += IO_MAX)
 			check_range(h, (int64_t)o, size - o, "SEEK_DATA said no data");
 		for (size_t i = 0; i < n->npages; i++) {
 			if ((n->pages[i].idx + 1) * PG <= (uint64_t)off || n->pages[i].idx * PG >= size)
@@ -1653,7 +1663,7 @@ static void mount_from(struct in *in)
 		 "size=%s,huge=%s,split=%s,collapse=%s,scan_sleep_ms=%u,max_ptes_none=%s,nr_inodes=%s",
 		 sizes[a % 8], huge[(a >> 3) % 4], split[(a >> 5) % 3], (b & 1) ? "on" : "off",
 		 (b & 2) ? 1 : 20, ptes[(b >> 2) % 5], inodes[(b >> 5) % 4]);
-	snprintf(trace[0], sizeof(trace[0]), "mount %s", opts);
+	note("mount %s", opts);
 	int r = thpfs_mount(&fs, opts);
 	CHECK(r == 0, "mount(%s) = %d", opts, r);
 	fs_full_ok = true;
