@@ -61,4 +61,4 @@ install: lib thpfs.pc
 	install -m 644 thpfs.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 clean:
-	rm -rf build build-asan build-tsan thpfs.pc
+	rm -rf build build-asan build-tsan build-fuzz thpfs.pc
