@@ -59,4 +59,4 @@ $(B)/libthpfs.so: $(B)/libthpfs.so.$(VERSION)
 -include mk/*.mk
 
 clean:
-	rm -rf build build-asan build-tsan thpfs.pc
+	rm -rf build build-asan build-tsan build-fuzz thpfs.pc

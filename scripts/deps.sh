@@ -3,7 +3,10 @@
 # if they are missing.  Idempotent; needs root (or sudo) only when something
 # is missing.
 set -e
-PKGS="build-essential pkg-config libcmocka-dev libfuse3-dev fuse3 gnuplot-nox jq util-linux attr"
+# clang and libclang-rt-dev (libclang_rt.fuzzer, the ASan/UBSan runtimes) for
+# the fuzzer (mk/fuzz.mk).
+PKGS="build-essential pkg-config libcmocka-dev libfuse3-dev fuse3 gnuplot-nox jq util-linux attr
+clang libclang-rt-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

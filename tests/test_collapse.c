@@ -122,7 +122,7 @@ static void check_chunk_is_thp(struct thpfs *fs, struct thpfs_file *f, uint64_t 
 	void *addr;
 	size_t len;
 	if (!tl_stats(fs).thp_available) {
-		print_message("THP unavailable: not checking kpageflags\n");
+		tl_skip_check("THP unavailable: kpageflags not checked");
 		return;
 	}
 	off &= ~(HPG - 1);
@@ -130,7 +130,7 @@ static void check_chunk_is_thp(struct thpfs *fs, struct thpfs_file *f, uint64_t 
 	assert_int_equal(len, HPG);
 	int first = page_is_thp(addr);
 	if (first < 0) {
-		print_message("pagemap gives no PFNs here: not checking kpageflags\n");
+		tl_skip_check("pagemap gives no PFNs (not root): kpageflags not checked");
 	} else {
 		for (unsigned i = 0; i < 512; i++) {
 			int t = page_is_thp((const char *)addr + i * PG);
@@ -153,7 +153,7 @@ static void check_page_not_thp(struct thpfs_file *f, uint64_t off)
 	int t = page_is_thp(addr);
 	assert_int_equal(thpfs_unmap(f, addr), 0);
 	if (t < 0)
-		print_message("pagemap gives no PFNs here: not checking kpageflags\n");
+		tl_skip_check("pagemap gives no PFNs (not root): kpageflags not checked");
 	else
 		assert_int_equal(t, 0);
 }

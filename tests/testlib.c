@@ -356,3 +356,14 @@ int64_t tl_vmstat(const char *name)
 	fclose(fp);
 	return v;
 }
+
+void tl_skip_check(const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	print_message("[  SKIPPED ] check: %s\n", why);
+}

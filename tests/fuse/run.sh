@@ -6,8 +6,9 @@
 #
 # Needs root (mounts, a child memory cgroup, setpriv to another user).
 # Every mount and the cgroup are removed on exit, also when a check fails.
-# Prints one line per check, then "N passed, N failed"; exit status 1 when
-# anything failed.
+# Prints one line per check, then "N passed, N failed, N skipped"; exit
+# status 1 when anything failed.  Not root: every check is counted as
+# skipped (exit 0).
 set -u
 export TZ=UTC LC_ALL=C
 
@@ -821,9 +822,10 @@ t_background_mode() {
 # ---- run ----
 
 if [ "$(id -u)" != 0 ]; then
-	echo "tests/fuse/run.sh: needs root (mounts, cgroups, setpriv)"
-	echo "0 passed, 1 failed"
-	exit 1
+	echo "tests/fuse/run.sh: needs root (mounts, cgroups, setpriv): skipping every check"
+	# the checks below, and the main daemon's exit
+	echo "0 passed, 0 failed, $(($(grep -c '^check "' "$0") + 1)) skipped"
+	exit 0
 fi
 for f in "$THPFS" "$THPFS_STAT" "$FSX" "$PROBE" "$PUNCH"; do
 	if [ ! -x "$f" ]; then
@@ -896,6 +898,5 @@ else
 	cat "$T/daemon.log"
 fi
 
-[ "$skipped" -gt 0 ] && echo "($skipped skipped)"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
