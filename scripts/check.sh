@@ -44,6 +44,8 @@ run_stage tsan $MAKE --no-print-directory check-tsan
 run_stage fuse $MAKE --no-print-directory test-fuse
 run_stage fuse-asan $MAKE --no-print-directory SAN=asan test-fuse
 run_stage balloon $MAKE --no-print-directory test-balloon
+run_stage options $MAKE --no-print-directory test-options
+run_stage install $MAKE --no-print-directory test-install
 run_stage fuzz $MAKE --no-print-directory fuzz-check
 [ -n "$bad" ] && echo "failing suites:$bad"
 echo "check: $total_pass passed, $total_fail failed, $total_skip skipped"
