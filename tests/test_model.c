@@ -873,6 +873,12 @@ static void run_config(const char *opts, uint64_t seed, uint64_t salt, uint64_t 
 	for (int i = 0; i < NFILES; i++)
 		while (md->file[i].npins)
 			op_unmap(&md->file[i]);
+	/* the last unmaps settled every punched-while-pinned chunk by
+	 * themselves; only lazily freed pages wait for reclaim */
+	if (!any_lazy()) {
+		uint64_t q = tl_stats(md->fs).deferred_split_queue;
+		MCHECK(q == 0, "after the last unmap, before reclaim: deferred_split_queue %" PRIu64, q);
+	}
 	MCHECK(thpfs_reclaim(md->fs, 0) >= 0, "final thpfs_reclaim failed");
 	for (int i = 0; i < NFILES; i++) {
 		md->file[i].lazy = false;
