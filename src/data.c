@@ -85,20 +85,76 @@ static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct
 	return c->mem ? 0 : err;
 }
 
-/* Populates the pages of [pf, pl) missing from base chunk c, reclaiming once
- * when size= is in the way.  Sets the new pages in added. */
+/*
+ * Claims pages [pf, pl) of c for a call that is filling them: those that are
+ * pending (punched while pinned, or given to thpfs_free_lazy) stop being
+ * pending, so that reclaim run later in the same call (for this chunk or a
+ * later one) cannot take them.  Their bytes are zero already.  Sets them in
+ * claimed, for chunk_unfill if the call fails.  The chunk stays queued even
+ * if nothing is pending now; the caller dequeues it once the call succeeds.
+ * inode->lock held for writing.
+ */
+static void chunk_claim(struct thpfs_chunk *c, unsigned pf, unsigned pl, uint64_t *claimed)
+{
+	thpfs_bitmap_zero(claimed);
+	if (!c->queued)
+		return; /* nothing pending */
+	_thpfs_bitmap_set_range(claimed, pf, pl);
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		claimed[k] &= c->pending[k];
+		c->pending[k] &= ~claimed[k];
+	}
+}
+
+/*
+ * Takes back what a failed fill did to c: the pages it added go (the whole
+ * chunk if the call made it, or if nothing else is left in it), the pages it
+ * claimed are pending again.  inode->lock held for writing.
+ */
+static void chunk_unfill(struct thpfs *fs, struct thpfs_chunk *c, bool created,
+			 const uint64_t *added, const uint64_t *claimed)
+{
+	if (created || (!c->huge && c->nr_present == thpfs_bitmap_weight(added))) {
+		_thpfs_chunk_destroy(fs, c);
+		return;
+	}
+	if (!c->huge && !thpfs_bitmap_empty(added))
+		_thpfs_chunk_release(fs, c, added);
+	if (!thpfs_bitmap_empty(claimed)) {
+		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+			c->pending[k] |= claimed[k];
+		_thpfs_deferred_add(fs, c); /* reclaim may have dequeued it */
+	}
+	_thpfs_chunk_check(c);
+}
+
+/*
+ * Populates the pages of [pf, pl) missing from base chunk c, reclaiming once
+ * when size= is in the way.  Sets the new pages in added.
+ *
+ * Reclaim runs with inode->lock held and may release pending pages of any
+ * chunk of this inode, c included, and free a chunk all of whose present
+ * pages are pending.  Pages of [pf, pl) are never among them (chunk_claim
+ * took them off pending, and the pages added here are not pending), so what
+ * the caller counted stays true - but c itself may be gone: then -ESTALE,
+ * and the caller starts over (c held nothing of the call's).
+ */
 static int chunk_populate(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_chunk *c,
 			  unsigned pf, unsigned pl, uint64_t *added)
 {
+	uint64_t idx = c->index;
 	unsigned i = _thpfs_bitmap_find(c->present, pf, false);
 	while (i < pl) {
 		unsigned end = thpfs_min(_thpfs_bitmap_find(c->present, i, true), pl);
 		int err = _thpfs_pages_populate(fs, c->mem, i, end);
 		if (err == -ENOSPC) {
 			uint64_t need = (uint64_t)(end - i) * THPFS_PAGE_SIZE;
-			if (_thpfs_reclaim(fs, inode, need) &&
-			    _thpfs_index_lookup(&inode->pages, c->index) == c)
-				err = _thpfs_pages_populate(fs, c->mem, i, end);
+			if (!_thpfs_reclaim(fs, inode, need))
+				return err;
+			if (!_thpfs_index_lookup(&inode->pages, idx))
+				return -ESTALE; /* reclaim freed c */
+			/* [i, end) is still missing: reclaim only takes */
+			err = _thpfs_pages_populate(fs, c->mem, i, end);
 		}
 		if (err)
 			return err;
@@ -111,17 +167,28 @@ static int chunk_populate(struct thpfs *fs, struct thpfs_inode *inode, struct th
 }
 
 /*
- * Makes pages [pf, pl) of chunk idx present, creating the chunk if needed.
- * On success returns the chunk, with *created telling whether it is new and
- * added holding the base pages this call populated (for undo).  On failure
- * returns NULL with *err set and nothing changed.
+ * Makes pages [pf, pl) of chunk idx present and claims them (no longer
+ * pending: see chunk_claim), creating the chunk if needed.  On success
+ * returns the chunk, with *created telling whether it is new, added holding
+ * the base pages this call populated and claimed the pages it took off
+ * pending (both for chunk_unfill).  On failure returns NULL with *err set and
+ * nothing changed.
+ *
+ * The rule for everything that allocates while holding inode->lock: reclaim
+ * (run here when size= is in the way) may free pending pages of this inode
+ * and the chunks they leave empty, so a page the call counts on must not be
+ * pending while reclaim may run (claim it first), and a chunk pointer held
+ * across reclaim must be looked up again by index.  Pages of earlier chunks
+ * of the same call stay claimed and are safe.
  */
 static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx,
 				      unsigned pf, unsigned pl, uint64_t write_end, bool *created,
-				      uint64_t *added, int *err)
+				      uint64_t *added, uint64_t *claimed, int *err)
 {
 	thpfs_bitmap_zero(added);
+	thpfs_bitmap_zero(claimed);
 	*created = false;
+again:;
 	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, idx);
 	if (!c) {
 		c = _thpfs_chunk_new(inode, idx);
@@ -147,18 +214,14 @@ static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inod
 		}
 		*created = true;
 	}
+	chunk_claim(c, pf, pl, claimed);
 	if (c->huge)
 		return c;
 	*err = chunk_populate(fs, inode, c, pf, pl, added);
+	if (*err == -ESTALE)
+		goto again; /* claimed and added are empty: c held none of ours */
 	if (*err) {
-		/* reclaim may have settled c itself: look it up again */
-		c = _thpfs_index_lookup(&inode->pages, idx);
-		if (c && !c->huge) {
-			if (c->nr_present == thpfs_bitmap_weight(added))
-				_thpfs_chunk_destroy(fs, c);
-			else
-				_thpfs_chunk_release(fs, c, added);
-		}
+		chunk_unfill(fs, c, *created, added, claimed);
 		return NULL;
 	}
 	return c;
@@ -335,9 +398,9 @@ static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const c
 		unsigned pf = (unsigned)(in >> THPFS_PAGE_SHIFT);
 		unsigned pl = (unsigned)((in + n + THPFS_PAGE_SIZE - 1) >> THPFS_PAGE_SHIFT);
 		bool created;
-		thpfs_bitmap_t added;
+		thpfs_bitmap_t added, claimed;
 		struct thpfs_chunk *c = chunk_fill(fs, inode, pos >> THPFS_HUGE_SHIFT, pf, pl,
-						   write_end, &created, added, &err);
+						   write_end, &created, added, claimed, &err);
 		if (!c && err == -ENOSPC && pl - pf > 1 && !page_at_a_time) {
 			page_at_a_time = true;
 			continue;
@@ -460,7 +523,7 @@ struct alloc_undo {
 	uint64_t idx;
 	unsigned pf, pl; /* pages of the chunk the call allocates */
 	bool created;
-	thpfs_bitmap_t added;
+	thpfs_bitmap_t added, claimed;
 };
 
 /* Allocates every page of [start, end) (fallocate mode 0 / KEEP_SIZE); on
@@ -488,7 +551,8 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 			undo = nu;
 		}
 		struct thpfs_chunk *c = chunk_fill(fs, inode, idx, pf, pl, keep_size ? 0 : end,
-						   &undo[n].created, undo[n].added, &err);
+						   &undo[n].created, undo[n].added, undo[n].claimed,
+						   &err);
 		if (!c)
 			break;
 		undo[n].idx = idx;
@@ -504,13 +568,11 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 	}
 	if (err) {
 		while (n--) {
+			/* claimed pages kept this call's chunks alive */
 			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, undo[n].idx);
-			if (!c)
-				continue;
-			if (undo[n].created)
-				_thpfs_chunk_destroy(fs, c);
-			else if (!c->huge)
-				_thpfs_chunk_release(fs, c, undo[n].added);
+			if (c)
+				chunk_unfill(fs, c, undo[n].created, undo[n].added,
+					     undo[n].claimed);
 		}
 		inode->size = old_size;
 		inode->falloc_end = old_falloc;
@@ -519,8 +581,9 @@ static int alloc_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t sta
 			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, undo[i].idx);
 			if (!c)
 				continue;
-			/* Pages punched while pinned and allocated again are
-			 * wanted: they must not be freed when the pin drops. */
+			/* Pages punched while pinned or lazily freed and
+			 * allocated again are wanted (chunk_fill claimed them);
+			 * dequeue the chunk if nothing else is pending. */
 			if (c->queued) {
 				_thpfs_bitmap_clear_range(c->pending, undo[i].pf, undo[i].pl);
 				if (thpfs_bitmap_empty(c->pending))
@@ -785,9 +848,9 @@ int thpfs_map(struct thpfs_file *f, off_t off, void **addr, size_t *len)
 	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
 	unsigned pg = (unsigned)(in >> THPFS_PAGE_SHIFT);
 	bool created;
-	thpfs_bitmap_t added;
+	thpfs_bitmap_t added, claimed;
 	struct thpfs_chunk *c = chunk_fill(fs, inode, (uint64_t)off >> THPFS_HUGE_SHIFT, pg, pg + 1,
-					   inode->size, &created, added, &err);
+					   inode->size, &created, added, claimed, &err);
 	if (c) {
 		chunk_mark_written(fs, c, pg, pg + 1);
 		chunk_pin(fs, c);

@@ -437,7 +437,14 @@ uint64_t _thpfs_chunk_settle(struct thpfs *fs, struct thpfs_chunk *c);
 void _thpfs_deferred_add(struct thpfs *fs, struct thpfs_chunk *c);
 void _thpfs_deferred_del(struct thpfs *fs, struct thpfs_chunk *c);
 /* Reclaim for size= and thpfs_reclaim.  self is an inode whose lock the
- * caller already holds for writing (or NULL); others are only trylocked. */
+ * caller already holds for writing (or NULL); others are only trylocked.
+ * It takes only pending pages and huge-page tails past EOF (and past
+ * falloc_end), but of self too: it may release any pending page of self,
+ * split self's huge chunks and free a chunk whose present pages were all
+ * pending.  So a caller that runs it while filling self (data.c chunk_fill)
+ * first takes the pages it counts on off pending (claims them), extends
+ * size/falloc_end over what it filled, and looks a chunk up again by index
+ * after it instead of trusting a pointer. */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want);
 
 /* ---- File data (data.c) ----

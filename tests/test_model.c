@@ -18,6 +18,10 @@
  *     pages written or mapped since their last punch (fallocated-only pages
  *     are holes).
  *
+ *   - on a mount with a small size= (a few MiB): the memory held (the
+ *     budget's use once the release batch is flushed) and the sum of
+ *     st_blocks never pass size=, and statfs agrees.
+ *
  * What the model leaves open (and checks loosely):
  *   - pages zeroed by ZERO_RANGE are allocated, but whether SEEK_DATA counts
  *     them as data is not specified: either answer is accepted;
@@ -25,16 +29,29 @@
  *     pinned page itself must keep its memory until the last pin of the
  *     chunk drops; other pages of that chunk may be freed at once or then.
  *     Either way all of them must be gone once the chunk has no pins.
+ *   - a page given to thpfs_free_lazy reads zero at once but may keep its
+ *     memory (and SEEK_DATA may still call it data) until reclaim takes it:
+ *     any write or fallocate that runs out of size= may, thpfs_reclaim(0)
+ *     must (unless its chunk is pinned; then the last unmap does);
+ *   - under size=, a write may be short or fail with -ENOSPC, a fallocate,
+ *     ZERO_RANGE or map may fail with -ENOSPC: the bytes a write reports
+ *     must be stored, everything else (bytes, size, allocation) unchanged.
  *
- * Every mount policy (huge=never|always|within_size|advise) runs with both
- * split modes, the background collapse thread on.  On failure the seed, the
- * configuration, the operation number and the last operations are printed.
+ * Every mount policy (huge=never|always|within_size|advise) runs with each
+ * split mode (native, the default, migrate and inplace), the background
+ * collapse thread on; then small size= mounts (1-4 MiB, huge=never and
+ * huge=always, collapse on and off) where files may grow to twice size=, so
+ * writes and fallocates run into the budget and reclaim all the time.  On
+ * failure the seed, the configuration, the operation number and the last
+ * operations are printed.
  *
  * Environment: THPFS_SEED (base seed), THPFS_MODEL_OPS (operations per
- * configuration, default 2000), THPFS_MODEL_ONLY (run only configurations
- * whose option string contains this).
+ * configuration, default 2000; three times that on the size= mounts),
+ * THPFS_MODEL_ONLY (run only configurations whose option string contains
+ * this, e.g. "size=" or "split=native").
  */
 #include "testlib.h"
+#include "internal.h" /* _thpfs_held_bytes, _thpfs_release_flush */
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -44,18 +61,18 @@
 #define NFILES 3
 #define MAXSZ (16 * MIB)
 #define NPAGES (MAXSZ / PG)
-#define NCHUNKS (MAXSZ / HPG)
 #define MAXPINS 4
 #define FULL_EVERY 50
-#define HISTORY 24
+#define HISTORY 32
 
 static inline uint64_t umin(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
 }
 
-/* allocation state of a page (exact files) */
-enum { A_FREE, A_ALLOC, A_PENDING, A_MAYBE };
+/* allocation state of a page (exact files); A_LAZY: given to free_lazy,
+ * memory held until reclaim (or the last unpin of its chunk) */
+enum { A_FREE, A_ALLOC, A_PENDING, A_MAYBE, A_LAZY };
 /* SEEK_DATA state of a page (exact files) */
 enum { S_HOLE, S_DATA, S_ANY };
 
@@ -75,6 +92,10 @@ struct mfile {
 	uint8_t seek[NPAGES];
 	struct pin pins[MAXPINS];
 	int npins;
+	bool lazy; /* free_lazy gave it whole pages since the last full reclaim
+		    * (a huge chunk's pages are all present: the model's alloc
+		    * does not know them) */
+	uint64_t lazy_off, lazy_len; /* the last free_lazy range */
 };
 
 struct model {
@@ -83,6 +104,8 @@ struct model {
 	uint64_t seed, rng;
 	uint64_t op;
 	bool collapse_thread;
+	uint64_t budget; /* size= of the mount, 0 when not small */
+	uint64_t lim;    /* files stay below this (MAXSZ, or 2 * budget) */
 	struct mfile file[NFILES];
 	char history[HISTORY][160];
 	uint8_t *buf; /* scratch, MAXSZ */
@@ -177,11 +200,24 @@ static void page_drop(struct mfile *m, uint64_t pg)
 static void chunk_settle(struct mfile *m, uint64_t chunk)
 {
 	for (uint64_t pg = chunk * (HPG / PG); pg < (chunk + 1) * (HPG / PG); pg++) {
-		if (m->alloc[pg] == A_PENDING || m->alloc[pg] == A_MAYBE) {
+		if (m->alloc[pg] == A_PENDING || m->alloc[pg] == A_MAYBE || m->alloc[pg] == A_LAZY) {
 			m->alloc[pg] = A_FREE;
 			m->seek[pg] = S_HOLE;
 		}
 	}
+}
+
+/* Whether any file may still have lazily freed pages on the deferred queue. */
+static bool any_lazy(void)
+{
+	for (int i = 0; i < NFILES; i++) {
+		if (cur->file[i].lazy)
+			return true;
+		for (uint64_t pg = 0; pg < NPAGES; pg++)
+			if (cur->file[i].alloc[pg] == A_LAZY)
+				return true;
+	}
+	return false;
 }
 
 /* ---- comparing ---- */
@@ -226,7 +262,7 @@ static void count_alloc(const struct mfile *m, uint64_t *sure, uint64_t *maybe)
 	for (uint64_t pg = 0; pg < NPAGES; pg++) {
 		if (m->alloc[pg] == A_ALLOC || m->alloc[pg] == A_PENDING)
 			(*sure)++;
-		else if (m->alloc[pg] == A_MAYBE)
+		else if (m->alloc[pg] == A_MAYBE || m->alloc[pg] == A_LAZY)
 			(*maybe)++;
 	}
 }
@@ -331,6 +367,7 @@ static void check_mount_gauges(bool settle)
 	int npins = 0;
 	for (int i = 0; i < NFILES; i++)
 		npins += cur->file[i].npins;
+	uint64_t held = 0;
 	/* the collapse thread may hold two copies of a range for a moment */
 	for (int tries = 0;; tries++) {
 		s = tl_stats(cur->fs);
@@ -338,9 +375,12 @@ static void check_mount_gauges(bool settle)
 		for (int i = 0; i < NFILES; i++)
 			blocks += (uint64_t)tl_blocks(cur->file[i].f);
 		struct thpfs_stats s2 = tl_stats(cur->fs);
+		_thpfs_release_flush(cur->fs);
+		held = _thpfs_held_bytes(cur->fs);
 		bool ok = s.shmem_bytes == blocks * 512 && s2.shmem_bytes == s.shmem_bytes &&
 			  s.shmem_bytes == s.huge_frames * HPG + s.base_pages * PG &&
-			  s.shmem_huge_bytes == s.huge_frames * HPG;
+			  s.shmem_huge_bytes == s.huge_frames * HPG &&
+			  (!cur->budget || held <= cur->budget);
 		if (ok || !cur->collapse_thread || tries > 200 || !settle)
 			break;
 		struct timespec ts = { 0, 1000000 };
@@ -353,8 +393,19 @@ static void check_mount_gauges(bool settle)
 	       s.shmem_bytes, s.huge_frames, s.base_pages);
 	MCHECK(s.shmem_huge_bytes == s.huge_frames * HPG, "shmem_huge_bytes %" PRIu64
 	       " != huge_frames %" PRIu64 " * 2 MiB", s.shmem_huge_bytes, s.huge_frames);
+	if (cur->budget) {
+		struct thpfs_statfs sf;
+		MCHECK(held <= cur->budget && s.shmem_bytes <= cur->budget,
+		       "over size=%" PRIu64 ": held %" PRIu64 ", shmem_bytes %" PRIu64, cur->budget,
+		       held, s.shmem_bytes);
+		MCHECK(thpfs_statfs(cur->fs, &sf) == 0 && sf.bfree <= sf.blocks &&
+		       sf.blocks * sf.bsize <= cur->budget,
+		       "statfs: blocks %" PRIu64 " bfree %" PRIu64 " bsize %" PRIu64, sf.blocks,
+		       sf.bfree, sf.bsize);
+	}
 	if (!npins) {
-		MCHECK(s.deferred_split_queue == 0, "no pins but deferred_split_queue %" PRIu64,
+		MCHECK(s.deferred_split_queue == 0 || any_lazy(),
+		       "no pins, no lazily freed pages, but deferred_split_queue %" PRIu64,
 		       s.deferred_split_queue);
 		MCHECK(s.pinned_pages == 0, "no pins but pinned_pages %" PRIu64, s.pinned_pages);
 	}
@@ -378,10 +429,10 @@ static uint64_t rand_off(uint64_t limit)
 		off = rnd(limit);
 		break;
 	case 1: /* near the start of a chunk */
-		off = rnd(NCHUNKS) * HPG + rnd(3 * PG);
+		off = rnd(cur->lim / HPG) * HPG + rnd(3 * PG);
 		break;
 	case 2: /* near the end of a chunk */
-		off = (rnd(NCHUNKS) + 1) * HPG - 1 - rnd(3 * PG);
+		off = (rnd(cur->lim / HPG) + 1) * HPG - 1 - rnd(3 * PG);
 		break;
 	default: /* page aligned */
 		off = rnd(limit / PG) * PG;
@@ -410,24 +461,51 @@ static uint64_t rand_len(uint64_t off)
 		len = 1 + rnd(4 * MIB);
 		break;
 	}
-	if (off + len > MAXSZ)
-		len = MAXSZ - off;
+	if (off + len > cur->lim)
+		len = off < cur->lim ? cur->lim - off : 1;
 	return len;
+}
+
+/* A range for a write, fallocate or zero-range: random, or (one time in
+ * four) around the last range given to free_lazy - what a balloon's guest
+ * does when it takes pages back - so that filling meets lazily freed pages
+ * in the chunk being filled. */
+static void rand_fill_range(const struct mfile *m, uint64_t *off, uint64_t *len)
+{
+	if (m->lazy_len && rnd(4) == 0) {
+		uint64_t back = rnd(3) ? rnd(3 * PG) : 0;
+		*off = m->lazy_off > back ? m->lazy_off - back : 0;
+		*len = back + rnd(m->lazy_len + 1) + rnd(3) * rnd(16 * PG);
+		if (!*len)
+			*len = 1;
+		if (*off + *len > cur->lim)
+			*len = cur->lim - *off;
+		return;
+	}
+	*off = rand_off(cur->lim);
+	*len = rand_len(*off);
 }
 
 static void op_write(struct mfile *m)
 {
-	uint64_t off = rand_off(MAXSZ), len = rand_len(off);
+	uint64_t off, len;
+	rand_fill_range(m, &off, &len);
 	uint8_t v = (uint8_t)(1 + rnd(255));
 	note("%s write off %" PRIu64 " len %" PRIu64 " (byte %#x...)", m->path, off, len, v);
 	for (uint64_t i = 0; i < len; i++)
 		cur->buf[i] = (uint8_t)(v + i * 7 + (i >> 12));
 	ssize_t n = thpfs_pwrite(m->f, cur->buf, len, (off_t)off);
-	MCHECK(n == (ssize_t)len, "%s: pwrite(%" PRIu64 ", %" PRIu64 ") = %zd", m->path, off, len, n);
-	memcpy(m->data + off, cur->buf, len);
-	if (off + len > m->size)
-		m->size = off + len;
-	for (uint64_t pg = page_of(off); pg < pages_up(off + len); pg++) {
+	/* under size= a write may stop short, or store nothing (-ENOSPC) */
+	MCHECK(n == (ssize_t)len || (cur->budget && (n == -ENOSPC || (n > 0 && n < (ssize_t)len))),
+	       "%s: pwrite(%" PRIu64 ", %" PRIu64 ") = %zd", m->path, off, len, n);
+	if (n != (ssize_t)len)
+		note("%s write off %" PRIu64 " len %" PRIu64 " (byte %#x...) = %zd", m->path, off,
+		     len, v, n);
+	uint64_t done = n > 0 ? (uint64_t)n : 0;
+	memcpy(m->data + off, cur->buf, done);
+	if (done && off + done > m->size)
+		m->size = off + done;
+	for (uint64_t pg = page_of(off); done && pg < pages_up(off + done); pg++) {
 		m->alloc[pg] = A_ALLOC;
 		m->seek[pg] = S_DATA;
 	}
@@ -436,7 +514,7 @@ static void op_write(struct mfile *m)
 
 static void op_read(struct mfile *m)
 {
-	uint64_t off = rand_off(MAXSZ + PG), len = rand_len(off % MAXSZ);
+	uint64_t off = rand_off(cur->lim + PG), len = rand_len(off % cur->lim);
 	note("%s read off %" PRIu64 " len %" PRIu64, m->path, off, len);
 	ssize_t n = thpfs_pread(m->f, cur->buf, len, (off_t)off);
 	uint64_t want = off >= m->size ? 0 : umin(len, m->size - off);
@@ -458,7 +536,7 @@ static void remove_range(struct mfile *m, uint64_t lo, uint64_t hi)
 
 static void op_punch(struct mfile *m)
 {
-	uint64_t off = rand_off(MAXSZ), len = rand_len(off);
+	uint64_t off = rand_off(cur->lim), len = rand_len(off);
 	note("%s punch off %" PRIu64 " len %" PRIu64, m->path, off, len);
 	int r = thpfs_fallocate(m->f, PUNCH_MODE, (off_t)off, (off_t)len);
 	MCHECK(r == 0, "%s: punch(%" PRIu64 ", %" PRIu64 ") = %d", m->path, off, len, r);
@@ -468,12 +546,20 @@ static void op_punch(struct mfile *m)
 
 static void op_zero(struct mfile *m)
 {
-	uint64_t off = rand_off(MAXSZ), len = rand_len(off);
+	uint64_t off, len;
+	rand_fill_range(m, &off, &len);
 	bool keep = rnd(2);
 	note("%s zero-range%s off %" PRIu64 " len %" PRIu64, m->path, keep ? " keep" : "", off, len);
 	int r = thpfs_fallocate(m->f, THPFS_FALLOC_ZERO_RANGE | (keep ? THPFS_FALLOC_KEEP_SIZE : 0),
 				(off_t)off, (off_t)len);
-	MCHECK(r == 0, "%s: zero-range(%" PRIu64 ", %" PRIu64 ") = %d", m->path, off, len, r);
+	MCHECK(r == 0 || (cur->budget && r == -ENOSPC), "%s: zero-range(%" PRIu64 ", %" PRIu64
+	       ") = %d", m->path, off, len, r);
+	if (r) { /* nothing changed */
+		note("%s zero-range%s off %" PRIu64 " len %" PRIu64 " = %d", m->path,
+		     keep ? " keep" : "", off, len, r);
+		compare_range(m, off > PG ? off - PG : 0, off + len + PG);
+		return;
+	}
 	memset(m->data + off, 0, len);
 	if (!keep && off + len > m->size)
 		m->size = off + len;
@@ -489,15 +575,23 @@ static void op_zero(struct mfile *m)
 
 static void op_fallocate(struct mfile *m)
 {
-	uint64_t off = rand_off(MAXSZ), len = rand_len(off);
+	uint64_t off, len;
+	rand_fill_range(m, &off, &len);
 	bool keep = rnd(2);
 	note("%s fallocate%s off %" PRIu64 " len %" PRIu64, m->path, keep ? " keep" : "", off, len);
 	int r = thpfs_fallocate(m->f, keep ? THPFS_FALLOC_KEEP_SIZE : 0, (off_t)off, (off_t)len);
-	MCHECK(r == 0, "%s: fallocate(%" PRIu64 ", %" PRIu64 ") = %d", m->path, off, len, r);
+	MCHECK(r == 0 || (cur->budget && r == -ENOSPC), "%s: fallocate(%" PRIu64 ", %" PRIu64
+	       ") = %d", m->path, off, len, r);
+	if (r) { /* nothing changed */
+		note("%s fallocate%s off %" PRIu64 " len %" PRIu64 " = %d", m->path,
+		     keep ? " keep" : "", off, len, r);
+		compare_range(m, off > PG ? off - PG : 0, off + len + PG);
+		return;
+	}
 	if (!keep && off + len > m->size)
 		m->size = off + len;
 	for (uint64_t pg = page_of(off); pg < pages_up(off + len); pg++) {
-		if (m->alloc[pg] == A_PENDING || m->alloc[pg] == A_MAYBE)
+		if (m->alloc[pg] == A_PENDING || m->alloc[pg] == A_MAYBE || m->alloc[pg] == A_LAZY)
 			m->seek[pg] = S_ANY;
 		m->alloc[pg] = A_ALLOC;
 	}
@@ -515,10 +609,10 @@ static void op_truncate(struct mfile *m)
 		size = rnd(m->size + 1);
 		break;
 	case 2:
-		size = umin(MAXSZ, m->size + rnd(2 * MIB));
+		size = umin(cur->lim, m->size + rnd(2 * MIB));
 		break;
 	default:
-		size = rand_off(MAXSZ);
+		size = rand_off(cur->lim);
 		break;
 	}
 	note("%s ftruncate %" PRIu64 " (from %" PRIu64 ")", m->path, size, m->size);
@@ -538,7 +632,7 @@ static void op_truncate(struct mfile *m)
 
 static void op_seek(struct mfile *m)
 {
-	uint64_t off = m->size && rnd(8) ? rnd(m->size) : rand_off(MAXSZ);
+	uint64_t off = m->size && rnd(8) ? rnd(m->size) : rand_off(cur->lim);
 	note("%s seek data/hole from %" PRIu64 " (size %" PRIu64 ")", m->path, off, m->size);
 	check_seek(m, off);
 }
@@ -547,7 +641,7 @@ static void op_map(struct mfile *m)
 {
 	if (m->npins == MAXPINS)
 		return;
-	uint64_t off = m->size && rnd(6) ? rnd(m->size) : rand_off(MAXSZ);
+	uint64_t off = m->size && rnd(6) ? rnd(m->size) : rand_off(cur->lim);
 	void *addr = NULL;
 	size_t len = 0;
 	note("%s map off %" PRIu64 " (size %" PRIu64 ")", m->path, off, m->size);
@@ -557,7 +651,12 @@ static void op_map(struct mfile *m)
 		       m->size, r);
 		return;
 	}
-	MCHECK(r == 0, "%s: map(%" PRIu64 ") = %d", m->path, off, r);
+	MCHECK(r == 0 || (cur->budget && r == -ENOSPC), "%s: map(%" PRIu64 ") = %d", m->path, off,
+	       r);
+	if (r) {
+		note("%s map off %" PRIu64 " (size %" PRIu64 ") = %d", m->path, off, m->size, r);
+		return;
+	}
 	/* valid bytes: at least to the end of the 4 KiB page or EOF, at most
 	 * to the end of the 2 MiB chunk */
 	MCHECK(len >= umin(PG - off % PG, m->size - off) && len <= HPG - off % HPG,
@@ -600,6 +699,53 @@ static void op_unmap(struct mfile *m)
 		chunk_settle(m, chunk);
 }
 
+/* thpfs_free_lazy: the range reads zero at once; its whole pages keep their
+ * memory until reclaim. */
+static void op_lazy(struct mfile *m)
+{
+	uint64_t off = rand_off(cur->lim), len = rand_len(off);
+	note("%s free_lazy off %" PRIu64 " len %" PRIu64, m->path, off, len);
+	int r = thpfs_free_lazy(m->f, (off_t)off, (off_t)len);
+	MCHECK(r == 0, "%s: free_lazy(%" PRIu64 ", %" PRIu64 ") = %d", m->path, off, len, r);
+	memset(m->data + off, 0, umin(len, MAXSZ - off));
+	if (pages_up(off) < page_of(off + len))
+		m->lazy = true;
+	m->lazy_off = off;
+	m->lazy_len = umin(len, cur->lim - off);
+	for (uint64_t pg = pages_up(off); pg < page_of(off + len); pg++) {
+		if (m->alloc[pg] == A_ALLOC) {
+			m->alloc[pg] = A_LAZY;
+			m->seek[pg] = S_ANY;
+		}
+	}
+	compare_range(m, off > PG ? off - PG : 0, off + len + PG);
+}
+
+/* thpfs_reclaim: all it can (0), which takes every lazily freed page outside
+ * pinned chunks, or a few pages' worth. */
+static void op_reclaim(struct mfile *m)
+{
+	bool all = rnd(2);
+	uint64_t want = all ? 0 : (1 + rnd(64)) * PG;
+	note("reclaim %" PRIu64, want);
+	int64_t r = thpfs_reclaim(cur->fs, want);
+	MCHECK(r >= 0, "thpfs_reclaim(%" PRIu64 ") = %" PRId64, want, r);
+	if (all) {
+		for (int i = 0; i < NFILES; i++) {
+			struct mfile *x = &cur->file[i];
+			if (!x->npins)
+				x->lazy = false;
+			for (uint64_t pg = 0; pg < NPAGES; pg++) {
+				if (x->alloc[pg] == A_LAZY && !chunk_pins(x, pg * PG / HPG)) {
+					x->alloc[pg] = A_FREE;
+					x->seek[pg] = S_HOLE;
+				}
+			}
+		}
+	}
+	compare_range(m, 0, m->size);
+}
+
 static void op_reopen(struct mfile *m)
 {
 	if (m->npins)
@@ -613,29 +759,40 @@ static void one_op(void)
 {
 	struct mfile *m = &cur->file[rnd(NFILES)];
 	uint64_t r = rnd(100);
-	if (r < 24)
+	if (r < 22)
 		op_write(m);
-	else if (r < 32)
+	else if (r < 29)
 		op_read(m);
-	else if (r < 46)
+	else if (r < 40)
 		op_punch(m);
-	else if (r < 52)
+	else if (r < 46)
 		op_zero(m);
-	else if (r < 60)
+	else if (r < 54)
 		op_fallocate(m);
-	else if (r < 68)
+	else if (r < 60)
 		op_truncate(m);
-	else if (r < 82)
+	else if (r < 71)
 		op_seek(m);
-	else if (r < 89)
+	else if (r < 78)
 		op_map(m);
-	else if (r < 97)
+	else if (r < 85)
 		op_unmap(m);
+	else if (r < 94)
+		op_lazy(m);
+	else if (r < 97)
+		op_reclaim(m);
 	else if (r < 98)
 		op_reopen(m);
 	else
 		note("%s full check", m->path);
 	check_blocks(m, false);
+	if (cur->budget && !cur->collapse_thread) {
+		/* after every operation (the collapse thread may pass size= by
+		 * a huge page for a moment: full_check allows for it) */
+		_thpfs_release_flush(cur->fs);
+		uint64_t held = _thpfs_held_bytes(cur->fs);
+		MCHECK(held <= cur->budget, "held %" PRIu64 " > size=%" PRIu64, held, cur->budget);
+	}
 	if (r >= 98 || cur->op % FULL_EVERY == 0)
 		full_check(m);
 }
@@ -683,8 +840,15 @@ static void run_config(const char *opts, uint64_t seed, uint64_t salt, uint64_t 
 	cur = md;
 	md->opts = opts;
 	md->seed = seed;
-	md->rng = (seed + salt * 0x9e3779b97f4a7c15ULL) | 1;
+	/* splitmix64 of seed and salt: neighbouring seeds differ */
+	uint64_t x = seed + salt * 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	md->rng = (x ^ (x >> 31)) | 1;
 	md->collapse_thread = !strstr(opts, "collapse=off");
+	const char *sz = strstr(opts, "size=");
+	md->budget = sz ? strtoull(sz + 5, NULL, 10) * MIB : 0; /* "size=Nm" only */
+	md->lim = md->budget ? umin(MAXSZ, 2 * md->budget) : MAXSZ;
 	md->buf = malloc(MAXSZ + PG);
 	assert_non_null(md->buf);
 	md->fs = tl_mount(opts);
@@ -709,6 +873,19 @@ static void run_config(const char *opts, uint64_t seed, uint64_t salt, uint64_t 
 	for (int i = 0; i < NFILES; i++)
 		while (md->file[i].npins)
 			op_unmap(&md->file[i]);
+	/* the last unmaps settled every punched-while-pinned chunk by
+	 * themselves; only lazily freed pages wait for reclaim */
+	if (!any_lazy()) {
+		uint64_t q = tl_stats(md->fs).deferred_split_queue;
+		MCHECK(q == 0, "after the last unmap, before reclaim: deferred_split_queue %" PRIu64, q);
+	}
+	MCHECK(thpfs_reclaim(md->fs, 0) >= 0, "final thpfs_reclaim failed");
+	for (int i = 0; i < NFILES; i++) {
+		md->file[i].lazy = false;
+		for (uint64_t pg = 0; pg < NPAGES; pg++)
+			if (md->file[i].alloc[pg] == A_LAZY)
+				md->file[i].alloc[pg] = A_FREE, md->file[i].seek[pg] = S_HOLE;
+	}
 	for (int i = 0; i < NFILES; i++)
 		full_check(&md->file[i]);
 	struct thpfs_stats s = tl_stats(md->fs);
@@ -753,22 +930,39 @@ static void test_model(void **state)
 	static uint64_t seed;
 	if (!seed)
 		seed = tl_seed("test_model");
-	run_config(opts, seed, mc->salt, tl_env_u64("THPFS_MODEL_OPS", 2000));
+	/* the small size= mounts are cheap (small files) and where reclaim
+	 * runs: three times the operations */
+	uint64_t nops = tl_env_u64("THPFS_MODEL_OPS", 2000);
+	run_config(opts, seed, mc->salt, strstr(opts, "size=") ? 3 * nops : nops);
 }
 
+/* "split=native" is the default split mode; it is spelled out so that
+ * THPFS_MODEL_ONLY=split=native picks it. */
 static const struct model_config configs[] = {
+	{ "huge=never,split=native,scan_sleep_ms=5", 8 },
 	{ "huge=never,split=migrate,scan_sleep_ms=5", 0 },
 	{ "huge=never,split=inplace,scan_sleep_ms=5,max_ptes_none=128", 1 },
+	{ "huge=always,split=native,scan_sleep_ms=5", 9 },
+	{ "huge=always,split=native,scan_sleep_ms=5,max_ptes_none=128", 10 },
 	{ "huge=always,split=migrate,scan_sleep_ms=5", 2 },
 	{ "huge=always,split=inplace,scan_sleep_ms=5,max_ptes_none=128", 3 },
+	{ "huge=within_size,split=native,scan_sleep_ms=5,max_ptes_none=64", 11 },
 	{ "huge=within_size,split=migrate,scan_sleep_ms=5,max_ptes_none=64", 4 },
 	{ "huge=within_size,split=inplace,scan_sleep_ms=5", 5 },
+	{ "huge=advise,split=native,scan_sleep_ms=5", 12 },
 	{ "huge=advise,split=migrate,scan_sleep_ms=5", 6 },
 	{ "huge=advise,split=inplace,scan_sleep_ms=5,max_ptes_none=511", 7 },
+	/* small size= mounts: the budget and reclaim in every operation */
+	{ "huge=never,collapse=off,size=1m", 13 },
+	{ "huge=never,scan_sleep_ms=5,size=2m", 14 },
+	{ "huge=always,collapse=off,split=native,size=4m", 15 },
+	{ "huge=always,split=native,scan_sleep_ms=5,size=4m", 16 },
+	{ "huge=always,collapse=off,split=migrate,size=3m", 17 },
+	{ "huge=always,split=inplace,scan_sleep_ms=5,max_ptes_none=128,size=4m", 18 },
+	{ "huge=within_size,split=native,scan_sleep_ms=5,size=4m", 19 },
 };
 
-#define MODEL(n) \
-	cmocka_unit_test_prestate_setup_teardown(test_model, NULL, model_teardown, (void *)&configs[n])
+#define NCONFIGS (sizeof(configs) / sizeof(configs[0]))
 
 /* ---- Mapped files (thpfs_mmap) ----
  * One file of MAP_SZ bytes mapped whole; random stores through the mapping,
@@ -927,17 +1121,24 @@ static void test_model_mapped(void **state)
 	cur_mbuf = NULL;
 }
 
-#define MODEL_MAPPED(o) \
-	cmocka_unit_test_prestate(test_model_mapped, (void *)(o))
-
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		MODEL(0), MODEL(1), MODEL(2), MODEL(3), MODEL(4), MODEL(5), MODEL(6), MODEL(7),
-		MODEL_MAPPED("huge=always,scan_sleep_ms=5"),
-		MODEL_MAPPED("huge=always,split=migrate,collapse=off"),
-		MODEL_MAPPED("huge=never,scan_sleep_ms=5"),
-		MODEL_MAPPED("huge=within_size,scan_sleep_ms=5,max_ptes_none=511"),
+	static const char *const mapped[] = {
+		"huge=always,scan_sleep_ms=5",
+		"huge=always,split=migrate,collapse=off",
+		"huge=never,scan_sleep_ms=5",
+		"huge=within_size,scan_sleep_ms=5,max_ptes_none=511",
 	};
+	enum { NMAPPED = sizeof(mapped) / sizeof(mapped[0]) };
+	struct CMUnitTest tests[NCONFIGS + NMAPPED];
+	for (size_t i = 0; i < NCONFIGS; i++)
+		tests[i] = (struct CMUnitTest){ .name = configs[i].opts,
+						.test_func = test_model,
+						.teardown_func = model_teardown,
+						.initial_state = (void *)&configs[i] };
+	for (size_t i = 0; i < NMAPPED; i++)
+		tests[NCONFIGS + i] = (struct CMUnitTest){ .name = mapped[i],
+							   .test_func = test_model_mapped,
+							   .initial_state = (void *)mapped[i] };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

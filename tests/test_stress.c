@@ -12,12 +12,18 @@
  *   - 1 writer writes stamps into punched-set pages too (racing the puncher);
  *   - 1 pinner maps random pages (pinning their chunk, so punches there are
  *     deferred), checks untouched pages through the pointer, and unmaps;
+ *   - 1 lazy thread gives punched-set pages to thpfs_free_lazy and now and
+ *     then runs thpfs_reclaim (which locks every file with pending pages);
  *   - 2 namespace threads create, write, rename and unlink files in one
  *     directory, and 1 lister reads it, checking the names it sees.
  * Every thread does a bounded number of iterations (and stops early once the
  * puncher has done its passes), so the test ends in seconds even if one
- * kind of thread starves the others.  At the end every page holds its stamp, no pin or deferred page is
- * left, and the directory's listing matches what stat finds.
+ * kind of thread starves the others.  At the end every page holds its stamp,
+ * no pin or deferred page is left, and the directory's listing matches what
+ * stat finds.
+ *
+ * It runs on three mounts: huge=always with each split mode (native, the
+ * default, migrate and inplace).
  *
  * This is the test `make check-tsan` runs under ThreadSanitizer.
  * Environment: THPFS_STRESS_PASSES (puncher passes, default 6),
@@ -27,6 +33,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 
 #define NHUGE 16
 #define FSIZE (NHUGE * HPG)
@@ -39,9 +46,12 @@ struct stress {
 	struct thpfs *fs;
 	struct thpfs_file *f;
 	int stop;             /* set when the puncher is done (atomic) */
+	int lazy_stop;        /* the puncher's last rewrite begins (atomic) */
+	int lazy_done;        /* the lazy thread has stopped (atomic) */
 	int failed;           /* first failure wins (atomic) */
 	char why[256];
-	uint64_t reads, punches, writes, pins, ns_ops, listings; /* atomic counters */
+	uint64_t reads, punches, writes, pins, ns_ops, listings, lazies, reclaims; /* atomic */
+	uint64_t spins; /* the pinner's busy wait (atomic) */
 	double max_punch; /* longest punch call, seconds (puncher only) */
 };
 
@@ -172,6 +182,10 @@ static void *puncher(void *arg)
 			}
 		}
 	}
+	/* no more free_lazy once the last rewrite starts */
+	__atomic_store_n(&s->lazy_stop, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&s->lazy_done, __ATOMIC_ACQUIRE))
+		sched_yield();
 	/* leave every punched page stamped again */
 	for (uint64_t p = 0; p < NPAGES && !__atomic_load_n(&s->failed, __ATOMIC_ACQUIRE); p++) {
 		if (!punched_page(p))
@@ -227,8 +241,10 @@ static void *pinner(void *arg)
 		 * pointer races with nothing */
 		if (!punched_page(p) && len >= PG)
 			check_page(s, addr, p, "pinner");
+		/* hold the pin a moment (an atomic TSan understands; it does
+		 * not model atomic_thread_fence) */
 		for (int spin = 0; spin < 200; spin++)
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			__atomic_fetch_add(&s->spins, 1, __ATOMIC_RELAXED);
 		r = thpfs_unmap(s->f, addr);
 		if (r) {
 			stress_fail(s, "pinner: unmap page %" PRIu64 " = %d", p, r);
@@ -236,6 +252,33 @@ static void *pinner(void *arg)
 		}
 		count(&s->pins);
 	}
+	return NULL;
+}
+
+static void *lazy_freer(void *arg)
+{
+	struct stress *s = arg;
+	uint64_t seed = 0x1a2b, it = 0;
+	while (!__atomic_load_n(&s->lazy_stop, __ATOMIC_ACQUIRE) && more(s, &it)) {
+		uint64_t p = tl_rand_below(&seed, NPAGES);
+		if (!punched_page(p))
+			continue;
+		int r = thpfs_free_lazy(s->f, (off_t)(p * PG), PG);
+		if (r) {
+			stress_fail(s, "lazy: free_lazy page %" PRIu64 " = %d", p, r);
+			break;
+		}
+		count(&s->lazies);
+		if (tl_rand_below(&seed, 16) == 0) {
+			int64_t n = thpfs_reclaim(s->fs, tl_rand_below(&seed, 2) ? 0 : 64 * PG);
+			if (n < 0) {
+				stress_fail(s, "lazy: thpfs_reclaim = %" PRId64, n);
+				break;
+			}
+			count(&s->reclaims);
+		}
+	}
+	__atomic_store_n(&s->lazy_done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -338,12 +381,11 @@ static void *lister(void *arg)
 static void test_stress(void **state)
 {
 	struct stress *s = calloc(1, sizeof(*s));
-	pthread_t th[NREADERS + 7];
+	pthread_t th[NREADERS + 8];
 	int n = 0;
 
-	(void)state;
 	assert_non_null(s);
-	s->fs = tl_mount("huge=always,split=migrate,scan_sleep_ms=2");
+	s->fs = tl_mount(*state);
 	s->f = tl_open(s->fs, "/data", O_RDWR | O_CREAT);
 	assert_int_equal(thpfs_mkdir(s->fs, "/dir", 0755), 0);
 	uint64_t *buf = malloc(HPG);
@@ -361,6 +403,7 @@ static void test_stress(void **state)
 	assert_int_equal(pthread_create(&th[n++], NULL, puncher, s), 0);
 	assert_int_equal(pthread_create(&th[n++], NULL, writer, s), 0);
 	assert_int_equal(pthread_create(&th[n++], NULL, pinner, s), 0);
+	assert_int_equal(pthread_create(&th[n++], NULL, lazy_freer, s), 0);
 	assert_int_equal(pthread_create(&th[n++], NULL, namespace_worker, s), 0);
 	assert_int_equal(pthread_create(&th[n++], NULL, namespace_worker, s), 0);
 	assert_int_equal(pthread_create(&th[n++], NULL, lister, s), 0);
@@ -368,10 +411,12 @@ static void test_stress(void **state)
 		pthread_join(th[i], NULL);
 
 	struct thpfs_stats st = tl_stats(s->fs);
-	printf("%.1fs: %" PRIu64 " reads, %" PRIu64 " punches, %" PRIu64 " writes, %" PRIu64
-	       " pins, %" PRIu64 " namespace ops, %" PRIu64 " listings; splits %" PRIu64
-	       ", deferred %" PRIu64 ", collapsed %" PRIu64 "\n",
-	       tl_now() - t0, s->reads, s->punches, s->writes, s->pins, s->ns_ops, s->listings,
+	printf("%s: %.1fs: %" PRIu64 " reads, %" PRIu64 " punches, %" PRIu64 " writes, %" PRIu64
+	       " pins, %" PRIu64 " lazy frees, %" PRIu64 " reclaims, %" PRIu64
+	       " namespace ops, %" PRIu64 " listings; splits %" PRIu64 ", deferred %" PRIu64
+	       ", collapsed %" PRIu64 "\n",
+	       (const char *)*state, tl_now() - t0, s->reads, s->punches, s->writes, s->pins,
+	       s->lazies, s->reclaims, s->ns_ops, s->listings,
 	       st.thp_split_page - st0.thp_split_page,
 	       st.thp_deferred_split_page - st0.thp_deferred_split_page,
 	       st.thp_collapse_alloc - st0.thp_collapse_alloc);
@@ -427,7 +472,12 @@ static void test_stress(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stress),
+		{ .name = "split=native (default)", .test_func = test_stress,
+		  .initial_state = (void *)"huge=always,split=native,scan_sleep_ms=2" },
+		{ .name = "split=migrate", .test_func = test_stress,
+		  .initial_state = (void *)"huge=always,split=migrate,scan_sleep_ms=2" },
+		{ .name = "split=inplace", .test_func = test_stress,
+		  .initial_state = (void *)"huge=always,split=inplace,scan_sleep_ms=2" },
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
