@@ -656,7 +656,9 @@ int main(int argc, char *argv[])
 		goto out_args;
 	if (!cli.show_help && preflight(prog, &cli) < 0)
 		goto out_args;
-	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=thpfs,subtype=thpfs") < 0)
+	/* the defaults go first: libfuse keeps the last fsname=/subtype= it
+	 * sees, so the user's own win */
+	if (fuse_opt_insert_arg(&args, 1, "-odefault_permissions,fsname=thpfs,subtype=thpfs") < 0)
 		goto out_args;
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		goto out_args;

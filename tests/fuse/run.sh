@@ -118,8 +118,12 @@ meminfo_value() { "$THPFS_STAT" "$MNT" "$1" | awk '{print $1}'; }
 # (Not inside an `if`: bash ignores errexit in a condition's subshells.)
 # Lines a check prints starting with "info: " are shown also on success.
 # A check that exits 77 is skipped (its last line says why).
+# ONLY=REGEX (environment) runs only the checks whose function name matches.
 check() {
 	local name=$1 fn=$2 out rc t0=$SECONDS
+	if [ -n "${ONLY:-}" ] && ! [[ $fn =~ $ONLY ]]; then
+		return 0
+	fi
 	out=$( (set -e -o pipefail; cd "$T"; "$fn") 2>&1)
 	rc=$?
 	if [ "$rc" -eq 77 ]; then
@@ -395,6 +399,23 @@ t_mmap() {
 	# for it): shared mappings fail, private ones read through the kernel
 	expect_eq "$("$PROBE" mmap "$MNT/m" | tr '\n' ' ')" "shared: ENODEV private: ok " "mmap"
 	rm -f "$MNT/m"
+}
+
+# The user's fsname= and subtype= win over the daemon's defaults.
+t_fsname_subtype() {
+	local mp=$T/mnt-name pid i
+	env --default-signal=INT,TERM,HUP "$THPFS" -f -o size=16m,fsname=myname,subtype=mysub "$mp" \
+		>>"$T/daemon.log" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 500; i++)); do
+		grep -qs " $mp " /proc/mounts && break
+		sleep 0.01
+	done
+	expect_eq "$(awk -v m="$mp" '$2 == m {print $1, $3}' /proc/mounts)" "myname fuse.mysub" \
+		"source and type in /proc/mounts"
+	stop_daemon "$mp" "$pid"
+	expect_eq "$(awk -v m="$MNT" '$2 == m {print $1, $3}' /proc/mounts)" "thpfs fuse.thpfs" \
+		"defaults without the options"
 }
 
 t_umask_and_owner() {
@@ -847,7 +868,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg mnt-name; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -866,6 +887,7 @@ check "rename NOREPLACE / EXCHANGE" t_rename_flags
 check "concurrent writers and appenders" t_concurrent_writers
 check "an unlinked open file stays readable" t_unlinked_open_file
 check "mmap: shared fails with ENODEV, private reads" t_mmap
+check "the user's fsname= and subtype= win over the defaults" t_fsname_subtype
 check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user
