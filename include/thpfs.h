@@ -288,6 +288,14 @@ int thpfs_rename(struct thpfs *fs, const char *from, const char *to, unsigned fl
 int thpfs_symlink(struct thpfs *fs, const char *target, const char *path);
 int thpfs_link(struct thpfs *fs, const char *oldpath, const char *newpath);
 ssize_t thpfs_readlink(struct thpfs *fs, const char *path, char *buf, size_t len);
+/* Special files, as tmpfs keeps them: mode's type is S_IFIFO, S_IFSOCK,
+ * S_IFCHR or S_IFBLK (rdev is kept for the last two and returned in
+ * st_rdev), or S_IFREG (an empty regular file, like mknod(2)).  S_IFDIR is
+ * -EPERM, any other type -EINVAL.  thpfs stores them only: a FIFO, socket
+ * or device gets its behaviour from whoever opens it (the kernel, on a FUSE
+ * mount); thpfs_open of one is -ENXIO.  The path form uses the caller's
+ * uid/gid. */
+int thpfs_mknod(struct thpfs *fs, const char *path, mode_t mode, dev_t rdev);
 
 /* Directory listing: calls fn for each entry of the directory (including "."
  * and "..") whose cookie is greater than *cookie, in cookie order, until fn
@@ -296,7 +304,8 @@ ssize_t thpfs_readlink(struct thpfs *fs, const char *path, char *buf, size_t len
 struct thpfs_dirent {
 	uint64_t ino;
 	uint64_t cookie; /* pass back to continue after this entry */
-	mode_t type;     /* S_IFREG, S_IFDIR, S_IFLNK */
+	mode_t type;     /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK,
+			  * S_IFCHR, S_IFBLK */
 	const char *name;
 };
 typedef int (*thpfs_filldir_t)(void *ctx, const struct thpfs_dirent *de);
@@ -305,7 +314,7 @@ int thpfs_readdir(struct thpfs *fs, const char *path, uint64_t *cookie,
 
 /* Inode-addressed forms (FUSE).  A lookup takes a reference on the inode that
  * keeps it (and its data) alive after unlink until thpfs_forget drops it.
- * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at and thpfs_link_at
+ * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at, thpfs_mknod_at and thpfs_link_at
  * (FUSE counts their replies as lookups); the path-based calls take none. */
 int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct stat *st);
 void thpfs_forget(struct thpfs *fs, uint64_t ino, uint64_t nlookup);
@@ -326,6 +335,10 @@ int thpfs_mkdir_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t m
 		   uid_t uid, gid_t gid, struct stat *st);
 int thpfs_symlink_at(struct thpfs *fs, uint64_t parent, const char *name,
 		     const char *target, uid_t uid, gid_t gid, struct stat *st);
+/* Like thpfs_mknod, in directory parent, with owner uid/gid; takes a lookup
+ * reference as thpfs_mkdir_at does. */
+int thpfs_mknod_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t mode,
+		   dev_t rdev, uid_t uid, gid_t gid, struct stat *st);
 int thpfs_link_at(struct thpfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
 		  struct stat *st);
 int thpfs_unlink_at(struct thpfs *fs, uint64_t parent, const char *name);

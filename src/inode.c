@@ -313,6 +313,8 @@ void _thpfs_fill_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *
 		st->st_size = (off_t)(inode->nentries + 2) * BOGO_DIRENT_SIZE;
 	} else if (S_ISLNK(inode->mode)) {
 		st->st_size = inode->target ? (off_t)strlen(inode->target) : 0;
+	} else if (S_ISCHR(inode->mode) || S_ISBLK(inode->mode)) {
+		st->st_rdev = inode->rdev;
 	}
 	st->st_atim = inode->atime;
 	st->st_mtim = inode->mtime;

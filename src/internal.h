@@ -239,6 +239,8 @@ struct thpfs_inode {
 	struct thpfs_dentry *readdir_hint; /* namei.c: last entry readdir passed */
 	/* symlinks */
 	char *target;
+	/* device nodes: the device number (0 for fifos, sockets, others) */
+	dev_t rdev;
 };
 
 struct thpfs_file {

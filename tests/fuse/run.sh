@@ -401,6 +401,40 @@ t_mmap() {
 	rm -f "$MNT/m"
 }
 
+# FIFOs, sockets and device nodes as tmpfs keeps them; the kernel gives
+# them their behaviour.  The mount is nodev (FUSE's default), as is checked.
+t_special_files() {
+	local d
+	for d in "$MNT" "$REF"; do
+		mkfifo -m 640 "$d/fifo"
+		mknod -m 600 "$d/chr" c 1 3
+		mknod -m 600 "$d/blk" b 7 200
+		python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$d/sock"
+		ln "$d/chr" "$d/chr2"
+		mv "$d/sock" "$d/sock2"
+	done
+	diff <(cd "$MNT" && stat -c '%n %F %a %h %t:%T %s' fifo chr chr2 blk sock2) \
+		<(cd "$REF" && stat -c '%n %F %a %h %t:%T %s' fifo chr chr2 blk sock2)
+	expect_eq "$(find "$MNT" -maxdepth 1 -type p -printf '%f ' ; find "$MNT" -maxdepth 1 -type s -printf '%f ')" \
+		"fifo sock2 " "readdir types (find -type p, -type s)"
+	# a FIFO on the mount carries data between two processes
+	(echo through-the-fifo >"$MNT/fifo") &
+	expect_eq "$(timeout 5 cat "$MNT/fifo")" through-the-fifo "data through a FIFO"
+	wait
+	# a socket bound on the mount takes a connection
+	python3 - "$MNT/sock3" <<'PY'
+import socket, sys, os
+srv = socket.socket(socket.AF_UNIX); srv.bind(sys.argv[1]); srv.listen(1)
+cli = socket.socket(socket.AF_UNIX); cli.connect(sys.argv[1])
+conn, _ = srv.accept(); cli.sendall(b"ping")
+assert conn.recv(4) == b"ping"
+PY
+	# nodev: the device node is there but cannot be opened
+	grep " $MNT " /proc/mounts | grep -q nodev || fail_msg "mount is not nodev"
+	if head -c 1 "$MNT/chr" >/dev/null 2>&1; then fail_msg "opened a device node on a nodev mount"; fi
+	rm -f "$MNT"/{fifo,chr,chr2,blk,sock2,sock3} "$REF"/{fifo,chr,chr2,blk,sock2}
+}
+
 # The user's fsname= and subtype= win over the daemon's defaults.
 t_fsname_subtype() {
 	local mp=$T/mnt-name pid i
@@ -888,6 +922,7 @@ check "concurrent writers and appenders" t_concurrent_writers
 check "an unlinked open file stays readable" t_unlinked_open_file
 check "mmap: shared fails with ENODEV, private reads" t_mmap
 check "the user's fsname= and subtype= win over the defaults" t_fsname_subtype
+check "FIFOs, sockets, device nodes (mount stays nodev)" t_special_files
 check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user

@@ -242,30 +242,28 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/*
+ * mknod: FIFOs, sockets (bind(2) makes one), device nodes and empty regular
+ * files.  The kernel gives special files their behaviour (a FIFO or device
+ * opened on the mount never reaches the daemon); thpfs only stores them.
+ * Device nodes work only where the mount allows them: FUSE mounts are
+ * nodev unless root mounts with -o dev.
+ */
 static void tf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	struct thpfs_file *f;
 	struct stat st;
 	uid_t uid;
 	gid_t gid;
 	int ret;
 
-	/* thpfs holds regular files, directories and symlinks only */
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	ret = new_owner(req, parent, &mode, &uid, &gid, 0);
 	if (ret == 0)
-		ret = thpfs_create_at(req_fs(req), parent, name, O_RDONLY | O_CREAT | O_EXCL,
-				      mode & 07777, uid, gid, &f, &st);
-	if (ret < 0) {
+		ret = thpfs_mknod_at(req_fs(req), parent, name, mode, rdev, uid, gid, &st);
+	if (ret < 0)
 		reply_status(req, ret);
-		return;
-	}
-	thpfs_close(f);
-	reply_new_entry(req, &st);
+	else
+		reply_new_entry(req, &st);
 }
 
 static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
