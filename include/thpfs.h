@@ -349,6 +349,50 @@ ssize_t thpfs_readlink_ino(struct thpfs *fs, uint64_t ino, char *buf, size_t len
 int thpfs_readdir_ino(struct thpfs *fs, uint64_t ino, uint64_t *cookie,
 		      thpfs_filldir_t fn, void *ctx);
 
+/* ---- Extended attributes and POSIX ACLs ----------------------------------
+ * As tmpfs keeps them: names in the user., trusted. and security.
+ * namespaces, and the POSIX ACLs THPFS_XATTR_ACL_ACCESS/_DEFAULT (kernel
+ * xattr form, version 2); other names -EOPNOTSUPP.  A name is 1..255 bytes
+ * (-ERANGE), a value at most 65536 (-E2BIG).  user. attributes only on
+ * regular files and directories (-EPERM to set or remove, -ENODATA to get
+ * on others).  Space: an attribute takes 40 + name + value bytes of the
+ * mount's inode space, nr_inodes= x 1024 bytes, of which each inode and
+ * each extra hard link takes 1024 (-ENOSPC when used up; statfs's f_ffree
+ * shrinks accordingly); nr_inodes=0 sets no limit.  Nothing is charged to
+ * size= (tmpfs keeps attributes in kernel memory, not in pages).
+ * get/list: size 0 returns the length needed; a smaller buffer -ERANGE;
+ * get of a missing name -ENODATA.  set flags: THPFS_XATTR_CREATE (-EEXIST
+ * when present), THPFS_XATTR_REPLACE (-ENODATA when absent).  set and
+ * remove update ctime.
+ * ACLs: setting an access ACL sets the mode's permission bits from it (one
+ * the mode says all of is not stored); THPFS_XATTR_KILL_SGID also clears
+ * set-group-ID (the setter is not in the group and lacks CAP_FSETID).  A
+ * default ACL only on a directory (-EACCES).  chmod updates a stored
+ * access ACL.  An entry created in a directory with a default ACL inherits
+ * it (masked by the creation mode: apply no umask then; a new directory
+ * keeps it as its own default) - see thpfs_has_default_acl. */
+#define THPFS_XATTR_CREATE 0x1 /* Linux's values */
+#define THPFS_XATTR_REPLACE 0x2
+#define THPFS_XATTR_KILL_SGID 0x4
+#define THPFS_XATTR_ACL_ACCESS "system.posix_acl_access"
+#define THPFS_XATTR_ACL_DEFAULT "system.posix_acl_default"
+ssize_t thpfs_getxattr_ino(struct thpfs *fs, uint64_t ino, const char *name, void *buf,
+			   size_t size);
+int thpfs_setxattr_ino(struct thpfs *fs, uint64_t ino, const char *name, const void *value,
+		       size_t size, int flags);
+/* Names, each with its NUL, sorted. */
+ssize_t thpfs_listxattr_ino(struct thpfs *fs, uint64_t ino, char *buf, size_t size);
+int thpfs_removexattr_ino(struct thpfs *fs, uint64_t ino, const char *name);
+ssize_t thpfs_getxattr(struct thpfs *fs, const char *path, const char *name, void *buf,
+		       size_t size);
+int thpfs_setxattr(struct thpfs *fs, const char *path, const char *name, const void *value,
+		   size_t size, int flags);
+ssize_t thpfs_listxattr(struct thpfs *fs, const char *path, char *buf, size_t size);
+int thpfs_removexattr(struct thpfs *fs, const char *path, const char *name);
+/* 1 when directory ino has a default ACL (its new entries inherit it: the
+ * creation mode must not be masked with the umask), 0 when not, or -ENOENT. */
+int thpfs_has_default_acl(struct thpfs *fs, uint64_t ino);
+
 /* Like statvfs: f_bsize 4096, f_blocks from size=, f_files from nr_inodes=. */
 struct thpfs_statfs {
 	uint64_t bsize, blocks, bfree, files, ffree, namemax;

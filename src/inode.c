@@ -39,7 +39,33 @@ static uint64_t inodes_in_use(struct thpfs *fs)
  */
 static uint64_t inode_space_used(struct thpfs *fs)
 {
-	return inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED);
+	uint64_t xb = __atomic_load_n(&fs->xattr_bytes, __ATOMIC_RELAXED);
+
+	/* extended attributes take inode space too (xattr.c), counted here
+	 * in whole inodes, rounded up: what statfs's f_ffree leaves out */
+	return inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED) +
+	       (xb + THPFS_BOGO_INODE_SIZE - 1) / THPFS_BOGO_INODE_SIZE;
+}
+
+uint64_t _thpfs_ispace_used(struct thpfs *fs)
+{
+	return (inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED)) *
+		       THPFS_BOGO_INODE_SIZE +
+	       __atomic_load_n(&fs->xattr_bytes, __ATOMIC_RELAXED);
+}
+
+int thpfs_has_default_acl(struct thpfs *fs, uint64_t ino)
+{
+	struct thpfs_inode *inode;
+	int ret;
+
+	if (!fs)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	inode = _thpfs_inode_find(fs, ino);
+	ret = inode ? _thpfs_acl_has_default(inode) : -ENOENT;
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return ret;
 }
 
 /* Charges one more link of an existing inode to nr_inodes=: -ENOSPC when
@@ -207,6 +233,7 @@ static void inode_free(struct thpfs *fs, struct thpfs_inode *inode)
 		free(thpfs_container_of(l, struct thpfs_dentry, link));
 	}
 	free(inode->dhash);
+	_thpfs_xattr_free_all(fs, inode);
 	if (inode->target) {
 		uint64_t charge = _thpfs_symlink_charge_bytes(strlen(inode->target));
 
@@ -397,8 +424,10 @@ static int setattr_apply(struct thpfs *fs, struct thpfs_inode *inode, const stru
 			return ret;
 		inode->mtime = now;
 	}
-	if (to_set & THPFS_SET_MODE)
+	if (to_set & THPFS_SET_MODE) {
 		inode->mode = (inode->mode & S_IFMT) | (attr->st_mode & 07777);
+		_thpfs_acl_chmod(inode); /* ns_lock is held for writing */
+	}
 	if (to_set & THPFS_SET_UID)
 		inode->uid = attr->st_uid;
 	if (to_set & THPFS_SET_GID)

@@ -432,6 +432,12 @@ static int create_child(struct thpfs *fs, const struct nd *nd, mode_t mode, uid_
 		free(d);
 		return err;
 	}
+	err = _thpfs_acl_inherit(fs, dir, inode);
+	if (err) {
+		_thpfs_inode_maybe_destroy(fs, inode); /* nlink 0: it goes */
+		free(d);
+		return err;
+	}
 	if (S_ISDIR(mode)) {
 		inode->nlink = 2;
 		inode->parent = dir;
@@ -1050,6 +1056,14 @@ void _thpfs_files_destroy(struct thpfs *fs)
 }
 
 /* ---- Path-based namespace calls ---- */
+
+int _thpfs_path_inode(struct thpfs *fs, const char *path, struct thpfs_inode **out)
+{
+	struct nd nd;
+	int ret = walk_parent(fs, path, &nd);
+
+	return ret ? ret : nd_target(&nd, out);
+}
 
 int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st)
 {

@@ -101,10 +101,267 @@ static void test_mknod(void **state)
 	assert_int_equal(tl_stats(fs).inodes, 1);
 }
 
+
+static void test_xattr_basic(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	char buf[256], big[65537];
+	struct stat st0, st1;
+
+	tl_close(f);
+	assert_int_equal(thpfs_stat(fs, "/f", &st0), 0);
+	usleep(2000);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.a", buf, sizeof(buf)), -ENODATA);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.b", "two", 3, 0), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.a", "one", 3, THPFS_XATTR_CREATE), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.a", "x", 1, THPFS_XATTR_CREATE), -EEXIST);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.c", "x", 1, THPFS_XATTR_REPLACE), -ENODATA);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.a", "uno!", 4, THPFS_XATTR_REPLACE), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "trusted.t", "", 0, 0), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "security.s", "sec", 3, 0), 0);
+	assert_int_equal(thpfs_stat(fs, "/f", &st1), 0);
+	assert_true(st1.st_ctim.tv_sec > st0.st_ctim.tv_sec ||
+		    st1.st_ctim.tv_nsec > st0.st_ctim.tv_nsec);
+
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.a", NULL, 0), 4);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.a", buf, 3), -ERANGE);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.a", buf, 4), 4);
+	assert_memory_equal(buf, "uno!", 4);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "trusted.t", buf, sizeof(buf)), 0);
+
+	/* sorted, each name with its NUL */
+	static const char names[] = "security.s\0trusted.t\0user.a\0user.b";
+	assert_int_equal(thpfs_listxattr(fs, "/f", NULL, 0), (ssize_t)sizeof(names));
+	assert_int_equal(thpfs_listxattr(fs, "/f", buf, sizeof(names) - 1), -ERANGE);
+	assert_int_equal(thpfs_listxattr(fs, "/f", buf, sizeof(buf)), (ssize_t)sizeof(names));
+	assert_memory_equal(buf, names, sizeof(names));
+
+	assert_int_equal(thpfs_removexattr(fs, "/f", "user.b"), 0);
+	assert_int_equal(thpfs_removexattr(fs, "/f", "user.b"), -ENODATA);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.b", buf, sizeof(buf)), -ENODATA);
+
+	/* limits and namespaces */
+	memset(big, 'v', sizeof(big));
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.big", big, 65537, 0), -E2BIG);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.big", big, 65536, 0), 0);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.big", NULL, 0), 65536);
+	char name[300];
+	memset(name, 'n', sizeof(name));
+	memcpy(name, "user.", 5);
+	name[255] = 0;
+	assert_int_equal(thpfs_setxattr(fs, "/f", name, "", 0, 0), 0);
+	name[255] = 'n';
+	name[256] = 0;
+	assert_int_equal(thpfs_setxattr(fs, "/f", name, "", 0, 0), -ERANGE);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "", "", 0, 0), -ERANGE);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.", "x", 1, 0), -EINVAL);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "os2.x", "x", 1, 0), -EOPNOTSUPP);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "system.foo", "x", 1, 0), -EOPNOTSUPP);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.x", "x", 1, 3), -EINVAL);
+	assert_int_equal(thpfs_setxattr(fs, "/nope", "user.x", "x", 1, 0), -ENOENT);
+
+	/* user. only on regular files and directories; others on anything */
+	assert_int_equal(thpfs_symlink(fs, "f", "/l"), 0);
+	assert_int_equal(thpfs_mknod(fs, "/p", S_IFIFO | 0600, 0), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/l", "user.x", "x", 1, 0), -EPERM);
+	assert_int_equal(thpfs_setxattr(fs, "/p", "user.x", "x", 1, 0), -EPERM);
+	assert_int_equal(thpfs_getxattr(fs, "/p", "user.x", buf, sizeof(buf)), -ENODATA);
+	assert_int_equal(thpfs_setxattr(fs, "/l", "trusted.x", "x", 1, 0), 0);
+	assert_int_equal(thpfs_mkdir(fs, "/d", 0755), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/d", "user.x", "dir", 3, 0), 0);
+
+	/* inode-addressed forms */
+	assert_int_equal(thpfs_stat(fs, "/d", &st0), 0);
+	assert_int_equal(thpfs_getxattr_ino(fs, st0.st_ino, "user.x", buf, sizeof(buf)), 3);
+	assert_int_equal(thpfs_setxattr_ino(fs, st0.st_ino, "user.y", "y", 1, 0), 0);
+	assert_int_equal(thpfs_listxattr_ino(fs, st0.st_ino, buf, sizeof(buf)), 14);
+	assert_int_equal(thpfs_removexattr_ino(fs, st0.st_ino, "user.y"), 0);
+	assert_int_equal(thpfs_getxattr_ino(fs, 999999, "user.x", buf, sizeof(buf)), -ENOENT);
+
+	/* everything is freed with the inodes (ASan checks for leaks) */
+	assert_int_equal(thpfs_unlink(fs, "/f"), 0);
+	assert_int_equal(thpfs_unlink(fs, "/l"), 0);
+}
+
+/* tmpfs's inode space: nr_inodes= x 1024 bytes; an inode takes 1024, an
+ * attribute 40 + name + value.  Figures seen on Linux 6.18 tmpfs with
+ * nr_inodes=100: a 30000-byte user.b moves df -i from 4 to 33 used. */
+static void test_xattr_space(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_statfs sf;
+	static char v[65536];
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+
+	tl_close(f);
+	assert_int_equal(thpfs_statfs(fs, &sf), 0);
+	assert_int_equal(sf.files - sf.ffree, 2);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.b", v, 30000, 0), 0);
+	assert_int_equal(thpfs_statfs(fs, &sf), 0);
+	assert_int_equal(sf.files - sf.ffree, 2 + 30); /* 30046 bytes: 30 inodes' worth */
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.c", v, 65536, 0), 0);
+	/* 97 inodes' worth used: a second 64 KiB does not fit */
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.d", v, 65536, 0), -ENOSPC);
+	/* replacing charges the new value before the old one goes */
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.c", v, 65536, 0), -ENOSPC);
+	assert_int_equal(thpfs_getxattr(fs, "/f", "user.c", NULL, 0), 65536);
+	assert_int_equal(thpfs_setxattr(fs, "/f", "user.c", v, 100, 0), 0);
+	assert_int_equal(thpfs_removexattr(fs, "/f", "user.b"), 0);
+	/* and new inodes see the space: fill it with files */
+	int made = 0;
+	char name[32];
+	for (;;) {
+		snprintf(name, sizeof(name), "/g%d", made);
+		int ret = thpfs_open(fs, name, O_RDWR | O_CREAT, 0644, &f);
+		if (ret)
+			break;
+		tl_close(f);
+		made++;
+	}
+	assert_int_equal(made, 100 - 2 - 1); /* root, /f, and 146 bytes of user.c */
+	assert_int_equal(thpfs_removexattr(fs, "/f", "user.c"), 0);
+	assert_int_equal(thpfs_open(fs, "/last", O_RDWR | O_CREAT, 0644, &f), 0);
+	tl_close(f);
+}
+
+/* An ACL in xattr form from (tag, perm, id) triples. */
+static size_t mk_acl(unsigned char *buf, const uint32_t *e, size_t n)
+{
+	uint32_t v = 2;
+
+	memcpy(buf, &v, 4);
+	for (size_t i = 0; i < n; i++) {
+		uint16_t tag = (uint16_t)e[3 * i], perm = (uint16_t)e[3 * i + 1];
+		uint32_t id = e[3 * i + 2];
+
+		memcpy(buf + 4 + 8 * i, &tag, 2);
+		memcpy(buf + 6 + 8 * i, &perm, 2);
+		memcpy(buf + 8 + 8 * i, &id, 4);
+	}
+	return 4 + 8 * n;
+}
+
+#define U_OBJ 1, 0xffffffff
+#define G_OBJ 4, 0xffffffff
+#define MASK 0x10, 0xffffffff
+#define OTH 0x20, 0xffffffff
+
+static mode_t mode_of(struct thpfs *fs, const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(thpfs_stat(fs, path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+static void test_acl(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	unsigned char acl[128], got[128];
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	struct stat st;
+	size_t n;
+
+	tl_close(f);
+	/* user::rw- user:1000:r-x group::r-- mask::rwx other::--- */
+	const uint32_t a1[] = { 1, 6, 0xffffffff, 2, 5, 1000, 4, 4, 0xffffffff, 0x10, 7, 0xffffffff,
+				0x20, 0, 0xffffffff };
+	n = mk_acl(acl, a1, 5);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n, 0), 0);
+	assert_int_equal(mode_of(fs, "/f"), 0670); /* group bits from the mask */
+	assert_int_equal(thpfs_getxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, got, sizeof(got)),
+			 (ssize_t)n);
+	assert_memory_equal(got, acl, n);
+	/* chmod rewrites user::, mask:: and other:: */
+	assert_int_equal(thpfs_stat(fs, "/f", &st), 0);
+	st.st_mode = 0741;
+	assert_int_equal(thpfs_setattr(fs, st.st_ino, &st, THPFS_SET_MODE, NULL), 0);
+	assert_int_equal(thpfs_getxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, got, sizeof(got)),
+			 (ssize_t)n);
+	const uint32_t a2[] = { 1, 7, 0xffffffff, 2, 5, 1000, 4, 4, 0xffffffff, 0x10, 4, 0xffffffff,
+				0x20, 1, 0xffffffff };
+	n = mk_acl(acl, a2, 5);
+	assert_memory_equal(got, acl, n);
+	/* an ACL the mode says all of is not stored; it sets the mode */
+	const uint32_t a3[] = { 1, 6, 0xffffffff, 4, 4, 0xffffffff, 0x20, 4, 0xffffffff };
+	n = mk_acl(acl, a3, 3);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n, 0), 0);
+	assert_int_equal(mode_of(fs, "/f"), 0644);
+	assert_int_equal(thpfs_getxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, got, sizeof(got)),
+			 -ENODATA);
+	/* invalid ones: named entry without a mask, out of order, bad version */
+	const uint32_t b1[] = { 1, 6, 0xffffffff, 2, 5, 1000, 4, 4, 0xffffffff, 0x20, 0, 0xffffffff };
+	n = mk_acl(acl, b1, 4);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n, 0), -EINVAL);
+	const uint32_t b2[] = { 4, 4, 0xffffffff, 1, 6, 0xffffffff, 0x20, 0, 0xffffffff };
+	n = mk_acl(acl, b2, 3);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n, 0), -EINVAL);
+	acl[0] = 1;
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n, 0), -EINVAL);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, 7, 0), -EINVAL);
+	/* a default ACL only on directories */
+	n = mk_acl(acl, a1, 5);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_DEFAULT, acl, n, 0), -EACCES);
+	/* KILL_SGID */
+	assert_int_equal(thpfs_stat(fs, "/f", &st), 0);
+	st.st_mode = 02755;
+	assert_int_equal(thpfs_setattr(fs, st.st_ino, &st, THPFS_SET_MODE, NULL), 0);
+	assert_int_equal(thpfs_setxattr(fs, "/f", THPFS_XATTR_ACL_ACCESS, acl, n,
+					THPFS_XATTR_KILL_SGID), 0);
+	assert_int_equal(mode_of(fs, "/f"), 0670);
+
+	/* inheritance: default user::rwx user:1000:rwx group::r-x mask::rwx other::r-x */
+	assert_int_equal(thpfs_mkdir(fs, "/d", 0755), 0);
+	assert_int_equal(thpfs_stat(fs, "/d", &st), 0);
+	assert_int_equal(thpfs_has_default_acl(fs, st.st_ino), 0);
+	const uint32_t d1[] = { 1, 7, 0xffffffff, 2, 7, 1000, 4, 5, 0xffffffff, 0x10, 7, 0xffffffff,
+				0x20, 5, 0xffffffff };
+	n = mk_acl(acl, d1, 5);
+	assert_int_equal(thpfs_setxattr(fs, "/d", THPFS_XATTR_ACL_DEFAULT, acl, n, 0), 0);
+	assert_int_equal(thpfs_has_default_acl(fs, st.st_ino), 1);
+	assert_int_equal(mode_of(fs, "/d"), 0755); /* a default ACL leaves the mode */
+	/* a file created with 0666 (no umask): access ACL masked by the mode */
+	assert_int_equal(thpfs_create_at(fs, st.st_ino, "child", O_RDWR, 0666, 0, 0, &f, NULL), 0);
+	tl_close(f);
+	assert_int_equal(mode_of(fs, "/d/child"), 0664);
+	const uint32_t c1[] = { 1, 6, 0xffffffff, 2, 7, 1000, 4, 5, 0xffffffff, 0x10, 6, 0xffffffff,
+				0x20, 4, 0xffffffff };
+	n = mk_acl(acl, c1, 5);
+	assert_int_equal(thpfs_getxattr(fs, "/d/child", THPFS_XATTR_ACL_ACCESS, got, sizeof(got)),
+			 (ssize_t)n);
+	assert_memory_equal(got, acl, n);
+	assert_int_equal(thpfs_getxattr(fs, "/d/child", THPFS_XATTR_ACL_DEFAULT, got, sizeof(got)),
+			 -ENODATA);
+	/* a subdirectory keeps the default and gets the access ACL */
+	assert_int_equal(thpfs_mkdir(fs, "/d/sub", 0777), 0);
+	assert_int_equal(mode_of(fs, "/d/sub"), 0775);
+	n = mk_acl(acl, d1, 5);
+	assert_int_equal(thpfs_getxattr(fs, "/d/sub", THPFS_XATTR_ACL_DEFAULT, got, sizeof(got)),
+			 (ssize_t)n);
+	assert_memory_equal(got, acl, n);
+	assert_int_equal(thpfs_getxattr(fs, "/d/sub", THPFS_XATTR_ACL_ACCESS, NULL, 0), (ssize_t)n);
+	/* symlinks get none */
+	assert_int_equal(thpfs_symlink(fs, "x", "/d/l"), 0);
+	assert_int_equal(thpfs_getxattr(fs, "/d/l", THPFS_XATTR_ACL_ACCESS, NULL, 0), -ENODATA);
+	/* a minimal default ACL gives a child an equivalent ACL: none stored */
+	n = mk_acl(acl, a3, 3);
+	assert_int_equal(thpfs_setxattr(fs, "/d", THPFS_XATTR_ACL_DEFAULT, acl, n, 0), 0);
+	assert_int_equal(thpfs_mknod(fs, "/d/p", S_IFIFO | 0666, 0), 0);
+	assert_int_equal(mode_of(fs, "/d/p"), 0644);
+	assert_int_equal(thpfs_getxattr(fs, "/d/p", THPFS_XATTR_ACL_ACCESS, NULL, 0), -ENODATA);
+	/* an empty ACL (header only) removes */
+	assert_int_equal(thpfs_setxattr(fs, "/d", THPFS_XATTR_ACL_DEFAULT, acl, 4, 0), 0);
+	assert_int_equal(thpfs_getxattr(fs, "/d", THPFS_XATTR_ACL_DEFAULT, NULL, 0), -ENODATA);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TL_TEST(test_mknod, "nr_inodes=16"),
+		TL_TEST(test_xattr_basic, "huge=always"),
+		TL_TEST(test_xattr_space, "nr_inodes=100"),
+		TL_TEST(test_acl, "huge=always"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
