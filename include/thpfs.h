@@ -316,7 +316,14 @@ int thpfs_readdir(struct thpfs *fs, const char *path, uint64_t *cookie,
  * keeps it (and its data) alive after unlink until thpfs_forget drops it.
  * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at, thpfs_mknod_at and thpfs_link_at
  * (FUSE counts their replies as lookups); the path-based calls take none. */
+/* name "." returns the inode parent itself, of any type, and ".." a
+ * directory's parent (the root's is the root): the lookups the kernel makes
+ * to reconnect a file handle (open_by_handle_at, NFS export). */
 int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct stat *st);
+/* The inode's generation: fixed for its life, different for the inode that
+ * reuses its number (and across mounts: it starts at a random value); a
+ * file handle is (inode number, generation). */
+int thpfs_generation(struct thpfs *fs, uint64_t ino, uint32_t *gen);
 void thpfs_forget(struct thpfs *fs, uint64_t ino, uint64_t nlookup);
 int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st);
 /* setattr: to_set is a mask of THPFS_SET_*; a size change is a truncate. */

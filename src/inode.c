@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 #define ITABLE_MIN 64
 #define BOGO_DIRENT_SIZE 20 /* what tmpfs adds to a directory's size per entry */
@@ -201,6 +202,7 @@ struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, g
 		return NULL;
 	}
 	inode->ino = fs->next_ino++;
+	inode->generation = fs->next_generation++;
 	inode->mode = mode;
 	inode->uid = uid;
 	inode->gid = gid;
@@ -278,6 +280,15 @@ int _thpfs_ns_init(struct thpfs *fs)
 	fs->itable_size = ITABLE_MIN;
 	fs->itable = calloc(fs->itable_size, sizeof(*fs->itable));
 	fs->next_ino = THPFS_ROOT_INO;
+	/* generations start at a random value, so that a file handle from an
+	 * earlier mount (same inode numbers) is stale on this one */
+	if (getrandom(&fs->next_generation, sizeof(fs->next_generation), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(fs->next_generation)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fs->next_generation = (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 20) ^ getpid());
+	}
 	fs->stats.inodes = 0;
 	fs->links_charged = 0;
 	if (!fs->itable) {
@@ -358,6 +369,20 @@ void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat 
 	_thpfs_fill_stat(fs, inode, st);
 	if (reg)
 		pthread_rwlock_unlock(&inode->lock);
+}
+
+int thpfs_generation(struct thpfs *fs, uint64_t ino, uint32_t *gen)
+{
+	struct thpfs_inode *inode;
+
+	if (!fs || !gen)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	inode = _thpfs_inode_find(fs, ino);
+	if (inode)
+		*gen = inode->generation;
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return inode ? 0 : -ENOENT;
 }
 
 int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st)

@@ -243,6 +243,7 @@ struct thpfs_inode {
 	dev_t rdev;
 	/* extended attributes, sorted by name (xattr.c); ns_lock */
 	struct thpfs_xattr *xattrs;
+	uint32_t generation; /* set at birth, never changed (file handles) */
 };
 
 struct thpfs_file {
@@ -275,6 +276,7 @@ struct thpfs {
 				 * to nr_inodes= as tmpfs does; written under
 				 * ns_lock (write), read atomically */
 	struct thpfs_list inodes;
+	uint32_t next_generation; /* random at mount, +1 per inode; ns_lock */
 	uint64_t xattr_bytes;   /* inode space extended attributes take, as
 				 * tmpfs counts it (xattr.c); changed under
 				 * ns_lock (write), read atomically */

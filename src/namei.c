@@ -1338,11 +1338,18 @@ int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct sta
 	if (!fs)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	ret = nd_at(fs, parent, name, &nd);
-	if (!ret && dir_dead(nd.dir))
-		ret = -ENOENT;
-	if (!ret)
-		ret = nd_target(&nd, &inode);
+	if (name && !strcmp(name, ".")) {
+		/* any inode by number: what the kernel asks when it decodes a
+		 * file handle after dropping its cached inode */
+		inode = _thpfs_inode_find(fs, parent);
+		ret = inode ? 0 : -ENOENT;
+	} else {
+		ret = nd_at(fs, parent, name, &nd);
+		if (!ret && dir_dead(nd.dir))
+			ret = -ENOENT;
+		if (!ret)
+			ret = nd_target(&nd, &inode);
+	}
 	if (!ret) {
 		atomic_inc64(&inode->lookups);
 		if (st)

@@ -355,6 +355,50 @@ static void test_acl(void **state)
 	assert_int_equal(thpfs_getxattr(fs, "/d", THPFS_XATTR_ACL_DEFAULT, NULL, 0), -ENODATA);
 }
 
+/* What the kernel asks to reconnect a file handle: "." of any inode, ".."
+ * of a directory; and generations that tell inodes apart. */
+static void test_handles(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = NULL;
+	struct stat st, dir, got;
+	uint32_t g1, g2, groot;
+
+	assert_int_equal(thpfs_mkdir(fs, "/d", 0755), 0);
+	assert_int_equal(thpfs_stat(fs, "/d", &dir), 0);
+	assert_int_equal(thpfs_create_at(fs, dir.st_ino, "f", O_RDWR, 0644, 0, 0, &f, &st), 0);
+	tl_close(f);
+	assert_int_equal(thpfs_lookup(fs, st.st_ino, ".", &got), 0); /* a file */
+	assert_int_equal(got.st_ino, st.st_ino);
+	assert_int_equal(thpfs_lookup(fs, dir.st_ino, ".", &got), 0);
+	assert_int_equal(got.st_ino, dir.st_ino);
+	assert_int_equal(thpfs_lookup(fs, dir.st_ino, "..", &got), 0);
+	assert_int_equal(got.st_ino, THPFS_ROOT_INO);
+	assert_int_equal(thpfs_lookup(fs, THPFS_ROOT_INO, "..", &got), 0);
+	assert_int_equal(got.st_ino, THPFS_ROOT_INO);
+	assert_int_equal(thpfs_lookup(fs, st.st_ino, "..", &got), -ENOTDIR);
+	assert_int_equal(thpfs_lookup(fs, 424242, ".", &got), -ENOENT);
+
+	assert_int_equal(thpfs_generation(fs, st.st_ino, &g1), 0);
+	assert_int_equal(thpfs_generation(fs, dir.st_ino, &g2), 0);
+	assert_int_equal(thpfs_generation(fs, THPFS_ROOT_INO, &groot), 0);
+	assert_true(g1 != g2 && g2 != groot);
+	assert_int_equal(thpfs_generation(fs, st.st_ino, &g2), 0);
+	assert_int_equal(g1, g2); /* fixed for the inode's life */
+	/* the file's lookups (create + 3 "." lookups = 2 here) keep it after
+	 * unlink; once forgotten it is gone for good */
+	assert_int_equal(thpfs_unlink(fs, "/d/f"), 0);
+	assert_int_equal(thpfs_lookup(fs, st.st_ino, ".", &got), 0);
+	thpfs_forget(fs, st.st_ino, 3);
+	assert_int_equal(thpfs_lookup(fs, st.st_ino, ".", &got), -ENOENT);
+	assert_int_equal(thpfs_generation(fs, st.st_ino, &g2), -ENOENT);
+	/* another mount starts elsewhere: its root's generation differs */
+	struct thpfs *fs2 = tl_mount("huge=never");
+	assert_int_equal(thpfs_generation(fs2, THPFS_ROOT_INO, &g2), 0);
+	assert_true(g2 != groot);
+	tl_unmount(fs2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +406,7 @@ int main(void)
 		TL_TEST(test_xattr_basic, "huge=always"),
 		TL_TEST(test_xattr_space, "nr_inodes=100"),
 		TL_TEST(test_acl, "huge=always"),
+		TL_TEST(test_handles, "huge=always"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,14 @@
  *   probe rename2 OLD NEW FLAG     renameat2 with FLAG noreplace|exchange;
  *                                  prints "ok" or the errno name
  *   probe dirty FILE OFF           pwrite one byte 'x' at OFF (no truncate)
+ *   probe handle PATH MNTDIR [unlink]  name_to_handle_at(PATH), the
+ *                                  kernel's dentry and inode caches dropped
+ *                                  (vm.drop_caches=2; root), then
+ *                                  open_by_handle_at on MNTDIR: prints "ok"
+ *                                  when it opens the same inode (and a file
+ *                                  reads the same first bytes), else the
+ *                                  errno name; with "unlink", PATH is
+ *                                  removed first (ESTALE is right then)
  *   probe torn FILE SECONDS        one process rewrites the first MiB of FILE
  *                                  with all 'A' then all 'B', others pread
  *                                  it whole; prints "torn N of M reads" and
@@ -34,6 +42,78 @@ static const char *errname(int e)
 	const char *n = strerrorname_np(e);
 
 	return n ? n : "unknown";
+}
+
+static int drop_caches(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+	sync();
+	if (fd < 0 || write(fd, "2", 1) != 1) {
+		fprintf(stderr, "probe: drop_caches: %s\n", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int probe_handle(const char *path, const char *mnt, int do_unlink)
+{
+	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+	char before[64] = "", after[64] = "";
+	struct stat st0, st1;
+	ssize_t n0 = 0, n1;
+	int mount_id, fd, mfd;
+
+	if (!fh)
+		return 1;
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(AT_FDCWD, path, fh, &mount_id, 0) < 0) {
+		printf("name_to_handle_at: %s\n", errname(errno));
+		return 1;
+	}
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || fstat(fd, &st0) < 0) {
+		fprintf(stderr, "probe: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (S_ISREG(st0.st_mode))
+		n0 = pread(fd, before, sizeof(before), 0);
+	close(fd);
+	if (do_unlink && (S_ISDIR(st0.st_mode) ? rmdir(path) : unlink(path)) < 0) {
+		fprintf(stderr, "probe: remove %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (drop_caches() < 0)
+		return 1;
+	mfd = open(mnt, O_RDONLY | O_DIRECTORY);
+	if (mfd < 0) {
+		fprintf(stderr, "probe: %s: %s\n", mnt, strerror(errno));
+		return 1;
+	}
+	fd = open_by_handle_at(mfd, fh, O_RDONLY);
+	if (fd < 0) {
+		printf("%s\n", errname(errno));
+		return 0;
+	}
+	if (fstat(fd, &st1) < 0 || st1.st_ino != st0.st_ino) {
+		printf("other inode\n");
+		return 1;
+	}
+	if (S_ISREG(st0.st_mode)) {
+		n1 = pread(fd, after, sizeof(after), 0);
+		if (n1 != n0 || memcmp(before, after, sizeof(before)) != 0) {
+			printf("other data\n");
+			return 1;
+		}
+	}
+	close(fd);
+	close(mfd);
+	free(fh);
+	printf("ok\n");
+	return 0;
 }
 
 static int probe_mmap(const char *path)
@@ -246,6 +326,8 @@ int main(int argc, char *argv[])
 {
 	if (argc == 3 && !strcmp(argv[1], "mmap"))
 		return probe_mmap(argv[2]);
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "handle"))
+		return probe_handle(argv[2], argv[3], argc == 5 && !strcmp(argv[4], "unlink"));
 	if (argc == 3 && !strcmp(argv[1], "segments"))
 		return probe_segments(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "rename2"))

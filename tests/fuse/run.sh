@@ -571,6 +571,22 @@ t_posix_acls() {
 	return $rc
 }
 
+# File handles survive the kernel dropping its inodes: it asks the daemon
+# to look up "." (and ".." to reconnect a directory) and checks the
+# generation.  A removed file's handle is stale.  Compared with tmpfs.
+t_file_handles() {
+	local d
+	for d in "$MNT" "$REF"; do
+		mkdir -p "$d/fh/a/b"
+		echo handle-data >"$d/fh/a/b/file"
+		echo gone >"$d/fh/a/b/gone"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b/file" "$d")" ok "open_by_handle_at of a file ($d)"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b" "$d")" ok "open_by_handle_at of a directory ($d)"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b/gone" "$d" unlink)" ESTALE "handle of a removed file ($d)"
+		rm -rf "$d/fh"
+	done
+}
+
 # The user's fsname= and subtype= win over the daemon's defaults.
 t_fsname_subtype() {
 	local mp=$T/mnt-name pid i
@@ -1061,6 +1077,7 @@ check "the user's fsname= and subtype= win over the defaults" t_fsname_subtype
 check "FIFOs, sockets, device nodes (mount stays nodev)" t_special_files
 check "extended attributes as on tmpfs (limits, inode space)" t_xattrs
 check "POSIX ACLs as on tmpfs (checks, chmod, inheritance)" t_posix_acls
+check "file handles after the kernel drops its inodes" t_file_handles
 check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user

@@ -59,7 +59,12 @@ static void fill_entry(fuse_req_t req, const struct stat *st, struct fuse_entry_
 {
 	struct thpfs_fuse *tf = req_ctx(req);
 
+	uint32_t gen = 0;
+
 	memset(e, 0, sizeof(*e));
+	/* the inode is held by the lookup reference this entry stands for */
+	thpfs_generation(tf->fs, st->st_ino, &gen);
+	e->generation = gen;
 	e->ino = st->st_ino;
 	e->attr = *st;
 	e->attr_timeout = tf->attr_timeout;
@@ -129,6 +134,10 @@ static void tf_init(void *userdata, struct fuse_conn_info *conn)
 	 * the library keeps them, the mode in step, and their inheritance */
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* file handles: lookups of "." and ".." and generations are served,
+	 * so the kernel may decode a handle whose inode it has forgotten */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	/* the kernel clears set-user-ID bits on chown and truncate; writes are
 	 * direct I/O, which it leaves to us (kill_suid) */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
