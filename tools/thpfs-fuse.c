@@ -102,8 +102,8 @@ static void usage(const char *prog)
 	       "\n"
 	       "default_permissions is always on: the kernel checks permissions.  Only\n"
 	       "the mounting user can use the mount unless allow_other is given.\n"
-	       "Files are opened with direct I/O (no page-cache copy); a shared mmap of\n"
-	       "a file on the mount fails with ENODEV, a private one works.\n"
+	       "Files are opened with direct I/O (no page-cache copy of read/write data);\n"
+	       "shared and private mmap work (mapped pages live in the page cache too).\n"
 	       "size= must fit in the daemon's memory cgroup limit (less a reserve for\n"
 	       "the daemon): a larger size= is refused, the default is lowered to fit.\n"
 	       "The daemon sets its oom_score_adj to -1000 when allowed, else as low as\n"
@@ -613,6 +613,10 @@ static int serve(const char *prog, struct fuse_args *args, const struct fuse_cmd
 	if (fuse_session_mount(se, opts->mountpoint) != 0) {
 		fprintf(stderr, "%s: cannot mount on %s\n", prog, opts->mountpoint);
 		goto out_signals;
+	}
+	if (thpfs_fuse_io_install(se, &tf) != 0) {
+		fprintf(stderr, "%s: cannot set up the FUSE device I/O\n", prog);
+		goto out_unmount;
 	}
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
