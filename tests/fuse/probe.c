@@ -65,9 +65,9 @@ static int drop_caches(void)
 	return 0;
 }
 
-static int probe_handle(const char *path, const char *mnt, int do_unlink)
+static int handle_roundtrip(struct file_handle *fh, const char *path, const char *mnt,
+			    int do_unlink)
 {
-	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
 	char before[64] = "", after[64] = "";
 	struct stat st0, st1;
 	ssize_t n0 = 0, n1;
@@ -102,6 +102,7 @@ static int probe_handle(const char *path, const char *mnt, int do_unlink)
 	fd = open_by_handle_at(mfd, fh, O_RDONLY);
 	if (fd < 0) {
 		printf("%s\n", errname(errno));
+		close(mfd);
 		return 0;
 	}
 	if (fstat(fd, &st1) < 0 || st1.st_ino != st0.st_ino) {
@@ -117,7 +118,6 @@ static int probe_handle(const char *path, const char *mnt, int do_unlink)
 	}
 	close(fd);
 	close(mfd);
-	free(fh);
 	printf("ok\n");
 	return 0;
 }
@@ -203,6 +203,15 @@ static int probe_shared(const char *path)
 		    pread(fd2, buf, 4096, 0) == 4096 && buf[0] == 'z' && buf[4095] == 'z');
 	close(fd2);
 	return shared_fail;
+}
+
+static int probe_handle(const char *path, const char *mnt, int do_unlink)
+{
+	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+	int ret = handle_roundtrip(fh, path, mnt, do_unlink);
+
+	free(fh);
+	return ret;
 }
 
 static int probe_mmap(const char *path)

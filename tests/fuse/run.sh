@@ -559,6 +559,9 @@ acl_script() {
 	(umask 077 && touch ad/g)
 	stat -c '%n %a' ad/g
 	rm -rf af ad
+	# leave the mount now: a process's cwd is let go after its output is
+	# closed at exit, and the unmount that follows must not find it busy
+	cd /
 }
 
 # POSIX ACLs compared with tmpfs, on an allow_other mount so that user
