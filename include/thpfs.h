@@ -296,6 +296,14 @@ int thpfs_rename(struct thpfs *fs, const char *from, const char *to, unsigned fl
 int thpfs_symlink(struct thpfs *fs, const char *target, const char *path);
 int thpfs_link(struct thpfs *fs, const char *oldpath, const char *newpath);
 ssize_t thpfs_readlink(struct thpfs *fs, const char *path, char *buf, size_t len);
+/* Special files, as tmpfs keeps them: mode's type is S_IFIFO, S_IFSOCK,
+ * S_IFCHR or S_IFBLK (rdev is kept for the last two and returned in
+ * st_rdev), or S_IFREG (an empty regular file, like mknod(2)).  S_IFDIR is
+ * -EPERM, any other type -EINVAL.  thpfs stores them only: a FIFO, socket
+ * or device gets its behaviour from whoever opens it (the kernel, on a FUSE
+ * mount); thpfs_open of one is -ENXIO.  The path form uses the caller's
+ * uid/gid. */
+int thpfs_mknod(struct thpfs *fs, const char *path, mode_t mode, dev_t rdev);
 
 /* Directory listing: calls fn for each entry of the directory (including "."
  * and "..") whose cookie is greater than *cookie, in cookie order, until fn
@@ -304,7 +312,8 @@ ssize_t thpfs_readlink(struct thpfs *fs, const char *path, char *buf, size_t len
 struct thpfs_dirent {
 	uint64_t ino;
 	uint64_t cookie; /* pass back to continue after this entry */
-	mode_t type;     /* S_IFREG, S_IFDIR, S_IFLNK */
+	mode_t type;     /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK,
+			  * S_IFCHR, S_IFBLK */
 	const char *name;
 };
 typedef int (*thpfs_filldir_t)(void *ctx, const struct thpfs_dirent *de);
@@ -313,9 +322,16 @@ int thpfs_readdir(struct thpfs *fs, const char *path, uint64_t *cookie,
 
 /* Inode-addressed forms (FUSE).  A lookup takes a reference on the inode that
  * keeps it (and its data) alive after unlink until thpfs_forget drops it.
- * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at and thpfs_link_at
+ * So do thpfs_create_at, thpfs_mkdir_at, thpfs_symlink_at, thpfs_mknod_at and thpfs_link_at
  * (FUSE counts their replies as lookups); the path-based calls take none. */
+/* name "." returns the inode parent itself, of any type, and ".." a
+ * directory's parent (the root's is the root): the lookups the kernel makes
+ * to reconnect a file handle (open_by_handle_at, NFS export). */
 int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct stat *st);
+/* The inode's generation: fixed for its life, different for the inode that
+ * reuses its number (and across mounts: it starts at a random value); a
+ * file handle is (inode number, generation). */
+int thpfs_generation(struct thpfs *fs, uint64_t ino, uint32_t *gen);
 void thpfs_forget(struct thpfs *fs, uint64_t ino, uint64_t nlookup);
 int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st);
 /* setattr: to_set is a mask of THPFS_SET_*; a size change is a truncate. */
@@ -334,6 +350,10 @@ int thpfs_mkdir_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t m
 		   uid_t uid, gid_t gid, struct stat *st);
 int thpfs_symlink_at(struct thpfs *fs, uint64_t parent, const char *name,
 		     const char *target, uid_t uid, gid_t gid, struct stat *st);
+/* Like thpfs_mknod, in directory parent, with owner uid/gid; takes a lookup
+ * reference as thpfs_mkdir_at does. */
+int thpfs_mknod_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t mode,
+		   dev_t rdev, uid_t uid, gid_t gid, struct stat *st);
 int thpfs_link_at(struct thpfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
 		  struct stat *st);
 int thpfs_unlink_at(struct thpfs *fs, uint64_t parent, const char *name);
@@ -343,6 +363,50 @@ int thpfs_rename_at(struct thpfs *fs, uint64_t parent, const char *name,
 ssize_t thpfs_readlink_ino(struct thpfs *fs, uint64_t ino, char *buf, size_t len);
 int thpfs_readdir_ino(struct thpfs *fs, uint64_t ino, uint64_t *cookie,
 		      thpfs_filldir_t fn, void *ctx);
+
+/* ---- Extended attributes and POSIX ACLs ----------------------------------
+ * As tmpfs keeps them: names in the user., trusted. and security.
+ * namespaces, and the POSIX ACLs THPFS_XATTR_ACL_ACCESS/_DEFAULT (kernel
+ * xattr form, version 2); other names -EOPNOTSUPP.  A name is 1..255 bytes
+ * (-ERANGE), a value at most 65536 (-E2BIG).  user. attributes only on
+ * regular files and directories (-EPERM to set or remove, -ENODATA to get
+ * on others).  Space: an attribute takes 40 + name + value bytes of the
+ * mount's inode space, nr_inodes= x 1024 bytes, of which each inode and
+ * each extra hard link takes 1024 (-ENOSPC when used up; statfs's f_ffree
+ * shrinks accordingly); nr_inodes=0 sets no limit.  Nothing is charged to
+ * size= (tmpfs keeps attributes in kernel memory, not in pages).
+ * get/list: size 0 returns the length needed; a smaller buffer -ERANGE;
+ * get of a missing name -ENODATA.  set flags: THPFS_XATTR_CREATE (-EEXIST
+ * when present), THPFS_XATTR_REPLACE (-ENODATA when absent).  set and
+ * remove update ctime.
+ * ACLs: setting an access ACL sets the mode's permission bits from it (one
+ * the mode says all of is not stored); THPFS_XATTR_KILL_SGID also clears
+ * set-group-ID (the setter is not in the group and lacks CAP_FSETID).  A
+ * default ACL only on a directory (-EACCES).  chmod updates a stored
+ * access ACL.  An entry created in a directory with a default ACL inherits
+ * it (masked by the creation mode: apply no umask then; a new directory
+ * keeps it as its own default) - see thpfs_has_default_acl. */
+#define THPFS_XATTR_CREATE 0x1 /* Linux's values */
+#define THPFS_XATTR_REPLACE 0x2
+#define THPFS_XATTR_KILL_SGID 0x4
+#define THPFS_XATTR_ACL_ACCESS "system.posix_acl_access"
+#define THPFS_XATTR_ACL_DEFAULT "system.posix_acl_default"
+ssize_t thpfs_getxattr_ino(struct thpfs *fs, uint64_t ino, const char *name, void *buf,
+			   size_t size);
+int thpfs_setxattr_ino(struct thpfs *fs, uint64_t ino, const char *name, const void *value,
+		       size_t size, int flags);
+/* Names, each with its NUL, sorted. */
+ssize_t thpfs_listxattr_ino(struct thpfs *fs, uint64_t ino, char *buf, size_t size);
+int thpfs_removexattr_ino(struct thpfs *fs, uint64_t ino, const char *name);
+ssize_t thpfs_getxattr(struct thpfs *fs, const char *path, const char *name, void *buf,
+		       size_t size);
+int thpfs_setxattr(struct thpfs *fs, const char *path, const char *name, const void *value,
+		   size_t size, int flags);
+ssize_t thpfs_listxattr(struct thpfs *fs, const char *path, char *buf, size_t size);
+int thpfs_removexattr(struct thpfs *fs, const char *path, const char *name);
+/* 1 when directory ino has a default ACL (its new entries inherit it: the
+ * creation mode must not be masked with the umask), 0 when not, or -ENOENT. */
+int thpfs_has_default_acl(struct thpfs *fs, uint64_t ino);
 
 /* Like statvfs: f_bsize 4096, f_blocks from size=, f_files from nr_inodes=. */
 struct thpfs_statfs {

@@ -8,7 +8,7 @@
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 FUSE_OBJ_DIR := $(B)/obj-fuse
-FUSE_DAEMON_SRC := tools/thpfs-fuse.c tools/fuse/ops.c
+FUSE_DAEMON_SRC := tools/thpfs-fuse.c tools/fuse/ops.c tools/fuse/io.c
 FUSE_DAEMON_OBJ := $(patsubst tools/%.c,$(FUSE_OBJ_DIR)/%.o,$(FUSE_DAEMON_SRC))
 FUSE_HELPERS := $(B)/fuse/fsx $(B)/fuse/probe $(B)/fuse/punch-mem $(B)/fuse/fuse-bench
 

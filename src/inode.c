@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
 #define ITABLE_MIN 64
 #define BOGO_DIRENT_SIZE 20 /* what tmpfs adds to a directory's size per entry */
@@ -39,7 +40,33 @@ static uint64_t inodes_in_use(struct thpfs *fs)
  */
 static uint64_t inode_space_used(struct thpfs *fs)
 {
-	return inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED);
+	uint64_t xb = __atomic_load_n(&fs->xattr_bytes, __ATOMIC_RELAXED);
+
+	/* extended attributes take inode space too (xattr.c), counted here
+	 * in whole inodes, rounded up: what statfs's f_ffree leaves out */
+	return inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED) +
+	       (xb + THPFS_BOGO_INODE_SIZE - 1) / THPFS_BOGO_INODE_SIZE;
+}
+
+uint64_t _thpfs_ispace_used(struct thpfs *fs)
+{
+	return (inodes_in_use(fs) + __atomic_load_n(&fs->links_charged, __ATOMIC_RELAXED)) *
+		       THPFS_BOGO_INODE_SIZE +
+	       __atomic_load_n(&fs->xattr_bytes, __ATOMIC_RELAXED);
+}
+
+int thpfs_has_default_acl(struct thpfs *fs, uint64_t ino)
+{
+	struct thpfs_inode *inode;
+	int ret;
+
+	if (!fs)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	inode = _thpfs_inode_find(fs, ino);
+	ret = inode ? _thpfs_acl_has_default(inode) : -ENOENT;
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return ret;
 }
 
 /* Charges one more link of an existing inode to nr_inodes=: -ENOSPC when
@@ -175,6 +202,7 @@ struct thpfs_inode *_thpfs_inode_new(struct thpfs *fs, mode_t mode, uid_t uid, g
 		return NULL;
 	}
 	inode->ino = fs->next_ino++;
+	inode->generation = fs->next_generation++;
 	inode->mode = mode;
 	inode->uid = uid;
 	inode->gid = gid;
@@ -207,6 +235,7 @@ static void inode_free(struct thpfs *fs, struct thpfs_inode *inode)
 		free(thpfs_container_of(l, struct thpfs_dentry, link));
 	}
 	free(inode->dhash);
+	_thpfs_xattr_free_all(fs, inode);
 	if (inode->target) {
 		uint64_t charge = _thpfs_symlink_charge_bytes(strlen(inode->target));
 
@@ -251,6 +280,15 @@ int _thpfs_ns_init(struct thpfs *fs)
 	fs->itable_size = ITABLE_MIN;
 	fs->itable = calloc(fs->itable_size, sizeof(*fs->itable));
 	fs->next_ino = THPFS_ROOT_INO;
+	/* generations start at a random value, so that a file handle from an
+	 * earlier mount (same inode numbers) is stale on this one */
+	if (getrandom(&fs->next_generation, sizeof(fs->next_generation), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(fs->next_generation)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fs->next_generation = (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 20) ^ getpid());
+	}
 	fs->stats.inodes = 0;
 	fs->links_charged = 0;
 	if (!fs->itable) {
@@ -313,6 +351,8 @@ void _thpfs_fill_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *
 		st->st_size = (off_t)(inode->nentries + 2) * BOGO_DIRENT_SIZE;
 	} else if (S_ISLNK(inode->mode)) {
 		st->st_size = inode->target ? (off_t)strlen(inode->target) : 0;
+	} else if (S_ISCHR(inode->mode) || S_ISBLK(inode->mode)) {
+		st->st_rdev = inode->rdev;
 	}
 	st->st_atim = inode->atime;
 	st->st_mtim = inode->mtime;
@@ -329,6 +369,20 @@ void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat 
 	_thpfs_fill_stat(fs, inode, st);
 	if (reg)
 		pthread_rwlock_unlock(&inode->lock);
+}
+
+int thpfs_generation(struct thpfs *fs, uint64_t ino, uint32_t *gen)
+{
+	struct thpfs_inode *inode;
+
+	if (!fs || !gen)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	inode = _thpfs_inode_find(fs, ino);
+	if (inode)
+		*gen = inode->generation;
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return inode ? 0 : -ENOENT;
 }
 
 int thpfs_getattr(struct thpfs *fs, uint64_t ino, struct stat *st)
@@ -395,8 +449,10 @@ static int setattr_apply(struct thpfs *fs, struct thpfs_inode *inode, const stru
 			return ret;
 		inode->mtime = now;
 	}
-	if (to_set & THPFS_SET_MODE)
+	if (to_set & THPFS_SET_MODE) {
 		inode->mode = (inode->mode & S_IFMT) | (attr->st_mode & 07777);
+		_thpfs_acl_chmod(inode); /* ns_lock is held for writing */
+	}
 	if (to_set & THPFS_SET_UID)
 		inode->uid = attr->st_uid;
 	if (to_set & THPFS_SET_GID)

@@ -239,6 +239,11 @@ struct thpfs_inode {
 	struct thpfs_dentry *readdir_hint; /* namei.c: last entry readdir passed */
 	/* symlinks */
 	char *target;
+	/* device nodes: the device number (0 for fifos, sockets, others) */
+	dev_t rdev;
+	/* extended attributes, sorted by name (xattr.c); ns_lock */
+	struct thpfs_xattr *xattrs;
+	uint32_t generation; /* set at birth, never changed (file handles) */
 };
 
 struct thpfs_file {
@@ -271,6 +276,10 @@ struct thpfs {
 				 * to nr_inodes= as tmpfs does; written under
 				 * ns_lock (write), read atomically */
 	struct thpfs_list inodes;
+	uint32_t next_generation; /* random at mount, +1 per inode; ns_lock */
+	uint64_t xattr_bytes;   /* inode space extended attributes take, as
+				 * tmpfs counts it (xattr.c); changed under
+				 * ns_lock (write), read atomically */
 
 	pthread_mutex_t deferred_lock;
 	struct thpfs_list deferred;
@@ -492,6 +501,30 @@ void _thpfs_inode_maybe_destroy(struct thpfs *fs, struct thpfs_inode *inode);
 /* _thpfs_fill_stat taking inode->lock for a regular file; caller holds
  * ns_lock (read is enough). */
 void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat *st);
+
+/* ---- Extended attributes and ACLs (xattr.c, acl.c) ----
+ * All need fs->ns_lock held for writing (peek: reading is enough). */
+#define THPFS_BOGO_INODE_SIZE 1024 /* inode space an inode takes, as tmpfs */
+/* Bytes of inode space in use: 1024 per inode and extra hard link, plus
+ * the attributes (inode.c). */
+uint64_t _thpfs_ispace_used(struct thpfs *fs);
+/* The inode a path names (namei.c); ns_lock held. */
+int _thpfs_path_inode(struct thpfs *fs, const char *path, struct thpfs_inode **out);
+bool _thpfs_xattr_is_acl(const char *name);
+/* Stores (value NULL: removes) an attribute whose name and value are
+ * already checked, charging the inode space; THPFS_XATTR_CREATE/REPLACE. */
+int _thpfs_xattr_store(struct thpfs *fs, struct thpfs_inode *inode, const char *name,
+		       const void *value, size_t size, int flags);
+const void *_thpfs_xattr_peek(struct thpfs_inode *inode, const char *name, size_t *size);
+void _thpfs_xattr_free_all(struct thpfs *fs, struct thpfs_inode *inode);
+/* Sets an ACL attribute: validates it and keeps the mode in step. */
+int _thpfs_acl_set(struct thpfs *fs, struct thpfs_inode *inode, const char *name,
+		   const void *value, size_t size, int flags);
+/* After a chmod: the stored access ACL follows the new mode. */
+void _thpfs_acl_chmod(struct thpfs_inode *inode);
+bool _thpfs_acl_has_default(struct thpfs_inode *dir);
+/* A new inode of dir takes the ACLs dir's default ACL passes on. */
+int _thpfs_acl_inherit(struct thpfs *fs, struct thpfs_inode *dir, struct thpfs_inode *inode);
 
 /* ---- Collapse thread (collapse.c) ----
  * The background thread runs with collapse=off too: then it only flushes the

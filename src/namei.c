@@ -432,6 +432,12 @@ static int create_child(struct thpfs *fs, const struct nd *nd, mode_t mode, uid_
 		free(d);
 		return err;
 	}
+	err = _thpfs_acl_inherit(fs, dir, inode);
+	if (err) {
+		_thpfs_inode_maybe_destroy(fs, inode); /* nlink 0: it goes */
+		free(d);
+		return err;
+	}
 	if (S_ISDIR(mode)) {
 		inode->nlink = 2;
 		inode->parent = dir;
@@ -501,6 +507,41 @@ static int do_symlink(struct thpfs *fs, const struct nd *nd, const char *target,
 	inode->target = copy; /* its charge goes when the inode dies */
 	*out = inode;
 	return 0;
+}
+
+/* Which file types mknod makes: -EPERM for a directory, as Linux says. */
+static int check_mknod_mode(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		return 0;
+	case S_IFDIR:
+		return -EPERM;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* A special file (or an empty regular file) at nd. */
+static int do_mknod(struct thpfs *fs, const struct nd *nd, mode_t mode, dev_t rdev,
+		    uid_t uid, gid_t gid, struct thpfs_inode **out)
+{
+	int ret = check_mknod_mode(mode);
+
+	if (!ret)
+		ret = may_create(nd);
+	if (ret)
+		return ret;
+	if (nd->slash)
+		return -ENOENT;
+	ret = create_child(fs, nd, (mode & S_IFMT) | (mode & 07777), uid, gid, out);
+	if (!ret && (S_ISCHR(mode) || S_ISBLK(mode)))
+		(*out)->rdev = rdev;
+	return ret;
 }
 
 /* Adds the name nd for the existing inode (not a directory); the new link
@@ -792,6 +833,8 @@ static int open_inode(struct thpfs *fs, struct thpfs_inode *inode, int flags, bo
 
 	if (S_ISLNK(inode->mode))
 		return -ELOOP; /* links are not followed, with or without O_NOFOLLOW */
+	if (!S_ISREG(inode->mode) && !S_ISDIR(inode->mode))
+		return -ENXIO; /* a FIFO, socket or device: nothing here to open */
 	if ((flags & O_DIRECTORY) && !S_ISDIR(inode->mode))
 		return -ENOTDIR;
 	if (S_ISDIR(inode->mode) && ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)))
@@ -1014,6 +1057,14 @@ void _thpfs_files_destroy(struct thpfs *fs)
 
 /* ---- Path-based namespace calls ---- */
 
+int _thpfs_path_inode(struct thpfs *fs, const char *path, struct thpfs_inode **out)
+{
+	struct nd nd;
+	int ret = walk_parent(fs, path, &nd);
+
+	return ret ? ret : nd_target(&nd, out);
+}
+
 int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st)
 {
 	struct thpfs_inode *inode;
@@ -1107,6 +1158,22 @@ int thpfs_symlink(struct thpfs *fs, const char *target, const char *path)
 	ret = walk_parent(fs, path, &nd);
 	if (!ret)
 		ret = do_symlink(fs, &nd, target, getuid(), getgid(), &inode);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return ret;
+}
+
+int thpfs_mknod(struct thpfs *fs, const char *path, mode_t mode, dev_t rdev)
+{
+	struct thpfs_inode *inode;
+	struct nd nd;
+	int ret;
+
+	if (!fs)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&fs->ns_lock);
+	ret = walk_parent(fs, path, &nd);
+	if (!ret)
+		ret = do_mknod(fs, &nd, mode, rdev, getuid(), getgid(), &inode);
 	pthread_rwlock_unlock(&fs->ns_lock);
 	return ret;
 }
@@ -1271,11 +1338,18 @@ int thpfs_lookup(struct thpfs *fs, uint64_t parent, const char *name, struct sta
 	if (!fs)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	ret = nd_at(fs, parent, name, &nd);
-	if (!ret && dir_dead(nd.dir))
-		ret = -ENOENT;
-	if (!ret)
-		ret = nd_target(&nd, &inode);
+	if (name && !strcmp(name, ".")) {
+		/* any inode by number: what the kernel asks when it decodes a
+		 * file handle after dropping its cached inode */
+		inode = _thpfs_inode_find(fs, parent);
+		ret = inode ? 0 : -ENOENT;
+	} else {
+		ret = nd_at(fs, parent, name, &nd);
+		if (!ret && dir_dead(nd.dir))
+			ret = -ENOENT;
+		if (!ret)
+			ret = nd_target(&nd, &inode);
+	}
 	if (!ret) {
 		atomic_inc64(&inode->lookups);
 		if (st)
@@ -1332,6 +1406,25 @@ int thpfs_symlink_at(struct thpfs *fs, uint64_t parent, const char *name,
 	ret = nd_at(fs, parent, name, &nd);
 	if (!ret)
 		ret = do_symlink(fs, &nd, target, uid, gid, &inode);
+	if (!ret)
+		entry_reply(fs, inode, st);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return ret;
+}
+
+int thpfs_mknod_at(struct thpfs *fs, uint64_t parent, const char *name, mode_t mode,
+		   dev_t rdev, uid_t uid, gid_t gid, struct stat *st)
+{
+	struct thpfs_inode *inode;
+	struct nd nd;
+	int ret;
+
+	if (!fs)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&fs->ns_lock);
+	ret = nd_at(fs, parent, name, &nd);
+	if (!ret)
+		ret = do_mknod(fs, &nd, mode, rdev, uid, gid, &inode);
 	if (!ret)
 		entry_reply(fs, inode, st);
 	pthread_rwlock_unlock(&fs->ns_lock);

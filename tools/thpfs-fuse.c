@@ -97,8 +97,8 @@ static void usage(const char *prog)
 	       "\n"
 	       "default_permissions is always on: the kernel checks permissions.  Only\n"
 	       "the mounting user can use the mount unless allow_other is given.\n"
-	       "Files are opened with direct I/O (no page-cache copy); a shared mmap of\n"
-	       "a file on the mount fails with ENODEV, a private one works.\n"
+	       "Files are opened with direct I/O (no page-cache copy of read/write data);\n"
+	       "shared and private mmap work (mapped pages live in the page cache too).\n"
 	       "size= must fit in the daemon's memory cgroup limit (less a reserve for\n"
 	       "the daemon): a larger size= is refused, the default is lowered to fit.\n"
 	       "The daemon sets its oom_score_adj to -1000 when allowed, else as low as\n"
@@ -609,6 +609,10 @@ static int serve(const char *prog, struct fuse_args *args, const struct fuse_cmd
 		fprintf(stderr, "%s: cannot mount on %s\n", prog, opts->mountpoint);
 		goto out_signals;
 	}
+	if (thpfs_fuse_io_install(se, &tf) != 0) {
+		fprintf(stderr, "%s: cannot set up the FUSE device I/O\n", prog);
+		goto out_unmount;
+	}
 	if (fuse_daemonize(opts->foreground) != 0)
 		goto out_unmount;
 	if (mount_library(prog, cli, &tf.fs) < 0)
@@ -651,7 +655,9 @@ int main(int argc, char *argv[])
 		goto out_args;
 	if (!cli.show_help && preflight(prog, &cli) < 0)
 		goto out_args;
-	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=thpfs,subtype=thpfs") < 0)
+	/* the defaults go first: libfuse keeps the last fsname=/subtype= it
+	 * sees, so the user's own win */
+	if (fuse_opt_insert_arg(&args, 1, "-odefault_permissions,fsname=thpfs,subtype=thpfs") < 0)
 		goto out_args;
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		goto out_args;

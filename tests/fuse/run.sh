@@ -119,8 +119,12 @@ meminfo_value() { "$THPFS_STAT" "$MNT" "$1" | awk '{print $1}'; }
 # (Not inside an `if`: bash ignores errexit in a condition's subshells.)
 # Lines a check prints starting with "info: " are shown also on success.
 # A check that exits 77 is skipped (its last line says why).
+# ONLY=REGEX (environment) runs only the checks whose function name matches.
 check() {
 	local name=$1 fn=$2 out rc t0=$SECONDS
+	if [ -n "${ONLY:-}" ] && ! [[ $fn =~ $ONLY ]]; then
+		return 0
+	fi
 	out=$( (set -e -o pipefail; cd "$T"; "$fn") 2>&1)
 	rc=$?
 	if [ "$rc" -eq 77 ]; then
@@ -392,10 +396,221 @@ t_mmap() {
 	local src
 	src=$(random_file rand4 4)
 	cp "$src" "$MNT/m"
-	# direct_io without FUSE_DIRECT_IO_ALLOW_MMAP (libfuse 3.14 cannot ask
-	# for it): shared mappings fail, private ones read through the kernel
-	expect_eq "$("$PROBE" mmap "$MNT/m" | tr '\n' ' ')" "shared: ENODEV private: ok " "mmap"
+	# direct_io with FUSE_DIRECT_IO_ALLOW_MMAP (added to libfuse 3.14's
+	# INIT reply by tools/fuse/io.c): shared and private mappings work
+	expect_eq "$("$PROBE" mmap "$MNT/m" | tr '\n' ' ')" "shared: ok private: ok " "mmap"
 	rm -f "$MNT/m"
+	# stores through a shared mapping reach the file, pwrite is seen through
+	# it, punch and truncate drop the mapped pages; the same on tmpfs
+	diff <("$PROBE" shared "$MNT/sh") <("$PROBE" shared "$REF/sh")
+	"$PROBE" shared "$MNT/sh" >/dev/null
+	rm -f "$MNT/sh" "$REF/sh"
+}
+
+# FIFOs, sockets and device nodes as tmpfs keeps them; the kernel gives
+# them their behaviour.  The mount is nodev (FUSE's default), as is checked.
+t_special_files() {
+	local d
+	for d in "$MNT" "$REF"; do
+		mkfifo -m 640 "$d/fifo"
+		mknod -m 600 "$d/chr" c 1 3
+		mknod -m 600 "$d/blk" b 7 200
+		python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$d/sock"
+		ln "$d/chr" "$d/chr2"
+		mv "$d/sock" "$d/sock2"
+	done
+	diff <(cd "$MNT" && stat -c '%n %F %a %h %t:%T %s' fifo chr chr2 blk sock2) \
+		<(cd "$REF" && stat -c '%n %F %a %h %t:%T %s' fifo chr chr2 blk sock2)
+	expect_eq "$(find "$MNT" -maxdepth 1 -type p -printf '%f ' ; find "$MNT" -maxdepth 1 -type s -printf '%f ')" \
+		"fifo sock2 " "readdir types (find -type p, -type s)"
+	# a FIFO on the mount carries data between two processes
+	(echo through-the-fifo >"$MNT/fifo") &
+	expect_eq "$(timeout 5 cat "$MNT/fifo")" through-the-fifo "data through a FIFO"
+	wait
+	# a socket bound on the mount takes a connection
+	python3 - "$MNT/sock3" <<'PY'
+import socket, sys, os
+srv = socket.socket(socket.AF_UNIX); srv.bind(sys.argv[1]); srv.listen(1)
+cli = socket.socket(socket.AF_UNIX); cli.connect(sys.argv[1])
+conn, _ = srv.accept(); cli.sendall(b"ping")
+assert conn.recv(4) == b"ping"
+PY
+	# nodev: the device node is there but cannot be opened
+	grep " $MNT " /proc/mounts | grep -q nodev || fail_msg "mount is not nodev"
+	if head -c 1 "$MNT/chr" >/dev/null 2>&1; then fail_msg "opened a device node on a nodev mount"; fi
+	rm -f "$MNT"/{fifo,chr,chr2,blk,sock2,sock3} "$REF"/{fifo,chr,chr2,blk,sock2}
+}
+
+# xattr_script DIR: extended attribute calls on DIR, one result a line, the
+# same program for the mount and for tmpfs.
+xattr_script() {
+	python3 - "$1" <<'PY'
+import os, sys, errno
+d = sys.argv[1]
+def r(what, fn, *a):
+    try:
+        v = fn(*a)
+        print(what, "ok", v if v is not None else "")
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+f = d + "/xf"; open(f, "w").close(); os.mkdir(d + "/xd"); os.symlink("xf", d + "/xl")
+os.mkfifo(d + "/xp")
+r("set user.a", os.setxattr, f, "user.a", b"one")
+r("set trusted.t", os.setxattr, f, "trusted.t", b"")
+r("set security.s", os.setxattr, f, "security.s", b"sec")
+r("create existing", os.setxattr, f, "user.a", b"x", os.XATTR_CREATE)
+r("replace missing", os.setxattr, f, "user.b", b"x", os.XATTR_REPLACE)
+r("replace", os.setxattr, f, "user.a", b"uno!", os.XATTR_REPLACE)
+r("get", os.getxattr, f, "user.a")
+r("get missing", os.getxattr, f, "user.zz")
+r("list", lambda: sorted(os.listxattr(f)))
+r("64 KiB", os.setxattr, f, "user.big", b"v" * 65536)
+r("64 KiB + 1", os.setxattr, f, "user.big2", b"v" * 65537)
+r("name 255", os.setxattr, f, "user." + "n" * 250, b"")
+r("name 256", os.setxattr, f, "user." + "n" * 251, b"")
+r("unknown namespace", os.setxattr, f, "os2.x", b"x")
+r("user. on a symlink", lambda: os.setxattr(d + "/xl", "user.x", b"x", follow_symlinks=False))
+r("trusted. on a symlink", lambda: os.setxattr(d + "/xl", "trusted.x", b"x", follow_symlinks=False))
+r("get on a symlink", lambda: os.getxattr(d + "/xl", "trusted.x", follow_symlinks=False))
+r("user. on a fifo", os.setxattr, d + "/xp", "user.x", b"x")
+r("user. on a dir", os.setxattr, d + "/xd", "user.x", b"dir")
+r("get dir", os.getxattr, d + "/xd", "user.x")
+r("remove", os.removexattr, f, "user.a")
+r("remove again", os.removexattr, f, "user.a")
+r("list after", lambda: sorted(os.listxattr(f)))
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(2)
+n = libc.getxattr(f.encode(), b"security.s", buf, 2)
+print("small buffer", n, errno.errorcode.get(ctypes.get_errno()))
+n = libc.listxattr(f.encode(), buf, 2)
+print("small list buffer", n, errno.errorcode.get(ctypes.get_errno()))
+for p in ("/xf", "/xl", "/xp"): os.unlink(d + p)
+os.rmdir(d + "/xd")
+PY
+}
+
+# xattr_space DIR: fills the inode space of a nr_inodes=100 mount.
+xattr_space() {
+	python3 - "$1" <<'PY'
+import os, sys, errno
+f = sys.argv[1] + "/f"; open(f, "w").close()
+def r(what, fn, *a):
+    try: fn(*a); print(what, "ok")
+    except OSError as e: print(what, errno.errorcode[e.errno])
+st = os.statvfs(sys.argv[1]); print("used", st.f_files - st.f_ffree)
+r("30000", os.setxattr, f, "user.b", b"x" * 30000)
+st = os.statvfs(sys.argv[1]); print("used", st.f_files - st.f_ffree)
+r("65536", os.setxattr, f, "user.c", b"x" * 65536)
+r("65536 more", os.setxattr, f, "user.d", b"x" * 65536)
+r("replace same size", os.setxattr, f, "user.c", b"y" * 65536)
+r("remove", os.removexattr, f, "user.c")
+st = os.statvfs(sys.argv[1]); print("used", st.f_files - st.f_ffree)
+PY
+}
+
+# Extended attributes compared with tmpfs: namespaces, flags, limits, the
+# inode space they take (nr_inodes=100 on both); the statistics attribute
+# of the root stays.
+t_xattrs() {
+	local mp=$T/mnt-xattr ref=$T/ref-xattr pid rc=0
+	diff <(xattr_script "$MNT" 2>&1) <(xattr_script "$REF" 2>&1)
+	getfattr -n user.thpfs.meminfo "$MNT" | grep -q "Shmem:" || fail_msg "meminfo attribute"
+	getfattr -d -m - "$MNT" | grep -q user.thpfs.meminfo || fail_msg "meminfo listed"
+	mkdir -p "$ref"
+	mount -t tmpfs -o nr_inodes=100 tmpfs "$ref"
+	start_daemon "$mp" "size=64m,nr_inodes=100" || { umount "$ref"; fail_msg "mount"; }
+	pid=$DAEMON_PID
+	set +e
+	diff <(xattr_space "$mp" 2>&1) <(xattr_space "$ref" 2>&1)
+	rc=$?
+	set -e
+	umount "$ref"
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# acl_script DIR: POSIX ACLs set, read, enforced and inherited on DIR
+# (run as root; user nobody is refused and allowed by ACL entries).
+acl_script() {
+	local d=$1
+	cd "$d"
+	umask 022
+	echo secret >af
+	chmod 600 af
+	nobody cat af 2>/dev/null && echo "nobody read 0600" || echo "nobody refused"
+	setfacl -m u:nobody:r af
+	stat -c 'mode %a' af
+	nobody cat af || echo "nobody refused with u:nobody:r"
+	getfacl -n af | grep -v '^# file'
+	chmod 640 af
+	getfacl -n af | grep -v '^# file'
+	setfacl -m u:nobody:--- af
+	nobody cat af 2>/dev/null && echo "nobody read" || echo "nobody refused by u:nobody:---"
+	setfacl -b af
+	getfacl -n af | grep -v '^# file'
+	mkdir ad
+	setfacl -d -m u:nobody:rwx,g::r-x,o::--- ad
+	getfacl -n ad | grep -v '^# file'
+	(umask 077 && touch ad/f && mkdir ad/sub && mkfifo ad/p)
+	stat -c '%n %a' ad/f ad/sub ad/p
+	getfacl -n ad/f ad/sub ad/p | grep -v '^# file'
+	nobody sh -c "echo by-nobody > ad/f" && cat ad/f
+	setfacl -k ad
+	(umask 077 && touch ad/g)
+	stat -c '%n %a' ad/g
+	rm -rf af ad
+	# leave the mount now: a process's cwd is let go after its output is
+	# closed at exit, and the unmount that follows must not find it busy
+	cd /
+}
+
+# POSIX ACLs compared with tmpfs, on an allow_other mount so that user
+# nobody can be refused or allowed by the kernel's ACL checks.
+t_posix_acls() {
+	local mp=$T/mnt-acl pid rc=0
+	command -v setfacl >/dev/null || { echo "setfacl missing (apt-get install acl)"; exit 77; }
+	start_daemon "$mp" "size=64m,allow_other" || fail_msg "mount"
+	pid=$DAEMON_PID
+	set +e
+	diff <(acl_script "$mp" 2>&1) <(acl_script "$REF" 2>&1)
+	rc=$?
+	set -e
+	stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
+	return $rc
+}
+
+# File handles survive the kernel dropping its inodes: it asks the daemon
+# to look up "." (and ".." to reconnect a directory) and checks the
+# generation.  A removed file's handle is stale.  Compared with tmpfs.
+t_file_handles() {
+	local d
+	for d in "$MNT" "$REF"; do
+		mkdir -p "$d/fh/a/b"
+		echo handle-data >"$d/fh/a/b/file"
+		echo gone >"$d/fh/a/b/gone"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b/file" "$d")" ok "open_by_handle_at of a file ($d)"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b" "$d")" ok "open_by_handle_at of a directory ($d)"
+		expect_eq "$("$PROBE" handle "$d/fh/a/b/gone" "$d" unlink)" ESTALE "handle of a removed file ($d)"
+		rm -rf "$d/fh"
+	done
+}
+
+# The user's fsname= and subtype= win over the daemon's defaults.
+t_fsname_subtype() {
+	local mp=$T/mnt-name pid i
+	env --default-signal=INT,TERM,HUP "$THPFS" -f -o size=16m,fsname=myname,subtype=mysub "$mp" \
+		>>"$T/daemon.log" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 500; i++)); do
+		grep -qs " $mp " /proc/mounts && break
+		sleep 0.01
+	done
+	expect_eq "$(awk -v m="$mp" '$2 == m {print $1, $3}' /proc/mounts)" "myname fuse.mysub" \
+		"source and type in /proc/mounts"
+	stop_daemon "$mp" "$pid"
+	expect_eq "$(awk -v m="$MNT" '$2 == m {print $1, $3}' /proc/mounts)" "thpfs fuse.thpfs" \
+		"defaults without the options"
 }
 
 t_umask_and_owner() {
@@ -635,6 +850,16 @@ t_punch_memory_cgroup() {
 	"$PUNCH" -o size=1g,split=migrate "$THPFS" "$T/mnt-cg" | sed 's/^/info: /'
 }
 
+# Punched pages of a file mapped shared by another process leave both the
+# daemon's cgroup (thpfs frames) and the mapper's (its page cache).
+t_punch_memory_mapped() {
+	if sanitized; then
+		echo "memory is not measurable in a sanitizer build"
+		exit 77
+	fi
+	"$PUNCH" -m -o size=1g "$THPFS" "$T/mnt-cg" | sed 's/^/info: /'
+}
+
 t_punch_memory_inplace() {
 	# split=inplace only drops RSS: the kernel keeps the whole huge page
 	# charged until it splits it later, so this prints and does not judge
@@ -849,7 +1074,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg mnt-name mnt-xattr ref-xattr mnt-acl; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -867,7 +1092,12 @@ check "mkdir -p, mv, ln -s, ln, find agree with tmpfs" t_namespace
 check "rename NOREPLACE / EXCHANGE" t_rename_flags
 check "concurrent writers and appenders" t_concurrent_writers
 check "an unlinked open file stays readable" t_unlinked_open_file
-check "mmap: shared fails with ENODEV, private reads" t_mmap
+check "mmap: shared and private; coherent with I/O, punch, truncate" t_mmap
+check "the user's fsname= and subtype= win over the defaults" t_fsname_subtype
+check "FIFOs, sockets, device nodes (mount stays nodev)" t_special_files
+check "extended attributes as on tmpfs (limits, inode space)" t_xattrs
+check "POSIX ACLs as on tmpfs (checks, chmod, inheritance)" t_posix_acls
+check "file handles after the kernel drops its inodes" t_file_handles
 check "umask and owner of new files" t_umask_and_owner
 check "setattr: chmod, chown, touch -d, truncate" t_setattr
 check "only the mounting user without allow_other" t_only_mounting_user
@@ -880,6 +1110,7 @@ check "random operations: mount vs tmpfs (fsx)" t_fsx
 check "fsx with split=inplace, eager collapse" t_fsx_inplace_collapse
 check "punched 4 KiB pages leave the daemon's cgroup (migrate)" t_punch_memory_cgroup
 check "punch with split=inplace (reported only)" t_punch_memory_inplace
+check "punched pages of a shared mapping leave daemon and page cache" t_punch_memory_mapped
 check "reads racing a writer are never a mix of old and new" t_reads_not_torn
 check "parallel zero-copy reads leave no pins, unmount works" t_parallel_reads_no_pins
 check "size= fits the memory cgroup limit; oom_score_adj lowered" t_memcg_limit

@@ -59,7 +59,12 @@ static void fill_entry(fuse_req_t req, const struct stat *st, struct fuse_entry_
 {
 	struct thpfs_fuse *tf = req_ctx(req);
 
+	uint32_t gen = 0;
+
 	memset(e, 0, sizeof(*e));
+	/* the inode is held by the lookup reference this entry stands for */
+	thpfs_generation(tf->fs, st->st_ino, &gen);
+	e->generation = gen;
 	e->ino = st->st_ino;
 	e->attr = *st;
 	e->attr_timeout = tf->attr_timeout;
@@ -102,7 +107,10 @@ static int new_owner(fuse_req_t req, fuse_ino_t parent, mode_t *mode, uid_t *uid
 		return -ENOTDIR;
 	*uid = ctx->uid;
 	*gid = ctx->gid;
-	*mode &= ~ctx->umask;
+	/* a default ACL on the parent replaces the umask (the library masks
+	 * the inherited ACL with the mode as given) */
+	if (thpfs_has_default_acl(req_fs(req), parent) != 1)
+		*mode &= ~ctx->umask;
 	if (pst.st_mode & S_ISGID) {
 		*gid = pst.st_gid;
 		if (is_dir)
@@ -122,6 +130,14 @@ static void tf_init(void *userdata, struct fuse_conn_info *conn)
 	/* the daemon applies the umask itself, from the request context */
 	if (conn->capable & FUSE_CAP_DONT_MASK)
 		conn->want |= FUSE_CAP_DONT_MASK;
+	/* POSIX ACLs: the kernel enforces them and reads them with getxattr;
+	 * the library keeps them, the mode in step, and their inheritance */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* file handles: lookups of "." and ".." and generations are served,
+	 * so the kernel may decode a handle whose inode it has forgotten */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	/* the kernel clears set-user-ID bits on chown and truncate; writes are
 	 * direct I/O, which it leaves to us (kill_suid) */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
@@ -242,30 +258,28 @@ static void tf_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, buf);
 }
 
+/*
+ * mknod: FIFOs, sockets (bind(2) makes one), device nodes and empty regular
+ * files.  The kernel gives special files their behaviour (a FIFO or device
+ * opened on the mount never reaches the daemon); thpfs only stores them.
+ * Device nodes work only where the mount allows them: FUSE mounts are
+ * nodev unless root mounts with -o dev.
+ */
 static void tf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
-	struct thpfs_file *f;
 	struct stat st;
 	uid_t uid;
 	gid_t gid;
 	int ret;
 
-	/* thpfs holds regular files, directories and symlinks only */
-	if (!S_ISREG(mode)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	ret = new_owner(req, parent, &mode, &uid, &gid, 0);
 	if (ret == 0)
-		ret = thpfs_create_at(req_fs(req), parent, name, O_RDONLY | O_CREAT | O_EXCL,
-				      mode & 07777, uid, gid, &f, &st);
-	if (ret < 0) {
+		ret = thpfs_mknod_at(req_fs(req), parent, name, mode, rdev, uid, gid, &st);
+	if (ret < 0)
 		reply_status(req, ret);
-		return;
-	}
-	thpfs_close(f);
-	reply_new_entry(req, &st);
+	else
+		reply_new_entry(req, &st);
 }
 
 static void tf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -847,54 +861,133 @@ static char *meminfo_text(struct thpfs *fs, size_t *len)
 	return NULL;
 }
 
+/* ---- Extended attributes ----
+ * Stored ones are libthpfs's (user., trusted., security., POSIX ACLs);
+ * the root directory also shows the virtual, read-only THPFS_XATTR_MEMINFO
+ * with the statistics. */
+
+static bool is_meminfo(fuse_ino_t ino, const char *name)
+{
+	return ino == FUSE_ROOT_ID && !strcmp(name, THPFS_XATTR_MEMINFO);
+}
+
+/* Replies to a getxattr or listxattr with the len bytes of data: the
+ * length when the caller asked for it (size 0), else the bytes or ERANGE. */
+static void reply_xattr_data(fuse_req_t req, const void *data, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, data, len);
+}
+
 static void tf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	size_t len;
-	char *text;
+	ssize_t n;
+	char *buf;
 
-	if (ino != FUSE_ROOT_ID || strcmp(name, THPFS_XATTR_MEMINFO) != 0) {
-		fuse_reply_err(req, ENODATA);
+	if (is_meminfo(ino, name)) {
+		buf = meminfo_text(req_fs(req), &len);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		reply_xattr_data(req, buf, len, size);
+		free(buf);
 		return;
 	}
-	text = meminfo_text(req_fs(req), &len);
-	if (!text) {
+	if (size == 0) {
+		n = thpfs_getxattr_ino(req_fs(req), ino, name, NULL, 0);
+		if (n < 0)
+			reply_status(req, (int)n);
+		else
+			fuse_reply_xattr(req, (size_t)n);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
+	n = thpfs_getxattr_ino(req_fs(req), ino, name, buf, size);
+	if (n < 0)
+		reply_status(req, (int)n);
 	else
-		fuse_reply_buf(req, text, len);
-	free(text);
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
 }
 
+/* The stored names, after the meminfo name on the root.  The list is read
+ * whole (its length can change between two calls), then answered. */
 static void tf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char names[] = THPFS_XATTR_MEMINFO; /* with its NUL */
-	size_t len = ino == FUSE_ROOT_ID ? sizeof(names) : 0;
+	static const char meminfo[] = THPFS_XATTR_MEMINFO; /* with its NUL */
+	size_t pre = ino == FUSE_ROOT_ID ? sizeof(meminfo) : 0;
+	char *buf = NULL;
+	ssize_t n;
 
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, names, len);
+	for (int tries = 0; tries < 4; tries++) {
+		n = thpfs_listxattr_ino(req_fs(req), ino, NULL, 0);
+		if (n < 0)
+			break;
+		free(buf);
+		buf = malloc(pre + (size_t)n + 1);
+		if (!buf) {
+			n = -ENOMEM;
+			break;
+		}
+		n = thpfs_listxattr_ino(req_fs(req), ino, buf + pre, (size_t)n + 1);
+		if (n != -ERANGE)
+			break;
+	}
+	if (n < 0) {
+		reply_status(req, (int)n);
+	} else {
+		memcpy(buf, meminfo, pre);
+		reply_xattr_data(req, buf, pre + (size_t)n, size);
+	}
+	free(buf);
+}
+
+/*
+ * Whether setting an access ACL must clear set-group-ID: the kernel asks
+ * for it (FUSE_SETXATTR_ACL_KILL_SGID) only through FUSE_SETXATTR_EXT,
+ * which libfuse 3.14 does not negotiate, so the daemon applies the rule
+ * itself: a setter outside the file's group without CAP_FSETID.
+ */
+static int acl_kill_sgid(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct writer_cred wc;
+	struct stat st;
+
+	if (strcmp(name, THPFS_XATTR_ACL_ACCESS) != 0 ||
+	    thpfs_getattr(req_fs(req), ino, &st) < 0 || !(st.st_mode & S_ISGID))
+		return 0;
+	writer_cred(req, st.st_gid, &wc);
+	return wc.fsetid || wc.in_group ? 0 : THPFS_XATTR_KILL_SGID;
 }
 
 static void tf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
-	/* the statistics are read-only and thpfs stores no other attributes */
-	fuse_reply_err(req, ino == FUSE_ROOT_ID && !strcmp(name, THPFS_XATTR_MEMINFO) ?
-			    EPERM : EOPNOTSUPP);
+	if (is_meminfo(ino, name)) {
+		fuse_reply_err(req, EPERM); /* the statistics are read-only */
+		return;
+	}
+	flags &= THPFS_XATTR_CREATE | THPFS_XATTR_REPLACE;
+	flags |= acl_kill_sgid(req, ino, name);
+	reply_status(req, thpfs_setxattr_ino(req_fs(req), ino, name, value, size, flags));
 }
 
 static void tf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, ino == FUSE_ROOT_ID && !strcmp(name, THPFS_XATTR_MEMINFO) ?
-			    EPERM : ENODATA);
+	if (is_meminfo(ino, name))
+		fuse_reply_err(req, EPERM);
+	else
+		reply_status(req, thpfs_removexattr_ino(req_fs(req), ino, name));
 }
 
 const struct fuse_lowlevel_ops thpfs_fuse_ops = {

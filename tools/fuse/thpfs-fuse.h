@@ -32,8 +32,13 @@ struct thpfs_fuse {
 	int splice_read;        /* ask for FUSE_CAP_SPLICE_READ */
 	int splice_write;       /* ask for FUSE_CAP_SPLICE_WRITE */
 	int debug;
+	int allow_mmap;         /* the kernel took FUSE_DIRECT_IO_ALLOW_MMAP (io.c) */
 };
 
 extern const struct fuse_lowlevel_ops thpfs_fuse_ops;
+
+/* io.c: /dev/fuse I/O that adds FUSE_DIRECT_IO_ALLOW_MMAP to the INIT
+ * reply, so that files opened with direct I/O can be mapped shared. */
+int thpfs_fuse_io_install(struct fuse_session *se, struct thpfs_fuse *tf);
 
 #endif /* THPFS_FUSE_H */
