@@ -231,25 +231,40 @@ static void advise_empty(struct thpfs *fs, struct thpfs_chunk *c)
 	madvise(c->mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
+/*
+ * Frees chunk c's memory in the view: the pages the chunk holds, and only
+ * those.  The program may have stored to other pages of the 2 MiB since the
+ * last sync; the chunk does not know them, so they are not ours to drop -
+ * they stay, and the next sync adopts them as a new chunk.  A huge or full
+ * chunk is zapped as one 2 MiB range (which also frees its page table).
+ */
 void _thpfs_mmap_chunk_free(struct thpfs *fs, struct thpfs_chunk *c)
 {
 	if (!c->mem)
 		return;
-	bool freed = zap(c->mem, THPFS_HUGE_SIZE) == 0;
-	if (!freed)
-		memset(c->mem, 0, THPFS_HUGE_SIZE); /* a later sync finds it again */
-	uint64_t bytes = c->huge ? THPFS_HUGE_SIZE : (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
-	if (c->huge)
-		gauges_adjust(fs, -1, 0);
-	else
-		gauges_adjust(fs, 0, -(int64_t)c->nr_present);
-	budget_adjust(fs, -(int64_t)bytes);
-	if (freed)
-		THPFS_STAT_ADD(fs, bytes_released, bytes);
-	/* DONTNEED of a whole 2 MiB frees its page table too (Linux 6.14+),
-	 * so a range given MADV_HUGEPAGE again gets a huge page at its next
-	 * write fault. */
-	advise_empty(fs, c);
+	if (c->huge || c->nr_present == THPFS_PAGES_PER_HUGE) {
+		bool freed = zap(c->mem, THPFS_HUGE_SIZE) == 0;
+		if (!freed)
+			memset(c->mem, 0, THPFS_HUGE_SIZE); /* a later sync finds it again */
+		if (c->huge)
+			gauges_adjust(fs, -1, 0);
+		else
+			gauges_adjust(fs, 0, -(int64_t)THPFS_PAGES_PER_HUGE);
+		budget_adjust(fs, -(int64_t)THPFS_HUGE_SIZE);
+		if (freed)
+			THPFS_STAT_ADD(fs, bytes_released, THPFS_HUGE_SIZE);
+		advise_empty(fs, c);
+		return;
+	}
+	_thpfs_mmap_release(fs, c, c->present);
+	/* A range given MADV_HUGEPAGE again gets a huge page at its next
+	 * write fault once its page table is gone (Linux 6.14+ frees an
+	 * emptied one) - but only a range the kernel says is empty now:
+	 * with unseen pages left, khugepaged would fill the holes around
+	 * them, so it keeps MADV_NOHUGEPAGE. */
+	struct range_state st;
+	if (scan_ranges(fs, c->mem, 1, &st) == 0 && thpfs_bitmap_empty(st.present))
+		advise_empty(fs, c);
 }
 
 unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)

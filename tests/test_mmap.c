@@ -708,6 +708,42 @@ static void test_writer_during_punch_split_collapse(void **state)
 	tl_close(f);
 }
 
+/* Stores through the view that thpfs has not seen yet (no call has synced
+ * since) must survive an operation that drops every page thpfs knows of in
+ * their 2 MiB range: a punch of those pages, or reclaim of pages freed with
+ * thpfs_free_lazy.  (thpfs once freed the whole range when its own bitmap
+ * said nothing else was there: found by test_model_mapped, seed
+ * 1795703580142949, op 496.) */
+static void test_unseen_store_survives_drop(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 4 * MIB, &v);
+	/* punch: thpfs knows page 0 only (pwrite); page 100 is stored unseen */
+	tl_write_pat(f, 0, PG, 1);
+	fill_view(v, 100 * PG, PG, 2);
+	assert_int_equal(thpfs_fallocate(f, PUNCH, 0, (off_t)PG), 0);
+	check_view_zero(v, 0, PG);
+	check_view(v, 100 * PG, PG, 2);
+	tl_check_pat(f, 100 * PG, PG, 2);
+	/* reclaim: thpfs knows pages 0-3 (lazily freed); page 200 is unseen */
+	tl_write_pat(f, 2 * MIB, 4 * PG, 3);
+	assert_int_equal(thpfs_free_lazy(f, (off_t)(2 * MIB), (off_t)(4 * PG)), 0);
+	fill_view(v, 2 * MIB + 200 * PG, PG, 4);
+	assert_true(thpfs_reclaim(fs, 0) >= 0);
+	check_view_zero(v, 2 * MIB, 4 * PG);
+	check_view(v, 2 * MIB + 200 * PG, PG, 4);
+	tl_check_pat(f, 2 * MIB + 200 * PG, PG, 4);
+	/* the kernel agrees: the two unseen pages are all that is left */
+	struct kview k = kscan(v, 4 * MIB);
+	assert_int_equal(k.present, 2 * PG);
+	assert_int_equal(tl_blocks(f), 2 * BLK_PG);
+	assert_int_equal(thpfs_munmap(f, v, 4 * MIB), 0);
+	tl_check_pat(f, 100 * PG, PG, 2);
+	tl_check_pat(f, 2 * MIB + 200 * PG, PG, 4);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +761,7 @@ int main(void)
 		TL_TEST(test_holes_never_filled, "huge=always,scan_sleep_ms=20"),
 		TL_TEST(test_free_lazy_keeps_rewritten_pages, "huge=always,collapse=off"),
 		TL_TEST(test_writer_during_punch_split_collapse, "huge=always,collapse=off"),
+		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

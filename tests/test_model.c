@@ -877,6 +877,9 @@ static void mmodel_op(struct mmodel *mm, uint64_t op)
 		mm->view = a;
 		break;
 	}
+	if (getenv("THPFS_MODEL_TRACE")) /* to reduce a failing seed */
+		fprintf(stderr, "op %" PRIu64 " %s off %" PRIu64 " len %" PRIu64 " v %#x\n", op, what,
+			off, len, v);
 	if (op % 25 == 0 || !strcmp(what, "remap"))
 		mcheck_all(mm, op, what);
 }
