@@ -750,6 +750,8 @@ static void test_model(void **state)
 		print_message("THPFS_MODEL_ONLY=%s: not running %s\n", only, opts);
 		skip();
 	}
+	if (getenv("THPFS_MODEL_MAPPED_ONLY")) /* for seed loops over mapped files */
+		skip();
 	static uint64_t seed;
 	if (!seed)
 		seed = tl_seed("test_model");
