@@ -271,7 +271,11 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  *
  * thpfs_munmap(f, addr, len) takes any open handle of the same file and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
- * file keeps its data and the range is unmapped, as munmap(2) does.
+ * file keeps its data and the range is unmapped, as munmap(2) does.  If the
+ * range cannot be unlocked first (munlock fails) nothing changes and the
+ * error is returned.  If the kernel refuses the final munmap (out of VMAs),
+ * the file is no longer mapped but the range stays mapped, empty (anonymous
+ * zero memory), and its error is returned.
  */
 #define THPFS_MMAP_ALIGN (2UL << 20)
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr);

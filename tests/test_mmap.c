@@ -9,6 +9,7 @@
  * 2 MiB ranges, and then checks that no stamp was lost.
  */
 #include "testlib.h"
+#include "internal.h"
 #include "cgroup.h"
 
 #include <inttypes.h>
@@ -744,6 +745,45 @@ static void test_unseen_store_survives_drop(void **state)
 	tl_close(f);
 }
 
+/* A 2 MiB range of a view mapped by 4 KiB entries costs the kernel a page
+ * table like a base block does, and is charged to size= the same way: one
+ * page in each of 16 ranges holds 16 pages and 16 page tables. */
+static void test_page_tables_charged(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 32 * MIB, &v);
+	for (uint64_t r = 0; r < 16; r++)
+		v[r * HPG] = 1;
+	assert_int_equal(tl_blocks(f), 16 * BLK_PG); /* synced: charged now */
+	/* another file fills what is left, page by page */
+	struct thpfs_file *g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	static char page[PG];
+	memset(page, 7, PG);
+	uint64_t n = 0;
+	ssize_t w;
+	while ((w = thpfs_pwrite(g, page, PG, (off_t)(n * PG))) == (ssize_t)PG)
+		n++;
+	assert_int_equal(w, -ENOSPC);
+	print_message("size=8m, 16 sparse mapped pages: %" PRIu64 " KiB more fit\n", (uint64_t)(n * PG / KIB));
+	/* data + page tables <= size= + the page tables of size= dense:
+	 * 16 + n pages, 16 + 4 tables, 8 MiB + 4 tables */
+	assert_true((16 + n) * PG + 20 * PG <= 8 * MIB + 4 * PG);
+	assert_true((16 + n) * PG + 20 * PG >= 8 * MIB + 4 * PG - 2 * PG);
+	tl_close(g);
+	assert_int_equal(thpfs_unlink(fs, "/g"), 0);
+	assert_int_equal(thpfs_munmap(f, v, 32 * MIB), 0);
+	tl_close(f);
+	assert_int_equal(thpfs_unlink(fs, "/f"), 0);
+	_thpfs_release_flush(fs);
+	/* every charge went with its range: exactly 8 MiB fit again, no more */
+	g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	tl_write_pat(g, 0, 8 * MIB, 2);
+	char c = 'x';
+	assert_int_equal(thpfs_pwrite(g, &c, 1, (off_t)(8 * MIB)), -ENOSPC);
+	tl_close(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -762,6 +802,7 @@ int main(void)
 		TL_TEST(test_free_lazy_keeps_rewritten_pages, "huge=always,collapse=off"),
 		TL_TEST(test_writer_during_punch_split_collapse, "huge=always,collapse=off"),
 		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
+		TL_TEST(test_page_tables_charged, "huge=never,collapse=off,size=8m"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
