@@ -784,6 +784,39 @@ static void test_page_tables_charged(void **state)
 	tl_close(g);
 }
 
+/* A pwrite that runs out of size= part way undoes the pages it populated;
+ * a page the program had stored to through the view (unseen by thpfs) is
+ * not one of them.  Page 0 is stored through the view, page 1 is known,
+ * and size= leaves room for one more page: the pwrite from byte 100 of
+ * page 0 into page 2 must leave bytes 0-99 of page 0 alone. */
+static void test_failed_pwrite_keeps_unseen_page(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 4 * MIB, &v);
+	tl_write_pat(f, PG, PG, 1);
+	fill_view(v, 0, PG, 2);
+	/* fill size= with another file, then free one page of it */
+	struct thpfs_file *g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	static char page[PG];
+	memset(page, 7, PG);
+	uint64_t n = 0;
+	while (thpfs_pwrite(g, page, PG, (off_t)(n * PG)) == (ssize_t)PG)
+		n++;
+	assert_int_equal(thpfs_fallocate(g, PUNCH, 0, (off_t)PG), 0);
+	static char buf[3 * PG];
+	memset(buf, 9, sizeof(buf));
+	ssize_t w = thpfs_pwrite(f, buf, 3 * PG - 100, 100);
+	print_message("pwrite of %d bytes into a full size=: %zd\n", (int)(3 * PG - 100), w);
+	assert_true(w > 0 || w == -ENOSPC);
+	check_view(v, 0, 100, 2);
+	tl_check_pat(f, 0, 100, 2);
+	tl_close(g);
+	assert_int_equal(thpfs_munmap(f, v, 4 * MIB), 0);
+	tl_check_pat(f, 0, 100, 2);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -803,6 +836,7 @@ int main(void)
 		TL_TEST(test_writer_during_punch_split_collapse, "huge=always,collapse=off"),
 		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
 		TL_TEST(test_page_tables_charged, "huge=never,collapse=off,size=8m"),
+		TL_TEST(test_failed_pwrite_keeps_unseen_page, "huge=never,collapse=off,size=8m"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
