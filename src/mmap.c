@@ -21,11 +21,13 @@
  * Other threads read and write the view while we work on it, so nothing here
  * ever copies a chunk's memory to another place (a store between the copy and
  * the switch would be lost):
- *  - free:     MADV_DONTNEED of the pages (of the whole 2 MiB for a whole
- *              chunk, which zaps the PMD and frees a huge page at once), at
- *              once - never through frame.c's batch, whose late DONTNEED
- *              would wipe a page the program wrote after our punch returned;
- *              MADV_DONTNEED_LOCKED on mlocked memory.
+ *  - free:     MADV_DONTNEED of the pages the chunk counts as present and
+ *              no others (a page stored since the last sync is not known
+ *              to be dropped; of the whole 2 MiB for a huge or full chunk,
+ *              which zaps the PMD and frees a huge page at once), at once -
+ *              never through frame.c's batch, whose late DONTNEED would
+ *              wipe a page the program wrote after our punch returned;
+ *              MADV_DONTNEED_LOCKED on mlocked memory (release_counted).
  *  - split:    the kernel's, in place: MADV_NOHUGEPAGE on the 2 MiB, then
  *              MADV_FREE of one dropped page makes the kernel split the THP;
  *              PAGEMAP_SCAN must then show no PAGE_IS_HUGE, else the caller
