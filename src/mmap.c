@@ -730,20 +730,23 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 		}
 		p = (char *)(((uintptr_t)raw + THPFS_HUGE_SIZE - 1) & ~(uintptr_t)(THPFS_HUGE_SIZE - 1));
 		size_t head = (size_t)(p - raw);
+		/* Trimming the alignment slack: a refusal (out of VMAs) only
+		 * leaves some PROT_NONE address space reserved; the view is
+		 * what matters, and its own mmap below is checked. */
 		if (head)
-			munmap(raw, head);
+			(void)munmap(raw, head);
 		if (THPFS_HUGE_SIZE - head)
-			munmap(p + len, THPFS_HUGE_SIZE - head);
+			(void)munmap(p + len, THPFS_HUGE_SIZE - head);
 		if (mmap(p, len, prot, flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
 			*err = -errno;
-			munmap(p, len);
+			(void)munmap(p, len); /* the PROT_NONE reservation */
 			return NULL;
 		}
 	}
 	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
 	    madvise(p, len, MADV_DONTFORK)) {
 		*err = -errno;
-		munmap(p, len);
+		(void)munmap(p, len); /* holds nothing yet */
 		return NULL;
 	}
 	return p;
