@@ -746,7 +746,9 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
 	    madvise(p, len, MADV_DONTFORK)) {
 		*err = -errno;
-		(void)munmap(p, len); /* holds nothing yet */
+		/* holds nothing yet; the caller's range is reserved again */
+		if (!want || mmap(p, len, PROT_NONE, flags | MAP_FIXED, -1, 0) == MAP_FAILED)
+			(void)munmap(p, len);
 		return NULL;
 	}
 	return p;
