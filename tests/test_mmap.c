@@ -817,6 +817,37 @@ static void test_failed_pwrite_keeps_unseen_page(void **state)
 	tl_close(f);
 }
 
+/* A punch whose MADV_DONTNEED fails (injected, as on a kernel that refuses
+ * it) zeroes the page and does not count it as released: the kernel still
+ * holds it, and it reads zero.  A later punch gives it back. */
+static void test_failed_release_not_counted(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 2 * MIB, &v);
+	fill_view(v, 0, 4 * PG, 5);
+	assert_int_equal(tl_blocks(f), 4 * BLK_PG); /* synced */
+	struct thpfs_stats s0 = tl_stats(fs);
+	thpfs_fault_inject_release(fs, 1, 1);
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)PG, (off_t)PG), 0);
+	thpfs_fault_inject_release(fs, 0, 0);
+	struct thpfs_stats s1 = tl_stats(fs);
+	check_view_zero(v, PG, PG);
+	check_view(v, 0, PG, 5);
+	check_view(v, 2 * PG, 2 * PG, 5);
+	assert_int_equal(kscan(v, 2 * MIB).present, 4 * PG); /* still held */
+	assert_int_equal(s1.bytes_released, s0.bytes_released);
+	assert_int_equal(s1.release_failed_bytes - s0.release_failed_bytes, PG);
+	assert_int_equal(tl_blocks(f), 4 * BLK_PG); /* found again as (zero) data */
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)PG, (off_t)PG), 0);
+	assert_int_equal(kscan(v, 2 * MIB).present, 3 * PG);
+	assert_int_equal(tl_blocks(f), 3 * BLK_PG);
+	check_view(v, 0, PG, 5);
+	check_view(v, 2 * PG, 2 * PG, 5);
+	assert_int_equal(thpfs_munmap(f, v, 2 * MIB), 0);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -837,6 +868,7 @@ int main(void)
 		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
 		TL_TEST(test_page_tables_charged, "huge=never,collapse=off,size=8m"),
 		TL_TEST(test_failed_pwrite_keeps_unseen_page, "huge=never,collapse=off,size=8m"),
+		TL_TEST(test_failed_release_not_counted, "huge=never,collapse=off"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
