@@ -823,6 +823,18 @@ static int move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpf
 	return 0;
 }
 
+/* Undoes a move_all_out that failed part way: moves the chunks it took out
+ * back into the view, so that the view shows the whole file range again.
+ * A chunk that cannot move back keeps its data in its arena slot. */
+static void move_all_in(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+{
+	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
+	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
+	     c = _thpfs_index_next(&inode->pages, c->index + 1))
+		if (!c->mapped)
+			(void)move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+}
+
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 {
 	int err = thpfs_file_check(f);
@@ -926,8 +938,11 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		if (munlock(m->addr, m->len))
 			err = -errno;
 	}
-	if (!err)
+	if (!err) {
 		err = move_all_out(fs, inode, m);
+		if (err)
+			move_all_in(fs, inode, m); /* the mapping stays whole */
+	}
 	int unmap_err = 0;
 	if (!err) {
 		inode->map = NULL;
