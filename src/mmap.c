@@ -208,8 +208,10 @@ static void relock_range(struct thpfs_inode *inode, char *mem, bool relock)
 	if (!relock || mlock2(mem, THPFS_HUGE_SIZE, MLOCK_ONFAULT) == 0)
 		return;
 	struct thpfs_mapping *m = inode->map;
-	thpfs_bit_set(m->relock, view_range(m, mem));
-	m->fix = true;
+	if (m) {
+		thpfs_bit_set(m->relock, view_range(m, mem));
+		m->fix = true;
+	}
 }
 
 /* Applies again what advise_range and relock_range could not: each recorded
