@@ -788,6 +788,7 @@ static inline uint64_t thpfs_max_u64(uint64_t a, uint64_t b)
 }
 
 struct mmodel {
+	bool lock; /* the view is mlocked (on fault), as with QEMU's mem-lock=on */
 	struct thpfs *fs;
 	struct thpfs_file *f;
 	char *view;
@@ -877,6 +878,8 @@ static void mmodel_op(struct mmodel *mm, uint64_t op)
 		void *a = NULL;
 		assert_int_equal(thpfs_mmap(mm->f, 0, MAP_SZ, &a), 0);
 		mm->view = a;
+		if (mm->lock)
+			assert_int_equal(mlock2(mm->view, MAP_SZ, MLOCK_ONFAULT), 0);
 		break;
 	}
 	if (getenv("THPFS_MODEL_TRACE")) /* to reduce a failing seed */
@@ -886,13 +889,19 @@ static void mmodel_op(struct mmodel *mm, uint64_t op)
 		mcheck_all(mm, op, what);
 }
 
+struct mapped_config {
+	const char *opts;
+	bool lock;
+};
+
 static void test_model_mapped(void **state)
 {
-	const char *opts = *state;
+	const struct mapped_config *mc = *state;
+	const char *opts = mc->opts;
 	const char *only = getenv("THPFS_MODEL_ONLY");
 	if (only && *only && !strstr(opts, only))
 		skip();
-	struct mmodel mm = { 0 };
+	struct mmodel mm = { .lock = mc->lock };
 	mm.rng = tl_seed("test_model_mapped") | 1;
 	mm.data = calloc(1, 2 * MAP_SZ);
 	cur_mbuf = malloc(MAP_SZ);
@@ -909,6 +918,8 @@ static void test_model_mapped(void **state)
 	void *a = NULL;
 	assert_int_equal(thpfs_mmap(mm.f, 0, MAP_SZ, &a), 0);
 	mm.view = a;
+	if (mm.lock)
+		assert_int_equal(mlock2(mm.view, MAP_SZ, MLOCK_ONFAULT), 0);
 	uint64_t nops = tl_env_u64("THPFS_MODEL_OPS", 2000) / 2;
 	for (uint64_t op = 1; op <= nops; op++)
 		mmodel_op(&mm, op);
@@ -918,9 +929,9 @@ static void test_model_mapped(void **state)
 	assert_int_equal(thpfs_pread(mm.f, buf, MAP_SZ, 0), MAP_SZ);
 	assert_memory_equal(buf, mm.data, MAP_SZ);
 	struct thpfs_stats s = tl_stats(mm.fs);
-	print_message("%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
+	print_message("%s%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
 		      "; splits %" PRIu64 " collapsed %" PRIu64 " faulted-in pages %" PRIu64 "\n",
-		      opts, nops, s.huge_frames, s.base_pages, s.thp_split_page,
+		      opts, mm.lock ? " (mlocked)" : "", nops, s.huge_frames, s.base_pages, s.thp_split_page,
 		      s.thp_collapse_alloc, s.mmap_faulted_pages);
 	tl_close(mm.f);
 	assert_int_equal(thpfs_unlink(mm.fs, "/ram"), 0);
@@ -932,17 +943,22 @@ static void test_model_mapped(void **state)
 	cur_mbuf = NULL;
 }
 
-#define MODEL_MAPPED(o) \
-	cmocka_unit_test_prestate(test_model_mapped, (void *)(o))
+static const struct mapped_config mapped_configs[] = {
+	{ "huge=always,scan_sleep_ms=5", false },
+	{ "huge=always,split=migrate,collapse=off", false },
+	{ "huge=never,scan_sleep_ms=5", false },
+	{ "huge=within_size,scan_sleep_ms=5,max_ptes_none=511", false },
+	{ "huge=always,scan_sleep_ms=5", true },
+};
+
+#define MODEL_MAPPED(n) \
+	cmocka_unit_test_prestate(test_model_mapped, (void *)&mapped_configs[n])
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		MODEL(0), MODEL(1), MODEL(2), MODEL(3), MODEL(4), MODEL(5), MODEL(6), MODEL(7),
-		MODEL_MAPPED("huge=always,scan_sleep_ms=5"),
-		MODEL_MAPPED("huge=always,split=migrate,collapse=off"),
-		MODEL_MAPPED("huge=never,scan_sleep_ms=5"),
-		MODEL_MAPPED("huge=within_size,scan_sleep_ms=5,max_ptes_none=511"),
+		MODEL_MAPPED(0), MODEL_MAPPED(1), MODEL_MAPPED(2), MODEL_MAPPED(3), MODEL_MAPPED(4),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
