@@ -46,8 +46,9 @@ struct thpfs_file; /* an open file description */
  *                       default 50% of RAM; % is of physical RAM); as on
  *                       tmpfs a symlink target of 128 bytes or more takes a
  *                       4 KiB page of it, and so does the page table of each
- *                       2 MiB range held in base pages (beyond those that
- *                       size= bytes of dense base pages need)
+ *                       2 MiB range held in base pages, thpfs_mmap views
+ *                       included (beyond those that size= bytes of dense
+ *                       base pages need)
  *   nr_inodes=N[k|m|g]  most inodes (0 = unlimited; default: RAM pages / 2);
  *                       as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
