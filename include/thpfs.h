@@ -47,8 +47,9 @@ struct thpfs_file; /* an open file description */
  *                       % of physical RAM, may pass 100 as on tmpfs; default
  *                       50%); as on tmpfs a symlink target of 128 bytes or
  *                       more takes a 4 KiB page of it, and so does the page
- *                       table of each 2 MiB range held in base pages (beyond
- *                       those that size= bytes of dense base pages need)
+ *                       table of each 2 MiB range held in base pages,
+ *                       thpfs_mmap views included (beyond those that size=
+ *                       bytes of dense base pages need)
  *   nr_inodes=N[k|m|g|t]  most inodes (0 = unlimited; default: RAM pages /
  *                       2); as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
@@ -279,7 +280,11 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  *
  * thpfs_munmap(f, addr, len) takes any open handle of the same file and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
- * file keeps its data and the range is unmapped, as munmap(2) does.
+ * file keeps its data and the range is unmapped, as munmap(2) does.  If the
+ * range cannot be unlocked first (munlock fails) nothing changes and the
+ * error is returned.  If the kernel refuses the final munmap (out of VMAs),
+ * the file is no longer mapped but the range stays mapped, empty (anonymous
+ * zero memory), and its error is returned.
  */
 #define THPFS_MMAP_ALIGN (2UL << 20)
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr);

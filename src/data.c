@@ -446,6 +446,10 @@ static ssize_t write_common(struct thpfs_file *f, const void *buf, size_t len, o
 		pthread_rwlock_wrlock(&inode->lock);
 		if (f->flags & O_APPEND)
 			off = (off_t)inode->size;
+		/* A page stored to through a mapping must be known before
+		 * the write populates (and on failure undoes) its range. */
+		if (len)
+			_thpfs_mmap_sync_range(f->fs, inode, (uint64_t)off, (uint64_t)off + len);
 		n = len ? write_locked(f->fs, inode, buf, len, (uint64_t)off) : 0;
 		pthread_rwlock_unlock(&inode->lock);
 	}

@@ -389,6 +389,26 @@ static bool release_counted(struct thpfs *fs, char *p, size_t len)
 	return gone;
 }
 
+bool _thpfs_release(char *p, size_t len)
+{
+	return release(p, len);
+}
+
+bool _thpfs_release_counted(struct thpfs *fs, char *p, size_t len)
+{
+	return release_counted(fs, p, len);
+}
+
+void _thpfs_pt_charge(struct thpfs *fs)
+{
+	pt_charge(fs);
+}
+
+void _thpfs_pt_uncharge(struct thpfs *fs)
+{
+	pt_uncharge(fs);
+}
+
 /* A populated 2 MiB frame of a huge arena, charged and counted as a huge
  * page, whatever the kernel made of it; NULL with *err set on failure. */
 static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)

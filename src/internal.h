@@ -361,6 +361,16 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
  * _thpfs_pages_release + _thpfs_block_free. */
 void _thpfs_huge_to_block(struct thpfs *fs, char *mem);
+/* Gives [p, p+len) back to the OS (MADV_DONTNEED, or _LOCKED on mlocked
+ * memory), else zeroes it; counts bytes_released or release_failed_bytes.
+ * Returns whether the memory went back.  No lock needed. */
+bool _thpfs_release_counted(struct thpfs *fs, char *p, size_t len);
+/* The same without counting (for ranges that may hold no memory). */
+bool _thpfs_release(char *p, size_t len);
+/* Charges or uncharges the page table of one 2 MiB range mapped by 4 KiB
+ * entries (fs->pt_bytes, see frame.c).  No lock needed. */
+void _thpfs_pt_charge(struct thpfs *fs);
+void _thpfs_pt_uncharge(struct thpfs *fs);
 /* As above, for a split or collapse that is about to give credit bytes back:
  * the budget may be passed by up to credit bytes for that moment. */
 char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
@@ -549,9 +559,11 @@ void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
 struct thpfs_mapping {
 	char *addr;
 	uint64_t start, len;
+	/* Per 2 MiB range of the view, bit set: an madvise (readvise) or a
+	 * re-mlock (relock) failed there and the next sync applies it again. */
+	uint64_t *readvise, *relock;
+	bool fix;                   /* some bit above is set */
 };
-int _thpfs_mmap_init(struct thpfs *fs);
-void _thpfs_mmap_destroy(struct thpfs *fs);
 /* Brings the present/uptodate bitmaps and the charges of the inode's mapped
  * chunks in line with the kernel's page tables; creates chunks for ranges
  * the program touched.  No-op without a mapping. */
