@@ -68,6 +68,15 @@ struct thpfs_file; /* an open file description */
  *                       released pages back (see scan_sleep_ms)
  *   scan_sleep_ms=N     background pause between passes (100); 4 KiB pages
  *                       a punch releases are back with the OS within it
+ *   prealloc=N          0..64 huge frames (2 MiB each) the background
+ *                       thread keeps populated (zero, verified huge) ahead
+ *                       of need (4): a new 2 MiB range of a file then costs
+ *                       no fault and no zeroing on the write path.  They
+ *                       count against size= and in prealloc_bytes, are
+ *                       made only after the first huge frame is used, and
+ *                       go back to the OS when none was taken for a
+ *                       background pass, on thpfs_reclaim, when size= needs
+ *                       them, and at unmount.  0: none
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N, gid=N        root directory owner (0)
  * An unknown or malformed option fails with -EINVAL (thpfs_mount_ex also
@@ -409,6 +418,10 @@ struct thpfs_stats {
 					 * through a mapping (a huge page counts 512) */
 	uint64_t mmap_vanished_pages;   /* pages of a mapping the kernel dropped itself
 					 * (MADV_FREE'd pages it reclaimed) */
+	/* prealloc=N (gauge): bytes of populated, zero huge frames held
+	 * ahead of need; charged to size=, not file data (not in Shmem) */
+	uint64_t prealloc_bytes;
+	uint64_t prealloc_used;         /* event: huge frames taken from the pool */
 };
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
 /* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and

@@ -235,6 +235,7 @@ static void set_defaults(struct thpfs_options *o)
 	o->max_ptes_none = 0;
 	o->collapse_thread = true;
 	o->scan_sleep_ms = 100;
+	o->prealloc = THPFS_PREALLOC_DEFAULT;
 	o->mode = 01777;
 	o->uid = 0;
 	o->gid = 0;
@@ -285,6 +286,16 @@ static int opt_scan_sleep_ms(struct thpfs_options *o, struct opt_span val)
 	return 0;
 }
 
+static int opt_prealloc(struct thpfs_options *o, struct opt_span val)
+{
+	uint64_t v;
+
+	if (parse_uint(val, THPFS_PREALLOC_MAX, &v))
+		return -EINVAL;
+	o->prealloc = (unsigned)v;
+	return 0;
+}
+
 static int opt_mode(struct thpfs_options *o, struct opt_span val)
 {
 	return parse_octal_mode(val, &o->mode);
@@ -322,6 +333,7 @@ static const struct opt_def {
 	{ "max_ptes_none", opt_max_ptes_none },
 	{ "collapse", opt_collapse },
 	{ "scan_sleep_ms", opt_scan_sleep_ms },
+	{ "prealloc", opt_prealloc },
 	{ "mode", opt_mode },
 	{ "uid", opt_uid },
 	{ "gid", opt_gid },
