@@ -125,8 +125,9 @@ static bool background_has_pass(struct thpfs *fs)
  * batch; either way the prealloc pool is emptied if no frame was taken
  * since the last pass.  With nothing to do (collapse=off, nothing queued,
  * empty pool) it sleeps without wakeups until a kick.  So pages released by
- * a punch are back with the OS within scan_sleep_ms either way.  A pool kick
- * (a frame was taken) refills the pool at once, between passes.
+ * a punch are back with the OS within scan_sleep_ms either way.  Between
+ * passes, a pool kick (a frame was taken) refills the pool at once, and a
+ * flush kick (collapse's retired blocks pile up) flushes the release batch.
  */
 static void *background_thread(void *arg)
 {
@@ -135,8 +136,16 @@ static void *background_thread(void *arg)
 	uint64_t next = mono_ns() + period;
 	pthread_mutex_lock(&fs->collapse_mu);
 	while (!fs->collapse_stop) {
+		if (fs->flush_kicked) {
+			fs->flush_kicked = false;
+			pthread_mutex_unlock(&fs->collapse_mu);
+			_thpfs_release_flush(fs);
+			pthread_mutex_lock(&fs->collapse_mu);
+			continue;
+		}
 		if (fs->pool_kicked) {
 			fs->pool_kicked = false;
+	fs->flush_kicked = false;
 			pthread_mutex_unlock(&fs->collapse_mu);
 			_thpfs_pool_refill(fs);
 			pthread_mutex_lock(&fs->collapse_mu);
@@ -179,16 +188,27 @@ void _thpfs_release_kick(struct thpfs *fs)
 	pthread_mutex_unlock(&fs->collapse_mu);
 }
 
-void _thpfs_pool_kick(struct thpfs *fs)
+/* Sets *flag and wakes the background thread (if running). */
+static void background_kick(struct thpfs *fs, bool *flag)
 {
 	if (!__atomic_load_n(&fs->collapse_running, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&fs->collapse_mu);
-	if (!fs->pool_kicked) {
-		fs->pool_kicked = true;
+	if (!*flag) {
+		*flag = true;
 		pthread_cond_signal(&fs->collapse_cv);
 	}
 	pthread_mutex_unlock(&fs->collapse_mu);
+}
+
+void _thpfs_pool_kick(struct thpfs *fs)
+{
+	background_kick(fs, &fs->pool_kicked);
+}
+
+void _thpfs_flush_kick(struct thpfs *fs)
+{
+	background_kick(fs, &fs->flush_kicked);
 }
 
 int _thpfs_collapse_start(struct thpfs *fs)
@@ -202,6 +222,7 @@ int _thpfs_collapse_start(struct thpfs *fs)
 	fs->collapse_stop = false;
 	fs->release_kicked = false;
 	fs->pool_kicked = false;
+	fs->flush_kicked = false;
 	/* A small stack: under mlockall(MCL_FUTURE) all of it is locked. */
 	pthread_attr_t attr;
 	int err = pthread_attr_init(&attr);

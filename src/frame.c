@@ -694,6 +694,21 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 	block_free_flushed(fs, mem);
 }
 
+/* Whether the release batch holds a page of the block at mem.  Pages of a
+ * block are queued under its inode's lock, which the caller holds, so the
+ * answer stays true until the caller acts on it.  Takes release_lock. */
+static bool release_queued_in(struct thpfs *fs, const char *mem)
+{
+	bool hit = false;
+	pthread_mutex_lock(&fs->release_lock);
+	for (unsigned i = 0; i < fs->release_n && !hit; i++) {
+		const char *p = fs->release_iov[i].iov_base;
+		hit = p >= mem && p < mem + THPFS_HUGE_SIZE;
+	}
+	pthread_mutex_unlock(&fs->release_lock);
+	return hit;
+}
+
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit)
 {
@@ -701,8 +716,9 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 	if (!n)
 		return 0;
 	/* A queued page of this block must be gone before it comes back, or
-	 * it would come back with its old bytes. */
-	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
+	 * it would come back with its old bytes.  Pages of other blocks (a
+	 * collapse's retired block) may stay queued. */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, mem))
 		_thpfs_release_flush(fs);
 	pthread_mutex_lock(&fs->frame_lock);
 	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, n, credit);
@@ -843,7 +859,10 @@ void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages)
 				 __ATOMIC_RELEASE);
 	}
 	fs->retired[fs->nretired++] = mem;
+	bool half = fs->nretired == THPFS_RETIRED_MAX / 2;
 	pthread_mutex_unlock(&fs->release_lock);
+	if (half)
+		_thpfs_flush_kick(fs); /* before the list fills and a caller waits */
 	THPFS_STAT_SUB(fs, base_pages, n);
 	THPFS_STAT_SUB(fs, shmem_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
 	if (was_empty)

@@ -315,6 +315,7 @@ struct thpfs {
 	bool collapse_stop;
 	bool release_kicked; /* pages queued since the last flush; collapse_mu */
 	bool pool_kicked;    /* the prealloc pool wants frames; collapse_mu */
+	bool flush_kicked;   /* retired blocks pile up: flush now; collapse_mu */
 
 	/* File handles are never freed before unmount: a closed one waits on
 	 * a free list for reuse, so a stale pointer still reads as closed
@@ -528,6 +529,9 @@ void _thpfs_release_kick(struct thpfs *fs);
 /* The prealloc pool lost a frame: the background thread refills it now.
  * Takes fs->collapse_mu (leaf). */
 void _thpfs_pool_kick(struct thpfs *fs);
+/* The release batch should be flushed now, not at the next pass (retired
+ * blocks pile up).  Takes fs->collapse_mu (leaf). */
+void _thpfs_flush_kick(struct thpfs *fs);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
