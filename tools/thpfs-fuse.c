@@ -54,6 +54,7 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("max_ptes_none=", KEY_LIB),
 	FUSE_OPT_KEY("collapse=", KEY_LIB),
 	FUSE_OPT_KEY("scan_sleep_ms=", KEY_LIB),
+	FUSE_OPT_KEY("prealloc=", KEY_LIB),
 	FUSE_OPT_KEY("mode=", KEY_LIB),
 	FUSE_OPT_KEY("uid=", KEY_LIB),
 	FUSE_OPT_KEY("gid=", KEY_LIB),
@@ -89,6 +90,7 @@ static void usage(const char *prog)
 	       "                           collapsed back into a huge page (0)\n"
 	       "    collapse=on|off        background collapse thread (on)\n"
 	       "    scan_sleep_ms=N        collapse thread pause between passes (100)\n"
+	       "    prealloc=N             0..64 huge frames kept ready for new data (0)\n"
 	       "    mode=OCTAL             root directory permissions (1777)\n"
 	       "    uid=N, gid=N           root directory owner (0)\n"
 	       "\n"
