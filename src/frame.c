@@ -515,8 +515,8 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 	if (!*err && fs->opt.prealloc) {
 		p = pool_take(fs);
 		pthread_mutex_unlock(&fs->frame_lock);
-		_thpfs_pool_kick(fs); /* refill (or start filling) off this path */
 		if (p) {
+			_thpfs_pool_kick(fs); /* refill off this path */
 			THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 			THPFS_STAT_ADD(fs, prealloc_used, 1);
 			THPFS_STAT_ADD(fs, huge_frames, 1);
@@ -552,6 +552,8 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 	THPFS_STAT_ADD(fs, huge_frames, 1);
 	THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
+	if (fs->opt.prealloc)
+		_thpfs_pool_kick(fs); /* a miss: start filling, after our charge */
 	return p;
 }
 
@@ -934,7 +936,7 @@ int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs)
 uint64_t _thpfs_held_bytes(struct thpfs *fs)
 {
 	pthread_mutex_lock(&fs->frame_lock);
-	uint64_t n = fs->held_bytes;
+	uint64_t n = fs->held_bytes - (uint64_t)fs->pool_n * THPFS_HUGE_SIZE;
 	pthread_mutex_unlock(&fs->frame_lock);
 	return n;
 }

@@ -409,7 +409,8 @@ void _thpfs_pool_trim_idle(struct thpfs *fs);
  * batch and the block goes back to the free stack after the batch's flush
  * (within scan_sleep_ms, or at once when the retired list is full). */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
-/* Bytes of frames held now (the size= budget's use). */
+/* Bytes of frames held now for data (the size= budget's use, less the
+ * prealloc pool, which gives way to data: statfs counts it as free). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 /* Charges n bytes of metadata that tmpfs counts against size= (a long
  * symlink target's page) as if they were file data; -ENOSPC past size=.
