@@ -70,13 +70,16 @@ struct thpfs_file; /* an open file description */
  *                       a punch releases are back with the OS within it
  *   prealloc=N          0..64 huge frames (2 MiB each) the background
  *                       thread keeps populated (zero, verified huge) ahead
- *                       of need (4): a new 2 MiB range of a file then costs
- *                       no fault and no zeroing on the write path.  They
- *                       count against size= and in prealloc_bytes, are
- *                       made only after the first huge frame is used, and
- *                       go back to the OS when none was taken for a
- *                       background pass, on thpfs_reclaim, when size= needs
- *                       them, and at unmount.  0: none
+ *                       of need (0: none): a new 2 MiB range of a file then
+ *                       costs no fault and no zeroing on the write path
+ *                       (the zeroing runs on another CPU, if one is free).
+ *                       They hold up to N x 2 MiB of memory: counted
+ *                       against size= (statfs shows them as free) and in
+ *                       prealloc_bytes, made only after a huge frame is
+ *                       used, and given back before size= would refuse
+ *                       data, on thpfs_reclaim, when a background pass
+ *                       finds none was asked for since the previous one,
+ *                       and at unmount
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N, gid=N        root directory owner (0)
  * An unknown or malformed option fails with -EINVAL (thpfs_mount_ex also

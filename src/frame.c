@@ -419,11 +419,21 @@ static bool release_counted(struct thpfs *fs, char *p, size_t len)
  * empties it), and they go back first when size= is short, on reclaim and at
  * unmount.  frame_lock guards pool, pool_n and the take counters. */
 
+/* pool_n changes under frame_lock; the background thread reads it without
+ * (a hint, see collapse.c), so it is stored atomically. */
+static void pool_set_n(struct thpfs *fs, unsigned n)
+{
+	__atomic_store_n(&fs->pool_n, n, __ATOMIC_RELAXED);
+}
+
 /* Pops a pool frame (NULL if empty) and counts the demand; frame_lock held. */
 static char *pool_take(struct thpfs *fs)
 {
 	fs->pool_takes++; /* demand, met or not: the pool is not idle */
-	return fs->pool_n ? fs->pool[--fs->pool_n] : NULL;
+	if (!fs->pool_n)
+		return NULL;
+	pool_set_n(fs, fs->pool_n - 1);
+	return fs->pool[fs->pool_n];
 }
 
 /* Gives every pool frame back to the OS; frame_lock held (the madvise calls
@@ -433,7 +443,8 @@ static uint64_t pool_drain_locked(struct thpfs *fs)
 {
 	uint64_t back = 0;
 	while (fs->pool_n) {
-		char *p = fs->pool[--fs->pool_n];
+		pool_set_n(fs, fs->pool_n - 1);
+		char *p = fs->pool[fs->pool_n];
 		if (release_counted(fs, p, THPFS_HUGE_SIZE))
 			back += THPFS_HUGE_SIZE;
 		fs->held_bytes -= THPFS_HUGE_SIZE;
@@ -485,7 +496,8 @@ static bool pool_grow_one(struct thpfs *fs)
 		release_counted(fs, p, THPFS_HUGE_SIZE);
 	pthread_mutex_lock(&fs->frame_lock);
 	if (ok && fs->pool_n < fs->opt.prealloc) {
-		fs->pool[fs->pool_n++] = p;
+		fs->pool[fs->pool_n] = p;
+		pool_set_n(fs, fs->pool_n + 1);
 		THPFS_STAT_ADD(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 	} else {
 		if (ok) /* the pool filled meanwhile (prealloc is per mount) */
