@@ -19,6 +19,7 @@ TESTS_CG_BIN += $(B)/tests/test_prealloc
 TESTS_CG_OBJ := $(B)/tests/obj/cgroup.o
 # The concurrency tests, the only ones check-tsan runs.
 TESTS_TSAN := test_stress test_collapse test_release test_mmap
+TESTS_TSAN += test_prealloc
 TESTS_CFLAGS := -Itools
 TESTS_LIBS := -lcmocka -lpthread
 

@@ -9,6 +9,7 @@
 #include "testlib.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "cgroup.h"
@@ -314,6 +315,74 @@ static void test_retired_slot_not_reused(void **state)
 	tl_close(f);
 }
 
+/*
+ * Threads writing new 2 MiB ranges (taking pool frames, kicking refills)
+ * while another calls thpfs_reclaim (draining the pool) and the background
+ * thread refills and trims it, under a size= the pool must give way to:
+ * every byte reads back, and at the end the pool and the data add up.
+ * Meant for TSan as well (no memory cgroup needed).
+ */
+#define PA_THREADS 3
+#define PA_ROUNDS 40
+struct pa_worker {
+	struct thpfs *fs;
+	int id;
+	bool *stop; /* atomic */
+};
+
+static void *pa_write_thread(void *arg)
+{
+	struct pa_worker *w = arg;
+	char path[32];
+	snprintf(path, sizeof(path), "/w%d", w->id);
+	for (int r = 0; r < PA_ROUNDS; r++) {
+		struct thpfs_file *f = tl_open(w->fs, path, O_RDWR | O_CREAT | O_TRUNC);
+		tl_write_pat(f, 0, 2 * HPG, (unsigned)(w->id * 100 + r));
+		tl_check_pat(f, 0, 2 * HPG, (unsigned)(w->id * 100 + r));
+		tl_close(f);
+	}
+	return NULL;
+}
+
+static void *pa_reclaim_thread(void *arg)
+{
+	struct pa_worker *w = arg;
+	while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
+		assert_true(thpfs_reclaim(w->fs, 0) >= 0);
+		usleep(500);
+	}
+	return NULL;
+}
+
+static void test_pool_concurrent(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	if (!tl_stats(fs).thp_available)
+		skip();
+	bool stop = false;
+	struct pa_worker w[PA_THREADS + 1];
+	pthread_t t[PA_THREADS + 1];
+	for (int i = 0; i <= PA_THREADS; i++) {
+		w[i] = (struct pa_worker){ fs, i, &stop };
+		assert_int_equal(pthread_create(&t[i], NULL,
+						i < PA_THREADS ? pa_write_thread : pa_reclaim_thread,
+						&w[i]), 0);
+	}
+	for (int i = 0; i < PA_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	__atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_join(t[PA_THREADS], NULL), 0);
+	struct thpfs_stats s = tl_stats(fs);
+	printf("%d threads x %d new files: %" PRIu64 " frames from the pool\n", PA_THREADS,
+	       PA_ROUNDS, s.prealloc_used);
+	assert_int_equal(s.shmem_bytes, (uint64_t)PA_THREADS * 2 * HPG);
+	assert_true(s.prealloc_bytes <= 4 * HPG);
+	/* a refill kicked by the last take may still be running: the idle
+	 * trim (scan_sleep_ms=5) empties the pool soon after anyway */
+	thpfs_reclaim(fs, 0);
+	assert_int_equal(wait_pool(fs, 0, 2000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_prealloc_option),
 		cmocka_unit_test_setup_teardown(test_collapse_retired_block, pa_setup, pa_teardown),
 		TL_TEST(test_retired_slot_not_reused, "huge=always,collapse=off,scan_sleep_ms=60000"),
+		TL_TEST(test_pool_concurrent, "huge=always,prealloc=4,size=20m,scan_sleep_ms=5"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
