@@ -318,18 +318,19 @@ ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
 
 /*
  * Copies a write's bytes into file memory.  A large copy (at least
- * THPFS_STREAM_MIN bytes) uses non-temporal stores on x86-64: the
- * destination is usually a frame just made (zeroed by the kernel or taken
- * from the prealloc pool, not in the cache), and ordinary stores would first
- * read each line of it only to overwrite it.  The sfence makes the stores
- * visible before the caller drops inode->lock.  Smaller copies use memcpy:
- * their lines are likely read again soon.
+ * THPFS_STREAM_MIN bytes) into memory that is not cache-hot uses
+ * non-temporal stores on x86-64: ordinary stores would first read each line
+ * only to overwrite it.  A chunk this very write made (hot: the kernel's
+ * fault just zeroed it, the lines near its start are still in the cache)
+ * is copied with memcpy, which measured faster there.  The sfence makes the
+ * stores visible before the caller drops inode->lock.  Smaller copies use
+ * memcpy: their lines are likely read again soon.
  */
 #define THPFS_STREAM_MIN (256UL << 10)
-static void copy_in(char *dst, const char *src, size_t n)
+static void copy_in(char *dst, const char *src, size_t n, bool hot)
 {
 #if defined(__x86_64__) && defined(__SSE2__)
-	if (n >= THPFS_STREAM_MIN) {
+	if (n >= THPFS_STREAM_MIN && !hot) {
 		size_t head = (size_t)(-(uintptr_t)dst & 63);
 		memcpy(dst, src, head);
 		dst += head;
@@ -347,6 +348,8 @@ static void copy_in(char *dst, const char *src, size_t n)
 		}
 		_mm_sfence();
 	}
+#else
+	(void)hot;
 #endif
 	memcpy(dst, src, n);
 }
@@ -382,7 +385,7 @@ static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const c
 		}
 		if (!c)
 			break;
-		copy_in(c->mem + in, buf + done, n);
+		copy_in(c->mem + in, buf + done, n, created);
 		chunk_mark_written(fs, c, pf, pl);
 		_thpfs_chunk_check(c);
 		done += n;
