@@ -298,9 +298,13 @@ static uint64_t pool_drain_locked(struct thpfs *fs);
  * when the charge does not fit, the pool's frames go back first. */
 static int budget_charge(struct thpfs *fs, uint64_t n, uint64_t credit)
 {
-	if (!budget_fits(fs, n, credit) && (!fs->pool_n || (pool_drain_locked(fs), 0) ||
-					    !budget_fits(fs, n, credit)))
-		return -ENOSPC;
+	if (!budget_fits(fs, n, credit)) {
+		if (!fs->pool_n)
+			return -ENOSPC;
+		pool_drain_locked(fs);
+		if (!budget_fits(fs, n, credit))
+			return -ENOSPC;
+	}
 	fs->held_bytes += n;
 	return 0;
 }
