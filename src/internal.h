@@ -359,8 +359,8 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 /* Returns pages [from, to) of a block to the OS and uncharges them.  The
  * pages are queued and released in batches (one process_madvise call, one
  * TLB flush, for up to THPFS_RELEASE_BATCH pages); the queue is flushed when
- * full, before any page of any block is populated or a block is reused, by
- * reclaim and by the background thread every scan_sleep_ms. */
+ * full, before a page of a block with queued pages is populated or a block
+ * is reused, by reclaim and by the background thread every scan_sleep_ms. */
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
 /* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
