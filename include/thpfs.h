@@ -70,6 +70,18 @@ struct thpfs_file; /* an open file description */
  *                       released pages back (see scan_sleep_ms)
  *   scan_sleep_ms=N     background pause between passes (100); 4 KiB pages
  *                       a punch releases are back with the OS within it
+ *   prealloc=N          0..64 huge frames (2 MiB each) the background
+ *                       thread keeps populated (zero, verified huge) ahead
+ *                       of need (0: none): a new 2 MiB range of a file then
+ *                       costs no fault and no zeroing on the write path
+ *                       (the zeroing runs on another CPU, if one is free).
+ *                       They hold up to N x 2 MiB of memory: counted
+ *                       against size= (statfs shows them as free) and in
+ *                       prealloc_bytes, made only after a huge frame is
+ *                       used, and given back before size= would refuse
+ *                       data, on thpfs_reclaim, when a background pass
+ *                       finds none was asked for since the previous one,
+ *                       and at unmount
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N               root directory owner (0)
  *   gid=N               root directory group (0)
@@ -486,6 +498,10 @@ struct thpfs_stats {
 					 * through a mapping (a huge page counts 512) */
 	uint64_t mmap_vanished_pages;   /* pages of a mapping the kernel dropped itself
 					 * (MADV_FREE'd pages it reclaimed) */
+	/* prealloc=N (gauge): bytes of populated, zero huge frames held
+	 * ahead of need; charged to size=, not file data (not in Shmem) */
+	uint64_t prealloc_bytes;
+	uint64_t prealloc_used;         /* event: huge frames taken from the pool */
 };
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
 /* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and
