@@ -1,9 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages thpfs needs to build, test and run its demo,
 # if they are missing.  Idempotent; needs root (or sudo) only when something
-# is missing.
+# is missing.  `deps.sh vm` installs what the VM targets need instead
+# (mk/vm.mk: QEMU, busybox for the guest's initramfs, cpio), so that
+# `make check` does not need QEMU.
 set -e
 PKGS="build-essential pkg-config libcmocka-dev libfuse3-dev fuse3 gnuplot-nox jq util-linux attr"
+[ "$1" = vm ] && PKGS="qemu-system-x86 busybox-static cpio gzip python3 strace gnuplot-nox"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -14,4 +17,4 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq $missing >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
