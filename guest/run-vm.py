@@ -247,13 +247,14 @@ def find_ram_mapping(pid, ram_bytes, mem_path=None, addr=None):
 
 
 def huge_ranges(pid, start, ram_bytes):
-    """Number of 2 MiB ranges of [start, start+ram_bytes) in QEMU's address
-    space that are backed by one huge page (every 4 KiB page present, frames
-    contiguous from a 2 MiB-aligned compound head flagged THP, the other 511
-    its tails), and the number of present 4 KiB pages."""
+    """Number of 2 MiB ranges of [start, start+ram_bytes) in the address
+    space of process pid (or "self") that are backed by one huge page (every
+    4 KiB page present, frames contiguous from a 2 MiB-aligned compound head
+    flagged THP, the other 511 its tails), and the number of present 4 KiB
+    pages."""
     npages = ram_bytes // PAGE
     pm = array.array("Q")
-    with open("/proc/%d/pagemap" % pid, "rb") as f:
+    with open("/proc/%s/pagemap" % pid, "rb") as f:
         f.seek(start // PAGE * 8)
         pm.frombytes(f.read(npages * 8))
     if len(pm) != npages:
@@ -280,6 +281,39 @@ def huge_ranges(pid, start, ram_bytes):
                    for x in fl[1:]):
                 huge += 1
     return huge, present
+
+
+def huge_ranges_file(path, size):
+    """huge_ranges() of a tmpfs file's own pages, whether QEMU has them
+    mapped or not: maps the file read-only here, faults in only its data
+    (SEEK_DATA/SEEK_HOLE, so no hole gets a page), reads our pagemap."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap " + path)
+        try:
+            off = 0
+            while off < size:
+                try:
+                    data = os.lseek(fd, off, os.SEEK_DATA)
+                except OSError:
+                    break
+                hole = min(os.lseek(fd, data, os.SEEK_HOLE), size)
+                for o in range(data, hole, PAGE):
+                    ctypes.string_at(addr + o, 1)
+                off = hole
+            return huge_ranges("self", addr, size)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
 
 
 def pmd_mapped_ranges(smaps):
@@ -327,26 +361,34 @@ def kvm_works(kernel, timeout=10):
 
 # ---------------------------------------------------------------- trace
 def normalise_trace(raw, out, ram_base, ram_bytes, ram_name):
-    """Turns QEMU's log-backend trace into the text format of docs/vm.md."""
+    """Turns QEMU's log-backend trace into the text format of docs/vm.md:
+    'inflate N' / 'deflate N' when the host sets the balloon to N bytes,
+    'req' before the discards of each virtqueue element, 'd OFF LEN' per
+    discard of guest RAM (offset into the RAM).  Returns the discard count."""
     n = 0
     last_pages = 0
+    pending_req = False
     with open(raw) as f, open(out, "w") as o:
         o.write("# thpfs-vm-trace v1: guest RAM %d bytes; offsets and lengths in hex bytes\n" % ram_bytes)
         o.write("ram %#x\n" % ram_bytes)
         for line in f:
-            m = re.search(r"virtio_balloon_to_target target: (\d+) num_pages: (\d+)", line)
+            m = re.search(r"virtio_balloon_to_target balloon target: (0x[0-9a-f]+|\d+) num_pages: (\d+)", line)
             if m:
                 pages = int(m.group(2))
-                o.write("%s %#x\n" % ("inflate" if pages >= last_pages else "deflate", pages * PAGE))
+                if pages != last_pages:
+                    o.write("%s %#x\n" % ("inflate" if pages > last_pages else "deflate", pages * PAGE))
                 last_pages = pages
                 continue
             if "virtqueue_pop" in line:
-                o.write("req\n")
+                pending_req = True
                 continue
             m = re.search(r"ram_block_discard_range (\S+)@0x([0-9a-f]+) \+ 0x([0-9a-f]+): madvise: (\d) fallocate: (\d) ret: (-?\d+)", line)
             if m and m.group(1) == ram_name:
                 off = int(m.group(2), 16) - ram_base
                 if 0 <= off < ram_bytes:
+                    if pending_req:
+                        o.write("req\n")
+                        pending_req = False
                     o.write("d %#x %#x\n" % (off, int(m.group(3), 16)))
                     n += 1
     return n
@@ -471,6 +513,8 @@ def run_one(args, backend_spec, fpr, accel, guest_dir, trace_raw=None):
             sm = find_ram_mapping(proc.pid, ram, be.mem_path if be.kind == "tmpfs" else None,
                                   be.ram_addr())[2]
             huge, present = huge_ranges(proc.pid, start, ram)
+            if be.kind == "tmpfs":  # the file's pages, mapped by QEMU or not
+                huge, present = huge_ranges_file(be.mem_path, ram)
             bal = qmp.cmd("query-balloon")["actual"]
             m = {"t": round(time.time() - t_boot, 1), "cgroup": cg.usage(), "huge": huge,
                  "present_mib": present * PAGE >> 20, "pmd_mapped": pmd_mapped_ranges(sm),
