@@ -155,6 +155,81 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
  * bytes freed (>= 0). */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
+/* ---- Mappings: guest RAM ---------------------------------------------------
+ * thpfs_mmap maps [off, off+len) of a regular file as one contiguous range of
+ * the calling process's address space that IS the file's storage (no copy,
+ * no page cache behind it): a store through the mapping is seen at once by
+ * thpfs_pread, and a thpfs_pwrite at once through the mapping.  This is what
+ * a virtual-machine monitor hands to KVM as a memory slot and to vhost or
+ * device emulation as plain pointers.
+ *
+ *  - off and len are multiples of 2 MiB (THPFS_MMAP_ALIGN), len > 0, and
+ *    [off, off+len) lies inside the file (-EINVAL, -ENXIO otherwise): grow
+ *    the file with thpfs_ftruncate first.  The mapping is 2 MiB aligned.
+ *  - *addr == NULL: thpfs chooses the address.  *addr != NULL: the mapping
+ *    is placed exactly there (2 MiB aligned, else -EINVAL), replacing
+ *    whatever the caller had mapped there, like MAP_FIXED (QEMU reserves the
+ *    range PROT_NONE first).  *addr receives the address.
+ *  - One mapping per file: a second thpfs_mmap of the same file is -EBUSY.
+ *  - The mapping is PROT_READ|PROT_WRITE and needs an O_RDWR handle
+ *    (-EACCES otherwise): it is the storage, and thpfs stores to it too
+ *    (pwrite, punch, zeroing), so it cannot be made read-only.  Other
+ *    handles, O_RDONLY ones too, work on the file as usual meanwhile.
+ *  - A page in the range pinned by thpfs_map makes thpfs_mmap -EBUSY (its
+ *    pointer would move).  After thpfs_mmap, thpfs_map of a page in the
+ *    range returns its address inside the mapping, and thpfs_munmap is -EBUSY
+ *    until it is unpinned.
+ *  - The mapping holds the file open: it survives thpfs_close and unlink of
+ *    the handle it was made with, until thpfs_munmap.  thpfs_unmount is -EBUSY
+ *    while any mapping exists.
+ *  - thpfs_ftruncate (or O_TRUNC, or a size setattr) below off+len is -EBUSY;
+ *    the file may grow, and may shrink down to off+len.
+ *  - The mapping is not inherited by fork() children (MADV_DONTFORK): a
+ *    child sharing the pages copy-on-write would stop them from being split.
+ *  - The caller must not munmap, mremap, mprotect or madvise the range
+ *    itself; mlock/munlock (QEMU mem-lock=on) is fine: punches on a locked
+ *    mapping still give the memory back.
+ *
+ * A mapping is not a pin.  Punch, truncate past the mapping, thpfs_free_lazy,
+ * thpfs_reclaim and thpfs_collapse work on a mapped range while other threads
+ * read and write through it: a punched page reads zero afterwards and its
+ * memory is back with the OS when the call returns, and no store to any
+ * other page is lost, including a store racing a split or a collapse of its
+ * 2 MiB range (the kernel splits and collapses in place, under its own page
+ * table locks).  A store into the punched range itself races the punch, as
+ * for any file.  thpfs_free_lazy on a mapped range zeroes the pages; reclaim
+ * later frees those the program has not written again since (the kernel's
+ * MADV_FREE rule), and keeps those it has, as data.
+ *
+ * Pages the program touches through the mapping become file data: thpfs
+ * learns them from the kernel (the PAGEMAP_SCAN ioctl, Linux 6.7+; without
+ * it thpfs_mmap is -EOPNOTSUPP) before every call that depends on them
+ * (fstat's st_blocks, SEEK_DATA/SEEK_HOLE, fallocate, punch, collapse,
+ * thpfs_get_stats, thpfs_munmap).  A page read but never written is the
+ * kernel's zero page and is not data.  Faults through a mapping are never
+ * refused: they cannot get ENOSPC or SIGBUS, and they are charged to size=
+ * after the fact, so they may take the mount past size= (thpfs_pwrite and
+ * fallocate still stop at size=).  What bounds them is what bounds any
+ * program's anonymous memory: the memory cgroup it runs in (a VMM's RAM is
+ * bounded the same way).
+ *
+ * Huge pages: where the mount's huge= policy gives the file huge pages, an
+ * empty 2 MiB range of the mapping gets a huge page on its first write
+ * fault.  A punch that splits a huge page leaves its 2 MiB range marked
+ * MADV_NOHUGEPAGE, so the kernel's khugepaged never fills a punched (or
+ * ballooned) hole back in; once every 4 KiB page of such a range is present
+ * again, the collapse thread (within scan_sleep_ms, without khugepaged) or
+ * thpfs_collapse makes it one huge page again at the same address
+ * (MADV_COLLAPSE, verified with PAGEMAP_SCAN).
+ *
+ * thpfs_munmap(f, addr, len) takes any open handle of the same file and
+ * exactly the address and length of the mapping (-EINVAL otherwise); the
+ * file keeps its data and the range is unmapped, as munmap(2) does.
+ */
+#define THPFS_MMAP_ALIGN (2UL << 20)
+int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr);
+int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len);
+
 /* ---- Namespace ---------------------------------------------------------- */
 int thpfs_stat(struct thpfs *fs, const char *path, struct stat *st);
 int thpfs_unlink(struct thpfs *fs, const char *path);
@@ -250,6 +325,12 @@ struct thpfs_stats {
 	uint64_t bytes_released;        /* bytes of memory given back to the OS */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
 	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
+	/* mappings (thpfs_mmap) */
+	uint64_t mapped_bytes;          /* gauge: bytes of files under thpfs_mmap */
+	uint64_t mmap_faulted_pages;    /* 4 KiB pages learned from the kernel: touched
+					 * through a mapping (a huge page counts 512) */
+	uint64_t mmap_vanished_pages;   /* pages of a mapping the kernel dropped itself
+					 * (MADV_FREE'd pages it reclaimed) */
 };
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
 /* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and

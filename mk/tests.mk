@@ -13,10 +13,10 @@ TESTS_SRC := $(filter-out tests/testlib.c,$(wildcard tests/test_*.c))
 TESTS_BIN := $(patsubst tests/%.c,$(B)/tests/%,$(TESTS_SRC))
 TESTS_LIB_OBJ := $(B)/tests/obj/testlib.o
 # Binaries that also need the child-cgroup helper from tools/.
-TESTS_CG_BIN := $(B)/tests/test_cgroup
+TESTS_CG_BIN := $(B)/tests/test_cgroup $(B)/tests/test_mmap
 TESTS_CG_OBJ := $(B)/tests/obj/cgroup.o
 # The concurrency tests, the only ones check-tsan runs.
-TESTS_TSAN := test_stress test_collapse
+TESTS_TSAN := test_stress test_collapse test_mmap
 TESTS_CFLAGS := -Itools
 TESTS_LIBS := -lcmocka -lpthread
 

@@ -46,6 +46,7 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len)
 	int made = 0;
 	err = 0;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync(f->fs, inode);
 	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index <= last;
 	     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
 		if (c->huge || c->nr_present < THPFS_PAGES_PER_HUGE)
@@ -71,6 +72,7 @@ static void collapse_scan(struct thpfs *fs)
 		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
 		if (!S_ISREG(inode->mode) || pthread_rwlock_trywrlock(&inode->lock))
 			continue;
+		_thpfs_mmap_sync(fs, inode); /* ranges rewritten through a mapping */
 		for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, 0); c;
 		     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
 			if (c->huge)

@@ -52,6 +52,15 @@ static int chunk_give_memory(struct thpfs *fs, struct thpfs_inode *inode, struct
 			     uint64_t write_end)
 {
 	int err;
+	if (_thpfs_mmap_addr(inode, c->index << THPFS_HUGE_SHIFT)) {
+		/* inside a mapping: the memory is the view itself */
+		bool huge = want_huge(fs, inode, c->index, write_end);
+		err = _thpfs_mmap_chunk_memory(fs, c, huge);
+		if (err == -ENOSPC &&
+		    _thpfs_reclaim(fs, inode, huge ? THPFS_HUGE_SIZE : THPFS_PAGE_SIZE))
+			err = _thpfs_mmap_chunk_memory(fs, c, huge);
+		return err;
+	}
 	if (want_huge(fs, inode, c->index, write_end)) {
 		char *mem = _thpfs_huge_alloc(fs, &err);
 		if (!mem && err == -ENOSPC && _thpfs_reclaim(fs, inode, THPFS_HUGE_SIZE))
@@ -118,8 +127,12 @@ static struct thpfs_chunk *chunk_fill(struct thpfs *fs, struct thpfs_inode *inod
 		if (!*err)
 			*err = _thpfs_index_insert(&inode->pages, idx, c);
 		if (*err) {
+			if (c->mapped)
+				_thpfs_mmap_chunk_free(fs, c);
 			thpfs_chunk_set_present(c, 0);
-			if (c->mem && c->huge)
+			if (c->mapped)
+				;
+			else if (c->mem && c->huge)
 				_thpfs_huge_free(fs, c->mem);
 			else if (c->mem)
 				_thpfs_block_free(fs, c->mem);
@@ -175,7 +188,12 @@ static void read_locked(struct thpfs_inode *inode, char *buf, size_t len, uint64
 		uint64_t in = off & (THPFS_HUGE_SIZE - 1);
 		size_t n = thpfs_min(len, THPFS_HUGE_SIZE - in);
 		struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, off >> THPFS_HUGE_SHIFT);
-		if (!c) {
+		char *view = _thpfs_mmap_addr(inode, off);
+		if (view) {
+			/* the view is the truth, also for pages stored through
+			 * it since the last sync (holes read the zero page) */
+			memcpy(buf, view, n);
+		} else if (!c) {
 			memset(buf, 0, n);
 		} else if (c->huge) {
 			memcpy(buf, c->mem + in, n);
@@ -332,6 +350,8 @@ int _thpfs_truncate_locked(struct thpfs *fs, struct thpfs_inode *inode, uint64_t
 {
 	if (size > THPFS_MAX_FILE_SIZE)
 		return -EFBIG;
+	if (!_thpfs_mmap_may_truncate(inode, size))
+		return -EBUSY; /* not below a mapping (include/thpfs.h) */
 	if (size <= inode->size) {
 		/* Everything past the new EOF goes, KEEP_SIZE fallocations too;
 		 * the page holding EOF is zeroed past it.  Like shmem_setattr,
@@ -503,6 +523,7 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 	struct thpfs_inode *inode = f->inode;
 	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync(f->fs, inode); /* a punch drops what is present */
 	if (punch) {
 		_thpfs_undo_range(f->fs, inode, start, end);
 	} else {
@@ -526,6 +547,7 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len)
 		return -EFBIG;
 	struct thpfs_inode *inode = f->inode;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync(f->fs, inode);
 	_thpfs_lazy_range(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
 	touch_mtime(inode);
 	pthread_rwlock_unlock(&inode->lock);
@@ -586,7 +608,7 @@ off_t thpfs_lseek(struct thpfs_file *f, off_t off, int whence)
 			e = -ENXIO; /* Linux: negative offsets are past nothing */
 			break;
 		}
-		pthread_rwlock_rdlock(&inode->lock);
+		_thpfs_inode_lock_synced(f->fs, inode);
 		if ((uint64_t)off >= inode->size)
 			e = -ENXIO;
 		else
@@ -647,6 +669,7 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
 	if (!S_ISREG(inode->mode))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync(f->fs, inode);
 	uint64_t in = (uint64_t)off & (THPFS_HUGE_SIZE - 1);
 	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, (uint64_t)off >> THPFS_HUGE_SHIFT);
 	if ((uint64_t)off >= inode->size)

@@ -440,3 +440,32 @@ uint64_t _thpfs_held_bytes(struct thpfs *fs)
 	pthread_mutex_unlock(&fs->frame_lock);
 	return n;
 }
+
+char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	char *p = NULL;
+	*err = slot_reserve(fs, huge);
+	if (!*err) {
+		p = slot_get(fs, huge);
+		if (!p)
+			*err = -ENOMEM;
+	}
+	pthread_mutex_unlock(&fs->frame_lock);
+	return p;
+}
+
+void _thpfs_slot_refill(struct thpfs *fs, char *mem)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	bool huge = in_huge_arena(fs, mem);
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		return; /* out of VMAs: the 2 MiB of address space stay unused */
+	madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	pthread_mutex_lock(&fs->frame_lock);
+	slot_put(fs, mem, huge);
+	pthread_mutex_unlock(&fs->frame_lock);
+}

@@ -283,7 +283,7 @@ void _thpfs_inode_stat(struct thpfs *fs, struct thpfs_inode *inode, struct stat 
 	bool reg = S_ISREG(inode->mode);
 
 	if (reg)
-		pthread_rwlock_rdlock(&inode->lock);
+		_thpfs_inode_lock_synced(fs, inode); /* st_blocks counts mapped pages */
 	_thpfs_fill_stat(fs, inode, st);
 	if (reg)
 		pthread_rwlock_unlock(&inode->lock);

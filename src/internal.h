@@ -186,6 +186,7 @@ struct thpfs_chunk {
 	char *mem;                  /* huge frame or base block */
 	bool huge;                  /* mem is a huge frame */
 	bool queued;                /* on fs->deferred */
+	bool mapped;                /* mem lies in the inode's thpfs_mmap view */
 	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
 	uint32_t nr_present;        /* pages holding memory */
 	thpfs_bitmap_t present;
@@ -226,6 +227,9 @@ struct thpfs_inode {
 	uint64_t falloc_end;     /* end of KEEP_SIZE fallocations past size */
 	uint64_t nr_pages;       /* present pages in all chunks (st_blocks / 8) */
 	struct thpfs_list pinned; /* chunks with pins > 0 */
+	struct thpfs_mapping *map; /* thpfs_mmap view or NULL; set and cleared
+				    * with inode->lock held for writing, read
+				    * with __atomic_load to pick a lock mode */
 	/* directories (ns_lock) */
 	struct thpfs_inode *parent;
 	struct thpfs_dentry **dhash;
@@ -297,6 +301,12 @@ struct thpfs {
 	 * guards the lists. */
 	pthread_mutex_t file_lock;
 	struct thpfs_list files, free_files;
+
+	/* mappings (mmap.c): /proc/self/pagemap for PAGEMAP_SCAN, opened on
+	 * the first thpfs_mmap (map_lock); nr_mappings is atomic */
+	pthread_mutex_t map_lock;
+	int pagemap_fd;
+	uint64_t nr_mappings;
 
 	struct thpfs_stats stats;
 };
@@ -425,6 +435,62 @@ void _thpfs_collapse_stop(struct thpfs *fs);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
+
+/* ---- Mappings (mmap.c) ----
+ * A view: file range [start, start+len) lives at addr.  Chunks inside it
+ * have mapped set and mem = addr + (index << 21) - start: their memory is
+ * the view itself, moved there with mremap and never copied.  What the
+ * program touches through the view is learned with PAGEMAP_SCAN
+ * (_thpfs_mmap_sync).  Every function below needs inode->lock held for
+ * writing unless it says otherwise. */
+struct thpfs_mapping {
+	char *addr;
+	uint64_t start, len;
+};
+int _thpfs_mmap_init(struct thpfs *fs);
+void _thpfs_mmap_destroy(struct thpfs *fs);
+/* Brings the present/uptodate bitmaps and the charges of the inode's mapped
+ * chunks in line with the kernel's page tables; creates chunks for ranges
+ * the program touched.  No-op without a mapping. */
+void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode);
+/* Locks inode for reading, or when it has a mapping for writing after a
+ * sync; unlock with pthread_rwlock_unlock. */
+void _thpfs_inode_lock_synced(struct thpfs *fs, struct thpfs_inode *inode);
+/* Syncs every mapped inode of the mount (no lock held by the caller). */
+void _thpfs_mmap_sync_all(struct thpfs *fs);
+/* The view address of file offset off, or NULL if off is not mapped
+ * (inode->lock held, read is enough). */
+char *_thpfs_mmap_addr(const struct thpfs_inode *inode, uint64_t off);
+/* Gives new chunk c (index inside the view) its memory in place: a huge
+ * page if want_huge and the kernel gives one (verified), else base pages
+ * populated later.  -ENOSPC/-ENOMEM with nothing charged. */
+int _thpfs_mmap_chunk_memory(struct thpfs *fs, struct thpfs_chunk *c, bool want_huge);
+/* Frees a mapped chunk's memory in place (MADV_DONTNEED of its 2 MiB, which
+ * frees a huge page at once) and uncharges it; does not touch nr_present or
+ * the index. */
+void _thpfs_mmap_chunk_free(struct thpfs *fs, struct thpfs_chunk *c);
+/* Frees the pages set in pages (present) of a mapped base chunk now, and
+ * uncharges them.  Returns the number of pages freed. */
+unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages);
+/* Splits mapped huge chunk c in place (kernel split, verified), dropping the
+ * pages set in drop.  -EBUSY if the kernel did not split it (nothing
+ * changed).  Never copies: another thread may be writing to it. */
+int _thpfs_mmap_split(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop);
+/* Collapses mapped base chunk c in place (MADV_HUGEPAGE + MADV_COLLAPSE,
+ * verified) if all 512 pages are present; -EAGAIN with holes. */
+int _thpfs_mmap_collapse(struct thpfs *fs, struct thpfs_chunk *c);
+/* Frees c's pending pages that the program has not written since they were
+ * zeroed (MADV_FREE + MADV_PAGEOUT, then asks the kernel); the others become
+ * data again.  c is not pinned.  Returns bytes freed; c may be left with no
+ * present page (the caller destroys it). */
+uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c);
+/* frame.c, for mmap.c: an empty arena slot of the given kind (nothing
+ * charged or populated), and giving back a slot whose memory was moved away
+ * with mremap (the hole is mapped afresh, then the slot is free again). */
+char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err);
+void _thpfs_slot_refill(struct thpfs *fs, char *mem);
+/* Whether the file may shrink to size (not below a mapping). */
+bool _thpfs_mmap_may_truncate(const struct thpfs_inode *inode, uint64_t size);
 
 /* ---- Files ---- */
 /* Validates f (open, from this library); returns -EBADF otherwise. */

@@ -28,6 +28,7 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 	e = _thpfs_frames_init(fs);
 	if (e)
 		goto out_deferred;
+	_thpfs_mmap_init(fs);
 	e = _thpfs_ns_init(fs);
 	if (e)
 		goto out_frames;
@@ -40,6 +41,7 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 out_ns:
 	_thpfs_ns_destroy(fs);
 out_frames:
+	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
 out_deferred:
 	pthread_mutex_destroy(&fs->deferred_lock);
@@ -58,11 +60,13 @@ int thpfs_unmount(struct thpfs *fs)
 {
 	if (!fs)
 		return -EINVAL;
-	if (__atomic_load_n(&fs->stats.pinned_pages, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&fs->stats.pinned_pages, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&fs->nr_mappings, __ATOMIC_ACQUIRE))
 		return -EBUSY;
 	_thpfs_collapse_stop(fs);
 	_thpfs_ns_destroy(fs);
 	_thpfs_files_destroy(fs);
+	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
 	pthread_mutex_destroy(&fs->deferred_lock);
 	free(fs);

@@ -88,7 +88,10 @@ static void release_pages(struct thpfs *fs, char *mem, const uint64_t *pages)
 
 void _thpfs_chunk_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
 {
-	release_pages(fs, c->mem, pages);
+	if (c->mapped)
+		_thpfs_mmap_release(fs, c, pages); /* at once, never batched */
+	else
+		release_pages(fs, c->mem, pages);
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
 		c->present[k] &= ~pages[k];
 		c->uptodate[k] &= ~pages[k];
@@ -103,7 +106,9 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 		_thpfs_deferred_del(fs, c);
 	if (c->pins)
 		thpfs_list_del(&c->pinlink); /* only when the inode itself dies */
-	if (c->mem) {
+	if (c->mapped) {
+		_thpfs_mmap_chunk_free(fs, c);
+	} else if (c->mem) {
 		if (c->huge) {
 			_thpfs_huge_free(fs, c->mem);
 		} else {
@@ -157,6 +162,8 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 {
 	if (c->pins)
 		return -EBUSY;
+	if (c->mapped) /* in place only: a copy would lose concurrent stores */
+		return _thpfs_mmap_split(fs, c, drop);
 	thpfs_bitmap_t keep;
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		keep[k] = ~drop[k];
@@ -208,6 +215,8 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 {
 	if (c->huge)
 		return 0;
+	if (c->mapped) /* in place only: MADV_COLLAPSE */
+		return _thpfs_mmap_collapse(fs, c);
 	if (c->pins) {
 		THPFS_STAT_ADD(fs, collapse_skipped_pinned, 1);
 		return -EBUSY;

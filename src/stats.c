@@ -11,6 +11,7 @@ int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
 {
 	if (!fs || !st)
 		return -EINVAL;
+	_thpfs_mmap_sync_all(fs); /* pages touched through mappings count */
 	/* Field by field: each is exact, the set is a near-instant snapshot. */
 	uint64_t *dst = (uint64_t *)st;
 	const uint64_t *src = (const uint64_t *)&fs->stats;
@@ -53,7 +54,10 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"collapse_full_scans %llu\n"
 			"bytes_released %llu\n"
 			"punch_zeroed_bytes %llu\n"
-			"reclaim_bytes %llu\n",
+			"reclaim_bytes %llu\n"
+			"MappedBytes:    %12llu kB\n"
+			"mmap_faulted_pages %llu\n"
+			"mmap_vanished_pages %llu\n",
 			(unsigned long long)s.shmem_bytes >> 10,
 			(unsigned long long)s.shmem_huge_bytes >> 10,
 			(unsigned long long)s.base_pages * 4,
@@ -76,5 +80,8 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.collapse_full_scans,
 			(unsigned long long)s.bytes_released,
 			(unsigned long long)s.punch_zeroed_bytes,
-			(unsigned long long)s.reclaim_bytes);
+			(unsigned long long)s.reclaim_bytes,
+			(unsigned long long)s.mapped_bytes >> 10,
+			(unsigned long long)s.mmap_faulted_pages,
+			(unsigned long long)s.mmap_vanished_pages);
 }

@@ -86,19 +86,33 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 {
 	thpfs_bitmap_t all;
 	unsigned ndrop = 0;
+	uint64_t lazy = 0;
+	if (c->mapped && !c->pins && !thpfs_bitmap_empty(c->pending)) {
+		/* A pending page of a mapping may have been written again
+		 * through it: only the kernel can free it safely. */
+		lazy = _thpfs_mmap_drop_pending(fs, c);
+		if (thpfs_bitmap_empty(c->pending)) {
+			_thpfs_deferred_del(fs, c);
+			THPFS_STAT_ADD(fs, thp_deferred_split_done, 1);
+		}
+		if (!c->nr_present) {
+			_thpfs_chunk_destroy(fs, c);
+			return lazy;
+		}
+	}
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
-		all[k] = drop[k] | c->pending[k];
+		all[k] = (drop[k] & c->present[k]) | (c->mapped ? 0 : c->pending[k]);
 		ndrop += (unsigned)__builtin_popcountll(all[k]);
 	}
 	if (!ndrop)
-		return 0;
-	bool was_queued = c->queued;
+		return lazy;
+	bool was_queued = c->queued, mapped = c->mapped;
 	uint64_t freed = (uint64_t)ndrop * THPFS_PAGE_SIZE;
 	if (c->pins) {
 		if (c->huge && thpfs_bitmap_weight(drop) < THPFS_PAGES_PER_HUGE)
 			THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
 		mark_pending(fs, c, drop);
-		return 0;
+		return lazy;
 	}
 	if (ndrop == c->nr_present) {
 		_thpfs_chunk_destroy(fs, c); /* also takes it off the queue */
@@ -107,17 +121,18 @@ static uint64_t chunk_drop_pages(struct thpfs *fs, struct thpfs_chunk *c, const 
 			if (_thpfs_split_chunk(fs, c, all)) {
 				THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
 				mark_pending(fs, c, drop);
-				return 0;
+				return lazy;
 			}
 		} else {
 			_thpfs_chunk_release(fs, c, all);
 		}
-		_thpfs_deferred_del(fs, c); /* nothing is pending any more */
+		if (thpfs_bitmap_empty(c->pending)) /* only a mapping's may stay */
+			_thpfs_deferred_del(fs, c);
 		_thpfs_chunk_check(c);
 	}
-	if (was_queued)
+	if (was_queued && !mapped)
 		THPFS_STAT_ADD(fs, thp_deferred_split_done, 1);
-	return freed;
+	return freed + lazy;
 }
 
 /*

@@ -1,0 +1,822 @@
+/*
+ * mmap.c - thpfs_mmap: a file's storage as one contiguous, stable mapping
+ * (guest RAM for a virtual-machine monitor).
+ *
+ * A chunk's memory is private anonymous memory, and the kernel can move such
+ * memory to another address without copying it (mremap with MREMAP_FIXED; an
+ * aligned 2 MiB move keeps a huge page mapped by one PMD).  thpfs_mmap makes
+ * the view - a 2 MiB aligned anonymous range - and moves every chunk of the
+ * range into it; the vacated arena slot is mapped afresh and goes back on
+ * its free list.  From then on the view IS the storage: chunk->mem points
+ * into it (chunk->mapped), and chunks made later inside the range get their
+ * memory in place.  thpfs_munmap moves the memory back into arena slots.
+ *
+ * The program stores into the view without telling us, so what is present
+ * is learned from the kernel: one PAGEMAP_SCAN ioctl over the view returns
+ * coalesced regions with PAGE_IS_PRESENT / PAGE_IS_HUGE / PAGE_IS_PFNZERO
+ * (the zero page is not data) / PAGE_IS_SWAPPED (data, in swap).
+ * _thpfs_mmap_sync applies them before every call that depends on presence
+ * and charges new pages to size= after the fact: a fault is never refused.
+ *
+ * Other threads read and write the view while we work on it, so nothing here
+ * ever copies a chunk's memory to another place (a store between the copy and
+ * the switch would be lost):
+ *  - free:     MADV_DONTNEED of the pages (of the whole 2 MiB for a whole
+ *              chunk, which zaps the PMD and frees a huge page at once), at
+ *              once - never through frame.c's batch, whose late DONTNEED
+ *              would wipe a page the program wrote after our punch returned;
+ *              MADV_DONTNEED_LOCKED on mlocked memory.
+ *  - split:    the kernel's, in place: MADV_NOHUGEPAGE on the 2 MiB, then
+ *              MADV_FREE of one dropped page makes the kernel split the THP;
+ *              PAGEMAP_SCAN must then show no PAGE_IS_HUGE, else the caller
+ *              zeroes and defers.  The range stays MADV_NOHUGEPAGE so
+ *              khugepaged never fills the holes back in.
+ *  - collapse: MADV_HUGEPAGE + MADV_COLLAPSE of a range with all 512 pages
+ *              present (the kernel copies under its own locks; no store is
+ *              lost), verified with PAGEMAP_SCAN.
+ *  - lazy:     pages zeroed by thpfs_free_lazy may be written again through
+ *              the view before reclaim comes; MADV_FREE + MADV_PAGEOUT frees
+ *              only the pages not written since (the kernel checks the dirty
+ *              bit under its page table lock), then we ask which went.
+ * mlock: MADV_FREE refuses VM_LOCKED ranges, so a split or lazy free of a
+ * locked range unlocks its 2 MiB for the moment and locks it again with
+ * MLOCK_ONFAULT (so the holes are not populated back).
+ *
+ * Locking: every function runs with inode->lock held for writing (except
+ * where a comment says otherwise); fs->map_lock only guards opening the
+ * pagemap file.  Lock order as in internal.h.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+
+/* The PAGEMAP_SCAN UAPI (Linux 6.7, <linux/fs.h>); Debian 12's headers
+ * predate it.  Our own names, so a newer header cannot clash. */
+struct mm_region {
+	uint64_t start, end, categories;
+};
+struct mm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define MM_PAGEMAP_SCAN _IOWR('f', 16, struct mm_scan_arg)
+#define MM_IS_PRESENT (1ULL << 3)
+#define MM_IS_SWAPPED (1ULL << 4)
+#define MM_IS_PFNZERO (1ULL << 5)
+#define MM_IS_HUGE (1ULL << 6)
+#define MM_VEC 512
+
+/* What the kernel holds for one 2 MiB range of a view. */
+struct range_state {
+	thpfs_bitmap_t present; /* pages holding data */
+	unsigned huge;          /* pages mapped by a (non-zero) PMD */
+};
+
+int _thpfs_mmap_init(struct thpfs *fs)
+{
+	pthread_mutex_init(&fs->map_lock, NULL);
+	fs->pagemap_fd = -1;
+	return 0;
+}
+
+void _thpfs_mmap_destroy(struct thpfs *fs)
+{
+	if (fs->pagemap_fd >= 0)
+		close(fs->pagemap_fd);
+	pthread_mutex_destroy(&fs->map_lock);
+}
+
+/* Opens /proc/self/pagemap and checks that it answers PAGEMAP_SCAN.
+ * Takes fs->map_lock; no other lock needed. */
+static int pagemap_open(struct thpfs *fs)
+{
+	int err = 0;
+	pthread_mutex_lock(&fs->map_lock);
+	if (fs->pagemap_fd < 0) {
+		int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			err = -EOPNOTSUPP;
+		} else {
+			static char probe[THPFS_PAGE_SIZE];
+			struct mm_region r;
+			struct mm_scan_arg a = {
+				.size = sizeof(a),
+				.start = (uint64_t)(uintptr_t)probe & ~(THPFS_PAGE_SIZE - 1),
+				.end = ((uint64_t)(uintptr_t)probe & ~(THPFS_PAGE_SIZE - 1)) + THPFS_PAGE_SIZE,
+				.vec = (uint64_t)(uintptr_t)&r,
+				.vec_len = 1,
+				.return_mask = MM_IS_PRESENT,
+			};
+			if (ioctl(fd, MM_PAGEMAP_SCAN, &a) < 0) {
+				close(fd);
+				err = -EOPNOTSUPP; /* older than Linux 6.7 */
+			} else {
+				fs->pagemap_fd = fd;
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->map_lock);
+	return err;
+}
+
+/* Asks the kernel what [addr, addr + n * 2 MiB) holds: fills st[0..n). */
+static int scan_ranges(struct thpfs *fs, const char *addr, size_t n, struct range_state *st)
+{
+	struct mm_region vec[MM_VEC];
+	uint64_t base = (uint64_t)(uintptr_t)addr, end = base + (uint64_t)n * THPFS_HUGE_SIZE;
+	uint64_t start = base;
+	memset(st, 0, n * sizeof(*st));
+	while (start < end) {
+		struct mm_scan_arg a = {
+			.size = sizeof(a),
+			.start = start,
+			.end = end,
+			.vec = (uint64_t)(uintptr_t)vec,
+			.vec_len = MM_VEC,
+			.category_anyof_mask = MM_IS_PRESENT | MM_IS_SWAPPED,
+			.return_mask = MM_IS_PRESENT | MM_IS_SWAPPED | MM_IS_PFNZERO | MM_IS_HUGE,
+		};
+		long r = ioctl(fs->pagemap_fd, MM_PAGEMAP_SCAN, &a);
+		if (r < 0)
+			return -errno;
+		for (long i = 0; i < r; i++) {
+			uint64_t cat = vec[i].categories;
+			bool data = (cat & MM_IS_SWAPPED) ||
+				    ((cat & MM_IS_PRESENT) && !(cat & MM_IS_PFNZERO));
+			bool huge = data && (cat & MM_IS_HUGE);
+			if (!data)
+				continue;
+			for (uint64_t p = vec[i].start; p < vec[i].end;) {
+				size_t k = (size_t)((p - base) >> THPFS_HUGE_SHIFT);
+				uint64_t rend = base + ((uint64_t)(k + 1) << THPFS_HUGE_SHIFT);
+				uint64_t q = thpfs_min(vec[i].end, rend);
+				unsigned from = (unsigned)(((p - base) & (THPFS_HUGE_SIZE - 1)) >> THPFS_PAGE_SHIFT);
+				unsigned to = from + (unsigned)((q - p) >> THPFS_PAGE_SHIFT);
+				_thpfs_bitmap_set_range(st[k].present, from, to);
+				if (huge)
+					st[k].huge += to - from;
+				p = q;
+			}
+		}
+		if (r < MM_VEC || a.walk_end <= start)
+			break;
+		start = a.walk_end;
+	}
+	return 0;
+}
+
+/* Whether the kernel maps the 2 MiB at mem with one huge page.  A failed
+ * scan answers no (callers then take the safe path). */
+static bool range_is_huge(struct thpfs *fs, const char *mem)
+{
+	struct range_state st;
+	return scan_ranges(fs, mem, 1, &st) == 0 && st.huge == THPFS_PAGES_PER_HUGE;
+}
+
+/* ---- Accounting: pages that are in the view already ---- */
+
+/* Charges (n > 0) or uncharges (n < 0) n bytes to size= without a limit. */
+static void budget_adjust(struct thpfs *fs, int64_t n)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	fs->held_bytes += (uint64_t)n;
+	pthread_mutex_unlock(&fs->frame_lock);
+}
+
+/* The memory gauges for dh more huge frames and db more base pages. */
+static void gauges_adjust(struct thpfs *fs, int64_t dh, int64_t db)
+{
+	THPFS_STAT_ADD(fs, huge_frames, (uint64_t)dh);
+	THPFS_STAT_ADD(fs, shmem_huge_bytes, (uint64_t)(dh * (int64_t)THPFS_HUGE_SIZE));
+	THPFS_STAT_ADD(fs, base_pages, (uint64_t)db);
+	THPFS_STAT_ADD(fs, shmem_bytes,
+		       (uint64_t)(dh * (int64_t)THPFS_HUGE_SIZE + db * (int64_t)THPFS_PAGE_SIZE));
+}
+
+/* ---- Freeing and advising in place ---- */
+
+/* Frees [p, p+len) of a view now, mlocked memory too. */
+static int zap(char *p, size_t len)
+{
+	if (madvise(p, len, MADV_DONTNEED) == 0)
+		return 0;
+	if (errno == EINVAL && madvise(p, len, MADV_DONTNEED_LOCKED) == 0)
+		return 0;
+	return -errno;
+}
+
+/* madvise(advice) on every run of pages set in b; the first error. */
+static int advise_runs(char *mem, const uint64_t *b, int advice)
+{
+	thpfs_for_each_run(b, i, end) {
+		if (madvise(mem + (size_t)i * THPFS_PAGE_SIZE, (size_t)(end - i) * THPFS_PAGE_SIZE,
+			    advice))
+			return -errno;
+	}
+	return 0;
+}
+
+/* MADV_FREE of the runs in b; on a mlocked range (EINVAL) unlocks the 2 MiB
+ * and tries again, setting *relock.  Returns 0 or the error. */
+static int lazyfree_runs(char *mem, const uint64_t *b, bool *relock)
+{
+	int err = advise_runs(mem, b, MADV_FREE);
+	if (err == -EINVAL && !*relock && munlock(mem, THPFS_HUGE_SIZE) == 0) {
+		*relock = true;
+		err = advise_runs(mem, b, MADV_FREE);
+	}
+	return err;
+}
+
+/* Locks a range unlocked by lazyfree_runs again, on fault only: the holes
+ * we just made stay holes. */
+static void relock_range(char *mem, bool relock)
+{
+	if (relock)
+		mlock2(mem, THPFS_HUGE_SIZE, MLOCK_ONFAULT);
+}
+
+/* The advice a chunk-less or huge range of the view gets: MADV_HUGEPAGE
+ * where policy gives the file huge pages, so the next fault takes one. */
+static void advise_empty(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	bool huge = _thpfs_want_huge(fs, c->inode, c->index);
+	madvise(c->mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
+void _thpfs_mmap_chunk_free(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	if (!c->mem)
+		return;
+	bool freed = zap(c->mem, THPFS_HUGE_SIZE) == 0;
+	if (!freed)
+		memset(c->mem, 0, THPFS_HUGE_SIZE); /* a later sync finds it again */
+	uint64_t bytes = c->huge ? THPFS_HUGE_SIZE : (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
+	if (c->huge)
+		gauges_adjust(fs, -1, 0);
+	else
+		gauges_adjust(fs, 0, -(int64_t)c->nr_present);
+	budget_adjust(fs, -(int64_t)bytes);
+	if (freed)
+		THPFS_STAT_ADD(fs, bytes_released, bytes);
+	/* DONTNEED of a whole 2 MiB frees its page table too (Linux 6.14+),
+	 * so a range given MADV_HUGEPAGE again gets a huge page at its next
+	 * write fault. */
+	advise_empty(fs, c);
+}
+
+unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
+{
+	unsigned n = 0, freed = 0;
+	thpfs_for_each_run(pages, i, end) {
+		char *p = c->mem + (size_t)i * THPFS_PAGE_SIZE;
+		size_t len = (size_t)(end - i) * THPFS_PAGE_SIZE;
+		n += end - i;
+		if (zap(p, len) == 0)
+			freed += end - i;
+		else
+			memset(p, 0, len); /* still present: a later sync finds it */
+	}
+	gauges_adjust(fs, 0, -(int64_t)n);
+	budget_adjust(fs, -(int64_t)n * (int64_t)THPFS_PAGE_SIZE);
+	THPFS_STAT_ADD(fs, bytes_released, (uint64_t)freed * THPFS_PAGE_SIZE);
+	return freed;
+}
+
+/* ---- Chunk memory in place ---- */
+
+char *_thpfs_mmap_addr(const struct thpfs_inode *inode, uint64_t off)
+{
+	const struct thpfs_mapping *m = inode->map;
+	if (!m || off < m->start || off - m->start >= m->len)
+		return NULL;
+	return m->addr + (off - m->start);
+}
+
+int _thpfs_mmap_chunk_memory(struct thpfs *fs, struct thpfs_chunk *c, bool want_huge)
+{
+	c->mem = _thpfs_mmap_addr(c->inode, c->index << THPFS_HUGE_SHIFT);
+	c->mapped = true;
+	if (!want_huge) {
+		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		return 0; /* base pages, populated by the caller */
+	}
+	madvise(c->mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+	int err = _thpfs_pages_populate(fs, c->mem, 0, THPFS_PAGES_PER_HUGE);
+	if (err)
+		return err;
+	thpfs_bitmap_fill(c->present);
+	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
+	if (range_is_huge(fs, c->mem)) {
+		c->huge = true;
+		gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
+		THPFS_STAT_ADD(fs, thp_file_alloc, 1);
+	} else {
+		/* The kernel gave 4 KiB pages (no huge page free, or a page
+		 * table left there): a full base chunk, collapsed later. */
+		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		THPFS_STAT_ADD(fs, thp_file_fallback, 1);
+	}
+	return 0;
+}
+
+/* ---- Split, collapse, lazy free in place ---- */
+
+int _thpfs_mmap_split(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *drop)
+{
+	char *mem = c->mem;
+	unsigned first = _thpfs_bitmap_find(drop, 0, true);
+	bool relock = false;
+	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
+		return -ENOMEM;
+	thpfs_bitmap_t one;
+	thpfs_bitmap_zero(one);
+	thpfs_bit_set(one, first);
+	/* MADV_FREE on part of a PMD-mapped THP splits it now.  The kernel
+	 * may refuse (extra references) and still return 0: ask it. */
+	bool split = lazyfree_runs(mem, one, &relock) == 0 && !range_is_huge(fs, mem);
+	if (!split) {
+		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+		if (relock)
+			mlock(mem, THPFS_HUGE_SIZE);
+		return -EBUSY;
+	}
+	c->huge = false;
+	gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
+	_thpfs_mmap_release(fs, c, drop);
+	relock_range(mem, relock);
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		c->present[k] = ~drop[k];
+		c->uptodate[k] &= ~drop[k];
+		c->pending[k] &= ~drop[k];
+	}
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
+	THPFS_STAT_ADD(fs, thp_split_page, 1);
+	_thpfs_chunk_check(c);
+	return 0;
+}
+
+int _thpfs_mmap_collapse(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	if (c->huge)
+		return 0;
+	if (c->pins) {
+		THPFS_STAT_ADD(fs, collapse_skipped_pinned, 1);
+		return -EBUSY;
+	}
+	if (!thpfs_bitmap_empty(c->pending))
+		return -EBUSY;
+	if (c->nr_present < THPFS_PAGES_PER_HUGE) {
+		/* never: MADV_COLLAPSE would fill the holes */
+		THPFS_STAT_ADD(fs, collapse_skipped_holes, 1);
+		return -EAGAIN;
+	}
+	if (madvise(c->mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE))
+		return -ENOMEM;
+	int err = madvise(c->mem, THPFS_HUGE_SIZE, MADV_COLLAPSE) ? -errno : 0;
+	if (!err && !range_is_huge(fs, c->mem))
+		err = -EAGAIN;
+	if (err) {
+		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		THPFS_STAT_ADD(fs, thp_collapse_alloc_failed, 1);
+		return err;
+	}
+	c->huge = true;
+	gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
+	if (!thpfs_bitmap_empty(c->uptodate))
+		thpfs_bitmap_fill(c->uptodate);
+	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
+	THPFS_STAT_ADD(fs, pages_collapsed, THPFS_PAGES_PER_HUGE);
+	_thpfs_chunk_check(c);
+	return 0;
+}
+
+uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
+{
+	char *mem = c->mem;
+	thpfs_bitmap_t p;
+	bool relock = false;
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
+		p[k] = c->pending[k] & c->present[k];
+	if (c->huge && madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
+		return 0;
+	/* MADV_FREE of one page inside a huge page splits it (of all of it,
+	 * would not); then the rest. */
+	thpfs_bitmap_t one;
+	thpfs_bitmap_zero(one);
+	thpfs_bit_set(one, _thpfs_bitmap_find(p, 0, true));
+	int err = lazyfree_runs(mem, one, &relock);
+	if (!err)
+		err = lazyfree_runs(mem, p, &relock);
+	if (c->huge) {
+		if (err || range_is_huge(fs, mem)) {
+			madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+			if (relock)
+				mlock(mem, THPFS_HUGE_SIZE);
+			THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
+			return 0; /* stays pending, retried by the next reclaim */
+		}
+		c->huge = false;
+		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
+		THPFS_STAT_ADD(fs, thp_split_page, 1);
+	} else if (err) {
+		relock_range(mem, relock);
+		return 0;
+	}
+	/* The pages were zeroed when they became pending.  One that is not
+	 * zero now was written again through the view before our MADV_FREE:
+	 * store to it (a no-op atomic add) so it is dirty and reclaim keeps
+	 * it.  One written after our MADV_FREE is dirty already.  Reclaim
+	 * (MADV_PAGEOUT) then discards only clean lazily freed pages; one it
+	 * cannot take now stays as data (zero). */
+	for (unsigned i = 0; i < THPFS_PAGES_PER_HUGE; i++) {
+		if (!thpfs_bit_test(p, i))
+			continue;
+		uint64_t *w = (uint64_t *)(mem + (size_t)i * THPFS_PAGE_SIZE);
+		for (unsigned j = 0; j < THPFS_PAGE_SIZE / sizeof(*w); j++) {
+			if (__atomic_load_n(&w[j], __ATOMIC_RELAXED)) {
+				__atomic_fetch_add(&w[0], 0, __ATOMIC_RELAXED);
+				thpfs_bit_clear(p, i);
+				break;
+			}
+		}
+	}
+	advise_runs(mem, p, MADV_PAGEOUT);
+	struct range_state st;
+	unsigned gone = 0;
+	if (scan_ranges(fs, mem, 1, &st) == 0) {
+		for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+			uint64_t g = p[k] & ~st.present[k];
+			gone += (unsigned)__builtin_popcountll(g);
+			c->present[k] &= ~g;
+			c->uptodate[k] &= ~g;
+		}
+	}
+	relock_range(mem, relock);
+	thpfs_bitmap_zero(c->pending);
+	gauges_adjust(fs, 0, -(int64_t)gone);
+	budget_adjust(fs, -(int64_t)gone * (int64_t)THPFS_PAGE_SIZE);
+	THPFS_STAT_ADD(fs, bytes_released, (uint64_t)gone * THPFS_PAGE_SIZE);
+	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
+	return (uint64_t)gone * THPFS_PAGE_SIZE;
+}
+
+/* ---- Presence from the kernel ---- */
+
+/* A chunk for a range the program touched: its memory is already there. */
+static void adopt_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx, char *mem,
+			const struct range_state *st, unsigned n)
+{
+	struct thpfs_chunk *c = _thpfs_chunk_new(inode, idx);
+	if (!c)
+		return; /* found again by the next sync */
+	c->mem = mem;
+	c->mapped = true;
+	if (_thpfs_index_insert(&inode->pages, idx, c)) {
+		free(c);
+		return;
+	}
+	if (st->huge == THPFS_PAGES_PER_HUGE) {
+		c->huge = true;
+		thpfs_bitmap_fill(c->present);
+		n = THPFS_PAGES_PER_HUGE;
+		gauges_adjust(fs, 1, 0);
+	} else {
+		memcpy(c->present, st->present, sizeof(c->present));
+		gauges_adjust(fs, 0, n);
+		/* keep khugepaged from filling its holes */
+		madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+	}
+	memcpy(c->uptodate, c->present, sizeof(c->uptodate));
+	thpfs_chunk_set_present(c, n);
+	budget_adjust(fs, (int64_t)n * (int64_t)THPFS_PAGE_SIZE);
+	THPFS_STAT_ADD(fs, mmap_faulted_pages, n);
+	_thpfs_chunk_check(c);
+}
+
+/* Brings chunk idx (at mem in the view) in line with what the kernel holds. */
+static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx, char *mem,
+		       const struct range_state *st)
+{
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, idx);
+	unsigned n = thpfs_bitmap_weight(st->present);
+	bool khuge = st->huge == THPFS_PAGES_PER_HUGE;
+	if (!c) {
+		if (n)
+			adopt_range(fs, inode, idx, mem, st, n);
+		return;
+	}
+	if (c->huge && khuge) {
+		thpfs_bitmap_fill(c->uptodate);
+		return;
+	}
+	if (c->huge) {
+		/* split by the kernel itself: base pages from now on */
+		c->huge = false;
+		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
+		madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+	}
+	unsigned nadd = 0, ngone = 0;
+	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
+		uint64_t add = st->present[k] & ~c->present[k];
+		uint64_t gone = c->present[k] & ~st->present[k];
+		nadd += (unsigned)__builtin_popcountll(add);
+		ngone += (unsigned)__builtin_popcountll(gone);
+		c->present[k] = st->present[k];
+		c->uptodate[k] = st->present[k]; /* stores through the view are unseen */
+		c->pending[k] &= st->present[k];
+	}
+	gauges_adjust(fs, 0, (int64_t)nadd - (int64_t)ngone);
+	budget_adjust(fs, ((int64_t)nadd - (int64_t)ngone) * (int64_t)THPFS_PAGE_SIZE);
+	THPFS_STAT_ADD(fs, mmap_faulted_pages, nadd);
+	THPFS_STAT_ADD(fs, mmap_vanished_pages, ngone);
+	thpfs_chunk_set_present(c, n);
+	if (thpfs_bitmap_empty(c->pending))
+		_thpfs_deferred_del(fs, c);
+	if (!n) {
+		_thpfs_chunk_destroy(fs, c); /* nothing left to free: zaps nothing */
+		return;
+	}
+	if (khuge) {
+		/* collapsed behind our back (khugepaged on a VM_HUGEPAGE range) */
+		c->huge = true;
+		gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
+	}
+	_thpfs_chunk_check(c);
+}
+
+void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	struct thpfs_mapping *m = inode->map;
+	if (!m)
+		return;
+	size_t n = (size_t)(m->len >> THPFS_HUGE_SHIFT);
+	struct range_state *st = malloc(n * sizeof(*st));
+	if (!st)
+		return;
+	if (scan_ranges(fs, m->addr, n, st) == 0) {
+		uint64_t first = m->start >> THPFS_HUGE_SHIFT;
+		for (size_t k = 0; k < n; k++)
+			sync_range(fs, inode, first + k, m->addr + k * THPFS_HUGE_SIZE, &st[k]);
+	}
+	free(st);
+}
+
+void _thpfs_inode_lock_synced(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	pthread_rwlock_rdlock(&inode->lock);
+	if (!inode->map)
+		return;
+	pthread_rwlock_unlock(&inode->lock);
+	pthread_rwlock_wrlock(&inode->lock);
+	_thpfs_mmap_sync(fs, inode);
+}
+
+void _thpfs_mmap_sync_all(struct thpfs *fs)
+{
+	if (!__atomic_load_n(&fs->nr_mappings, __ATOMIC_ACQUIRE))
+		return;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	for (struct thpfs_list *l = fs->inodes.next; l != &fs->inodes; l = l->next) {
+		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
+		if (!S_ISREG(inode->mode))
+			continue;
+		_thpfs_inode_lock_synced(fs, inode);
+		pthread_rwlock_unlock(&inode->lock);
+	}
+	pthread_rwlock_unlock(&fs->ns_lock);
+}
+
+bool _thpfs_mmap_may_truncate(const struct thpfs_inode *inode, uint64_t size)
+{
+	const struct thpfs_mapping *m = inode->map;
+	return !m || size >= m->start + m->len;
+}
+
+/* ---- Making and removing views ---- */
+
+/* Whether a chunk in file range [start, start+len) is pinned. */
+static bool range_pinned(struct thpfs_inode *inode, uint64_t start, uint64_t len)
+{
+	for (struct thpfs_list *l = inode->pinned.next; l != &inode->pinned; l = l->next) {
+		struct thpfs_chunk *c = thpfs_container_of(l, struct thpfs_chunk, pinlink);
+		uint64_t off = c->index << THPFS_HUGE_SHIFT;
+		if (off >= start && off - start < len)
+			return true;
+	}
+	return false;
+}
+
+/* Maps the view: at want (MAP_FIXED) or at a 2 MiB aligned address of our
+ * choosing.  Returns it, or NULL with *err set. */
+static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
+{
+	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	char *p;
+	if (want) {
+		p = mmap(want, len, prot, flags | MAP_FIXED, -1, 0);
+		if (p == MAP_FAILED) {
+			*err = -errno;
+			return NULL;
+		}
+	} else {
+		char *raw = mmap(NULL, len + THPFS_HUGE_SIZE, PROT_NONE, flags, -1, 0);
+		if (raw == MAP_FAILED) {
+			*err = -errno;
+			return NULL;
+		}
+		p = (char *)(((uintptr_t)raw + THPFS_HUGE_SIZE - 1) & ~(uintptr_t)(THPFS_HUGE_SIZE - 1));
+		size_t head = (size_t)(p - raw);
+		if (head)
+			munmap(raw, head);
+		if (THPFS_HUGE_SIZE - head)
+			munmap(p + len, THPFS_HUGE_SIZE - head);
+		if (mmap(p, len, prot, flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
+			*err = -errno;
+			munmap(p, len);
+			return NULL;
+		}
+	}
+	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
+	    madvise(p, len, MADV_DONTFORK)) {
+		*err = -errno;
+		munmap(p, len);
+		return NULL;
+	}
+	return p;
+}
+
+/* Moves chunk c's memory (an arena slot) to dst in the view, no copy, and
+ * gives the slot back.  c is not pinned. */
+static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
+{
+	char *src = c->mem;
+	if (mremap(src, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) ==
+	    MAP_FAILED)
+		return -errno;
+	c->mem = dst;
+	c->mapped = true;
+	_thpfs_slot_refill(fs, src);
+	/* the moved range keeps the arena's MADV_DONTFORK and advice */
+	madvise(dst, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* stores through the view are not seen: count every page written */
+	memcpy(c->uptodate, c->present, sizeof(c->uptodate));
+	return 0;
+}
+
+/* Moves chunk c's memory from the view to the empty arena slot. */
+static int move_out(struct thpfs_chunk *c, char *slot)
+{
+	if (mremap(c->mem, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) ==
+	    MAP_FAILED)
+		return -errno;
+	c->mem = slot;
+	c->mapped = false;
+	madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	return 0;
+}
+
+/* Moves every chunk of the view back into arena slots (taken first, so that
+ * only mremap can fail); the view keeps holes where chunks were. */
+static int move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+{
+	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
+	int err = 0;
+	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
+	     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
+		if (!c->mapped)
+			continue;
+		char *slot = _thpfs_slot_take(fs, c->huge, &err);
+		if (!slot)
+			return err;
+		err = move_out(c, slot);
+		if (err) {
+			_thpfs_slot_refill(fs, slot);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	if (!addr)
+		return -EINVAL;
+	struct thpfs *fs = f->fs;
+	struct thpfs_inode *inode = f->inode;
+	if (!S_ISREG(inode->mode))
+		return -ENODEV;
+	/* the view is the storage, and thpfs writes to it too (pwrite,
+	 * punch): it needs a read-write handle */
+	if ((f->flags & O_ACCMODE) != O_RDWR)
+		return -EACCES;
+	if (off < 0 || !len || ((uint64_t)off | len | (uintptr_t)*addr) & (THPFS_HUGE_SIZE - 1))
+		return -EINVAL;
+	if (len > THPFS_MAX_FILE_SIZE || (uint64_t)off > THPFS_MAX_FILE_SIZE - len)
+		return -ENXIO;
+	err = pagemap_open(fs);
+	if (err)
+		return err;
+	struct thpfs_mapping *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->start = (uint64_t)off;
+	m->len = len;
+	/* the mapping holds the file open (raised under ns_lock, as open does) */
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	__atomic_add_fetch(&inode->opens, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&fs->ns_lock);
+
+	pthread_rwlock_wrlock(&inode->lock);
+	if (inode->map)
+		err = -EBUSY;
+	else if (m->start + len > inode->size)
+		err = -ENXIO;
+	else if (range_pinned(inode, m->start, len))
+		err = -EBUSY;
+	if (!err)
+		m->addr = view_create(len, *addr, PROT_READ | PROT_WRITE,
+				      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT), &err);
+	if (!err) {
+		/* queued releases point at arena slots we are about to move */
+		_thpfs_release_flush(fs);
+		inode->map = m;
+		uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (len >> THPFS_HUGE_SHIFT);
+		for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first);
+		     c && c->index < last && !err; c = _thpfs_index_next(&inode->pages, c->index + 1))
+			err = move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+		if (err) {
+			move_all_out(fs, inode, m);
+			inode->map = NULL;
+			if (*addr) /* give the caller a reservation back */
+				mmap(m->addr, len, PROT_NONE,
+				     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			else
+				munmap(m->addr, len);
+		}
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	if (err) {
+		free(m);
+		_thpfs_inode_put_open(fs, inode);
+		return err;
+	}
+	__atomic_add_fetch(&fs->nr_mappings, 1, __ATOMIC_RELEASE);
+	THPFS_STAT_ADD(fs, mapped_bytes, len);
+	*addr = m->addr;
+	return 0;
+}
+
+int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
+{
+	int err = thpfs_file_check(f);
+	if (err)
+		return err;
+	struct thpfs *fs = f->fs;
+	struct thpfs_inode *inode = f->inode;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&inode->lock);
+	struct thpfs_mapping *m = inode->map;
+	if (!m || m->addr != addr || m->len != len)
+		err = -EINVAL;
+	else if (range_pinned(inode, m->start, m->len))
+		err = -EBUSY;
+	if (!err) {
+		_thpfs_mmap_sync(fs, inode); /* adopt what was touched last */
+		munlock(m->addr, m->len);    /* arena slots are never locked */
+		err = move_all_out(fs, inode, m);
+		if (!err) {
+			munmap(m->addr, m->len);
+			inode->map = NULL;
+		}
+	}
+	pthread_rwlock_unlock(&inode->lock);
+	if (err)
+		return err;
+	free(m);
+	__atomic_sub_fetch(&fs->nr_mappings, 1, __ATOMIC_RELEASE);
+	THPFS_STAT_SUB(fs, mapped_bytes, len);
+	_thpfs_inode_put_open(fs, inode);
+	return 0;
+}
