@@ -316,11 +316,22 @@ def huge_ranges_file(path, size):
         os.close(fd)
 
 
-def pmd_mapped_ranges(smaps):
+def pmd_mapped_ranges(pid, start, end):
+    """2 MiB ranges of [start, end) mapped by a PMD (smaps AnonHugePages,
+    ShmemPmdMapped, FilePmdMapped summed over the VMAs inside: thpfs's
+    MADV_NOHUGEPAGE marks cut its view into many)."""
     kb = 0
-    for k in ("AnonHugePages", "ShmemPmdMapped", "FilePmdMapped"):
-        if k in smaps:
-            kb += int(smaps[k].split()[0])
+    inside = False
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                inside = int(m.group(1), 16) < end and int(m.group(2), 16) > start
+                continue
+            if inside:
+                k, _, v = line.partition(":")
+                if k in ("AnonHugePages", "ShmemPmdMapped", "FilePmdMapped"):
+                    kb += int(v.split()[0])
     return kb * 1024 // HUGE
 
 
@@ -510,14 +521,12 @@ def run_one(args, backend_spec, fpr, accel, guest_dir, trace_raw=None):
         res["ram_base"] = start
 
         def measure(point):
-            sm = find_ram_mapping(proc.pid, ram, be.mem_path if be.kind == "tmpfs" else None,
-                                  be.ram_addr())[2]
             huge, present = huge_ranges(proc.pid, start, ram)
             if be.kind == "tmpfs":  # the file's pages, mapped by QEMU or not
                 huge, present = huge_ranges_file(be.mem_path, ram)
             bal = qmp.cmd("query-balloon")["actual"]
             m = {"t": round(time.time() - t_boot, 1), "cgroup": cg.usage(), "huge": huge,
-                 "present_mib": present * PAGE >> 20, "pmd_mapped": pmd_mapped_ranges(sm),
+                 "present_mib": present * PAGE >> 20, "pmd_mapped": pmd_mapped_ranges(proc.pid, start, end),
                  "balloon_mib": (ram - bal) >> 20}
             if be.stats_path:
                 m["thpfs"] = read_stats(be.stats_path)
@@ -539,6 +548,16 @@ def run_one(args, backend_spec, fpr, accel, guest_dir, trace_raw=None):
         measure("inflated")
         time.sleep(args.settle)
         measure("settled")
+        if be.stats_path:  # the host asks thpfs for the memory (thpfs_reclaim)
+            t1 = time.time()
+            req = be.stats_path + ".reclaim"
+            with open(req + ".tmp", "w") as f:
+                f.write("0\n")
+            os.rename(req + ".tmp", req)
+            while os.path.exists(req) and time.time() - t1 < 120:
+                time.sleep(0.05)
+            res["reclaim_s"] = round(time.time() - t1, 2)
+            measure("reclaimed")
         pos = con.send("chase")
         line, pos = con.wait_for("GM: CHASE", 300, pos)
         res["chase_inflated_ns"] = fields(line)["chase_ns"]
@@ -553,6 +572,8 @@ def run_one(args, backend_spec, fpr, accel, guest_dir, trace_raw=None):
         res["chase_after_ns"] = rw["chase_ns"]
         res["rewrite_s"] = rw["rewrite_s"]
         measure("after")
+        time.sleep(args.settle)
+        measure("after_settled")
         res["chase_before_ns"] = res["guest"]["chase_ns"]
         pos = con.send("quit")
         try:
@@ -565,6 +586,8 @@ def run_one(args, backend_spec, fpr, accel, guest_dir, trace_raw=None):
         if ballooned:
             res["back_at_once"] = (p["before"]["cgroup"] - p["inflated"]["cgroup"]) / ballooned
             res["back_settled"] = (p["before"]["cgroup"] - p["settled"]["cgroup"]) / ballooned
+            if "reclaimed" in p:
+                res["back_reclaimed"] = (p["before"]["cgroup"] - p["reclaimed"]["cgroup"]) / ballooned
         if be.stats_path:
             res["thpfs_exit"] = read_stats(be.stats_path)
         res["ok"] = True
@@ -624,21 +647,28 @@ def wait_balloon(qmp, target, timeout):
 
 # ---------------------------------------------------------------- report
 def table(results):
-    hdr = ("%-22s %6s %6s %7s %7s  %-21s %6s %5s %-17s" %
-           ("backend", "infl s", "MiB", "at once", "+settle", "huge before/infl/+s/after",
-            "errors", "accel", "chase ns b/i/a"))
+    hdr = ("%-20s %6s %5s %7s %7s %7s  %-26s %6s %-15s" %
+           ("backend", "infl s", "MiB", "at once", "+settle", "asked", "huge bef/infl/asked/aft/+s",
+            "errors", "chase ns b/i/a"))
     lines = [hdr, "-" * len(hdr)]
     for r in results:
         if not r.get("ok"):
-            lines.append("%-22s FAILED: %s" % (r["name"], r.get("error", "?")))
+            lines.append("%-20s FAILED: %s" % (r["name"], r.get("error", "?")))
             continue
         p = r["points"]
-        lines.append("%-22s %6.1f %6d %6.1f%% %6.1f%%  %4d/%4d/%4d/%4d    %6d %5s %5.0f/%5.0f/%5.0f" % (
+        asked = p.get("reclaimed", p["settled"])
+        lines.append("%-20s %6.1f %5d %6.1f%% %6.1f%% %7s  %4d/%4d/%4d/%4d/%4d %8d %4.0f/%4.0f/%4.0f" % (
             r["name"], r["inflate_s"], p["inflated"]["balloon_mib"],
             100 * r.get("back_at_once", 0), 100 * r.get("back_settled", 0),
-            p["before"]["huge"], p["inflated"]["huge"], p["settled"]["huge"], p["after"]["huge"],
-            r["stamp_errors"], r["accel"], r["chase_before_ns"], r["chase_inflated_ns"],
-            r["chase_after_ns"]))
+            "%.1f%%" % (100 * r["back_reclaimed"]) if "back_reclaimed" in r else "-",
+            p["before"]["huge"], p["inflated"]["huge"], asked["huge"], p["after"]["huge"],
+            p["after_settled"]["huge"], r["stamp_errors"], r["chase_before_ns"],
+            r["chase_inflated_ns"], r["chase_after_ns"]))
+    if results:
+        r = results[0]
+        lines.append("(%d MiB guest, %s; huge = 2 MiB ranges of %d backed by a huge page, from "
+                     "pagemap + kpageflags; asked = after thpfs_reclaim)" %
+                     (r.get("mem_mib", 0), r.get("accel", "?"), r.get("mem_mib", 0) // 2))
     return "\n".join(lines)
 
 
@@ -648,12 +678,13 @@ def plot(results, out_dir, ram):
         return None
     dat = os.path.join(out_dir, "vm.dat")
     with open(dat, "w") as f:
-        f.write("# name back_at_once back_settled huge_before huge_inflated huge_settled huge_after\n")
+        f.write("# name back_at_once back_settled huge_before huge_inflated huge_settled huge_after back_asked\n")
         for r in ok:
             p = r["points"]
-            f.write('"%s" %.2f %.2f %.1f %.1f %.1f %.1f\n' % (
+            f.write('"%s" %.2f %.2f %.1f %.1f %.1f %.1f %.2f\n' % (
                 r["name"], 100 * r.get("back_at_once", 0), 100 * r.get("back_settled", 0),
-                *[100.0 * p[k]["huge"] / (ram // HUGE) for k in ("before", "inflated", "settled", "after")]))
+                *[100.0 * p[k]["huge"] / (ram // HUGE) for k in ("before", "inflated", "settled", "after_settled")],
+                100 * r.get("back_reclaimed", r.get("back_settled", 0))))
     png = os.path.join(out_dir, "vm.png")
     gp = """set terminal pngcairo size 1100,500 noenhanced
 set output '%s'
@@ -665,8 +696,8 @@ set ylabel '%%'
 set xtics rotate by -20
 set key outside right
 set title 'Real guest balloon (%d MiB guest, half ballooned): memory back, 2 MiB ranges huge'
-plot '%s' using 2:xtic(1) title 'back at once', '' using 3 title 'back +settle', \\
-     '' using 4 title 'huge before', '' using 5 title 'huge inflated', '' using 7 title 'huge after rewrite'
+plot '%s' using 2:xtic(1) title 'back at once', '' using 8 title 'back when asked', \\
+     '' using 4 title 'huge before', '' using 5 title 'huge inflated', '' using 7 title 'huge after rewrite (+settle)'
 """ % (png, ram >> 20, dat)
     r = subprocess.run(["gnuplot"], input=gp.encode(), capture_output=True)
     if r.returncode:

@@ -20,3 +20,21 @@ vm-demo: vm-image $(B)/libthpfs-qemu.so
 
 test-vm: $(B)/libthpfs-qemu.so
 	sh guest/test-vm.sh $(B)
+
+# The QEMU preload (tools/qemu-preload/thpfs-qemu.c).  libthpfs's own calls
+# to functions the preload also defines must reach the C library, so they
+# are --wrap'ed; the recipe fails if libthpfs calls one not in the list.
+QEMU_PRELOAD_WRAP := open close mmap munmap madvise
+tools: $(B)/libthpfs-qemu.so
+$(B)/libthpfs-qemu.so: tools/qemu-preload/thpfs-qemu.c $(B)/libthpfs.a include/thpfs.h
+	$(CC) $(CFLAGS) -shared -o $@ $< $(B)/libthpfs.a \
+		$(foreach s,$(QEMU_PRELOAD_WRAP),-Wl,--wrap=$(s)) $(LDFLAGS) -ldl
+	@defined=$$(nm -D --defined-only $@ | awk '{print $$3}' | sort -u); \
+	own=$$(nm --defined-only $(B)/libthpfs.a | awk 'NF == 3 {print $$3}' | sort -u); \
+	for s in $$(nm -u $(B)/libthpfs.a | awk '{print $$2}' | sort -u); do \
+		echo "$$own" | grep -qx "$$s" && continue; \
+		if echo "$$defined" | grep -qx "$$s" && ! echo " $(QEMU_PRELOAD_WRAP) " | grep -q " $$s "; then \
+			echo "libthpfs-qemu.so: libthpfs calls $$s, which the preload wraps: add it to QEMU_PRELOAD_WRAP" >&2; \
+			rm -f $@; exit 1; \
+		fi; \
+	done
