@@ -38,3 +38,12 @@ $(B)/libthpfs-qemu.so: tools/qemu-preload/thpfs-qemu.c $(B)/libthpfs.a include/t
 			rm -f $@; exit 1; \
 		fi; \
 	done
+
+# The preload's own test (no QEMU needed): make test-qemu-preload
+.PHONY: test-qemu-preload
+tests: $(B)/vm/test_preload
+$(B)/vm/test_preload: tests/vm/test_preload.c tools/cgroup.c tools/cgroup.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -o $@ tests/vm/test_preload.c tools/cgroup.c $(LDFLAGS) -ldl
+test-qemu-preload: $(B)/libthpfs-qemu.so $(B)/vm/test_preload
+	sh tests/vm/run-preload.sh $(B)
