@@ -4,6 +4,11 @@
 # Prints "N passed, N failed, N skipped"; exit 1 if anything failed.
 B=${1:-build}
 lib=$(cd "$B" && pwd)/libthpfs-qemu.so
+# A sanitizer build of the preload needs the sanitizer runtimes loaded first.
+preload=$(ldd "$lib" | awk '/lib(asan|tsan)\.so/ {print $3}')
+# (and ASan's quarantine of freed memory would count in the cgroup)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=0:thread_local_quarantine_size_kb=0}
+preload="$preload $(ldd "$lib" | awk '/libubsan\.so/ {print $3}') $lib"
 passed=0 failed=0 skipped=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -14,11 +19,14 @@ count() { # adds the "N passed, N failed" line of file $1
 for policy in whole-lazy split lazy; do
 	echo "== test_preload policy=$policy"
 	THPFS_QEMU_PREFIX=/thpfs-test/ THPFS_QEMU_OPTIONS="policy=$policy" \
-	THPFS_QEMU_STATS="$tmp/stats-$policy" LD_PRELOAD="$lib" \
-		"$B/vm/test_preload" > "$tmp/out" 2>&1
+	THPFS_QEMU_STATS="$tmp/stats-$policy" LD_PRELOAD="$preload" \
+		timeout 120 "$B/vm/test_preload" > "$tmp/out" 2>&1
 	rc=$?
 	cat "$tmp/out"
-	if [ $rc -eq 2 ]; then
+	if [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 2 ]; then
+		echo "FAIL: test_preload policy=$policy exited with status $rc"
+		failed=$((failed + 1))
+	elif [ $rc -eq 2 ]; then
 		skipped=$((skipped + 1))
 	else
 		count "$tmp/out"
@@ -26,7 +34,7 @@ for policy in whole-lazy split lazy; do
 done
 echo "== refusals"
 check_refusal() { # $1 options, $2 expected message
-	out=$(THPFS_QEMU_OPTIONS="$1" LD_PRELOAD="$lib" /bin/true 2>&1)
+	out=$(THPFS_QEMU_OPTIONS="$1" LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 timeout 60 /bin/true 2>&1)
 	rc=$?
 	if [ $rc -ne 0 ] && echo "$out" | grep -q "$2"; then
 		echo "ok: THPFS_QEMU_OPTIONS='$1' stops the process: $out"; passed=$((passed + 1))

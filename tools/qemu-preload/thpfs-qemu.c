@@ -133,7 +133,10 @@ static struct {
 	int stats_started;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* The C library's functions (RTLD_NEXT), resolved at load. */
+/* The C library's functions (RTLD_NEXT), resolved on first use: another
+ * library's constructor (the sanitizers', say) may call open or mmap before
+ * ours has run.  mmap, munmap and madvise are plain system calls (sys_*
+ * below), needing no lookup at all: dlsym itself may map memory. */
 static struct {
 	int (*open)(const char *, int, ...);
 	int (*openat)(int, const char *, int, ...);
@@ -151,11 +154,11 @@ static struct {
 	ssize_t (*pwrite)(int, const void *, size_t, off_t);
 	int (*fsync)(int);
 	int (*fdatasync)(int);
-	void *(*mmap)(void *, size_t, int, int, int, off_t);
-	int (*munmap)(void *, size_t);
-	int (*madvise)(void *, size_t, int);
 	int (*unlink)(const char *);
 } next;
+
+static void *resolve(void **slot, const char *name);
+#define NEXT(name) ((__typeof__(next.name))resolve((void **)&next.name, #name))
 
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fatal(const char *fmt, ...)
@@ -184,6 +187,35 @@ static void *must_next(const char *name)
 	return p;
 }
 
+/* The C library's function name, looked up once into *slot. */
+static void *resolve(void **slot, const char *name)
+{
+	void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+
+	if (!p) {
+		p = must_next(name);
+		__atomic_store_n(slot, p, __ATOMIC_RELEASE);
+	}
+	return p;
+}
+
+static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+
+	return r < 0 && r > -4096 ? MAP_FAILED : (void *)r;
+}
+
+static int sys_munmap(void *addr, size_t len)
+{
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+static int sys_madvise(void *addr, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
 /* The --wrap targets: libthpfs's own calls go straight to the C library. */
 int __wrap_open(const char *path, int flags, ...)
 {
@@ -193,12 +225,12 @@ int __wrap_open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = va_arg(ap, mode_t);
 	va_end(ap);
-	return next.open(path, flags, mode);
+	return NEXT(open)(path, flags, mode);
 }
-int __wrap_close(int fd) { return next.close(fd); }
-void *__wrap_mmap(void *a, size_t l, int p, int fl, int fd, off_t o) { return next.mmap(a, l, p, fl, fd, o); }
-int __wrap_munmap(void *a, size_t l) { return next.munmap(a, l); }
-int __wrap_madvise(void *a, size_t l, int adv) { return next.madvise(a, l, adv); }
+int __wrap_close(int fd) { return NEXT(close)(fd); }
+void *__wrap_mmap(void *a, size_t l, int p, int fl, int fd, off_t o) { return sys_mmap(a, l, p, fl, fd, o); }
+int __wrap_munmap(void *a, size_t l) { return sys_munmap(a, l); }
+int __wrap_madvise(void *a, size_t l, int adv) { return sys_madvise(a, l, adv); }
 
 /* ---- options, mount, stats ------------------------------------------------ */
 
@@ -282,11 +314,11 @@ static void serve_reclaim_request(void)
 	int64_t freed;
 
 	snprintf(path, sizeof(path), "%s.reclaim", g.stats_path);
-	fd = next.open(path, O_RDONLY | O_CLOEXEC, 0);
+	fd = NEXT(open)(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return;
 	n = read(fd, buf, sizeof(buf) - 1);
-	next.close(fd);
+	NEXT(close)(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	freed = thpfs_reclaim(g.fs, strtoull(buf, NULL, 0));
 	pthread_mutex_lock(&g.lock);
@@ -295,7 +327,7 @@ static void serve_reclaim_request(void)
 		g.c.reclaim_bytes += (uint64_t)freed;
 	pthread_mutex_unlock(&g.lock);
 	write_stats();
-	next.unlink(path);
+	NEXT(unlink)(path);
 }
 
 static void *stats_main(void *arg)
@@ -317,26 +349,6 @@ __attribute__((constructor)) static void thpfs_qemu_init(void)
 	char mount_opts[1024], err[256] = "";
 	int r;
 
-	next.open = must_next("open");
-	next.openat = must_next("openat");
-	next.close = must_next("close");
-	next.fstat = must_next("fstat");
-	next.fstatat = must_next("fstatat");
-	next.stat = must_next("stat");
-	next.lstat = must_next("lstat");
-	next.fstatfs = must_next("fstatfs");
-	next.lseek = must_next("lseek");
-	next.ftruncate = must_next("ftruncate");
-	next.fallocate = must_next("fallocate");
-	next.posix_fallocate = must_next("posix_fallocate");
-	next.pread = must_next("pread");
-	next.pwrite = must_next("pwrite");
-	next.fsync = must_next("fsync");
-	next.fdatasync = must_next("fdatasync");
-	next.mmap = must_next("mmap");
-	next.munmap = must_next("munmap");
-	next.madvise = must_next("madvise");
-	next.unlink = must_next("unlink");
 	for (int i = 0; i < MAX_FILES; i++)
 		g.files[i].fd = -1;
 
@@ -378,8 +390,8 @@ static void start_stats_thread(void)
 /* The path inside the mount for a path under the prefix, or NULL. */
 static const char *served_path(const char *path)
 {
-	if (!path || strncmp(path, g.prefix, g.prefix_len))
-		return NULL;
+	if (!g.fs || !path || strncmp(path, g.prefix, g.prefix_len))
+		return NULL; /* (nothing is served before the constructor has run) */
 	return path + g.prefix_len - 1; /* keeps the '/' */
 }
 
@@ -427,7 +439,7 @@ static int served_open(const char *path, const char *inner, int flags, mode_t mo
 			complain("open", path, r);
 		return set_errno(r);
 	}
-	fd = next.open("/", O_PATH | O_CLOEXEC, 0);
+	fd = NEXT(open)("/", O_PATH | O_CLOEXEC, 0);
 	if (fd < 0) {
 		thpfs_close(f);
 		return -1;
@@ -444,7 +456,7 @@ static int served_open(const char *path, const char *inner, int flags, mode_t mo
 		}
 	pthread_mutex_unlock(&g.lock);
 	thpfs_close(f);
-	next.close(fd);
+	NEXT(close)(fd);
 	complain("open", path, -EMFILE);
 	return set_errno(-EMFILE);
 }
@@ -463,7 +475,7 @@ int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = mode_arg(flags, ap);
 	va_end(ap);
-	return inner ? served_open(path, inner, flags, mode) : next.open(path, flags, mode);
+	return inner ? served_open(path, inner, flags, mode) : NEXT(open)(path, flags, mode);
 }
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
@@ -482,7 +494,7 @@ int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = mode_arg(flags, ap);
 	va_end(ap);
-	return inner ? served_open(path, inner, flags, mode) : next.openat(dirfd, path, flags, mode);
+	return inner ? served_open(path, inner, flags, mode) : NEXT(openat)(dirfd, path, flags, mode);
 }
 int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
@@ -507,7 +519,7 @@ int close(int fd)
 	pthread_mutex_unlock(&g.lock);
 	if (f)
 		thpfs_close(f);
-	return next.close(fd);
+	return NEXT(close)(fd);
 }
 
 /* ---- metadata -------------------------------------------------------------- */
@@ -530,7 +542,7 @@ int fstat(int fd, struct stat *st)
 	int r;
 
 	if (!f)
-		return next.fstat(fd, st);
+		return NEXT(fstat)(fd, st);
 	r = thpfs_fstat(f, st);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -544,7 +556,7 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 	if (!path[0] && (flags & AT_EMPTY_PATH) && file_of(dirfd))
 		return fstat(dirfd, st);
 	if (!inner)
-		return next.fstatat(dirfd, path, st, flags);
+		return NEXT(fstatat)(dirfd, path, st, flags);
 	r = thpfs_stat(g.fs, inner, st);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -556,7 +568,7 @@ int stat(const char *path, struct stat *st)
 	int r;
 
 	if (!inner)
-		return next.stat(path, st);
+		return NEXT(stat)(path, st);
 	r = thpfs_stat(g.fs, inner, st);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -568,7 +580,7 @@ int lstat(const char *path, struct stat *st)
 	int r;
 
 	if (!inner)
-		return next.lstat(path, st);
+		return NEXT(lstat)(path, st);
 	r = thpfs_stat(g.fs, inner, st);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -580,7 +592,7 @@ int fstatfs(int fd, struct statfs *sf)
 	int r;
 
 	if (!file_of(fd))
-		return next.fstatfs(fd, sf);
+		return NEXT(fstatfs)(fd, sf);
 	r = thpfs_statfs(g.fs, &ts);
 	if (r < 0)
 		return set_errno(r);
@@ -604,7 +616,7 @@ off_t lseek(int fd, off_t off, int whence)
 	off_t r;
 
 	if (!f)
-		return next.lseek(fd, off, whence);
+		return NEXT(lseek)(fd, off, whence);
 	r = thpfs_lseek(f, off, whence);
 	return r < 0 ? set_errno((int)r) : r;
 }
@@ -616,7 +628,7 @@ int ftruncate(int fd, off_t size)
 	int r;
 
 	if (!f)
-		return next.ftruncate(fd, size);
+		return NEXT(ftruncate)(fd, size);
 	r = thpfs_ftruncate(f, size);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -628,7 +640,7 @@ int unlink(const char *path)
 	int r;
 
 	if (!inner)
-		return next.unlink(path);
+		return NEXT(unlink)(path);
 	r = thpfs_unlink(g.fs, inner);
 	return r < 0 ? set_errno(r) : 0;
 }
@@ -639,7 +651,7 @@ ssize_t pread(int fd, void *buf, size_t len, off_t off)
 	ssize_t r;
 
 	if (!f)
-		return next.pread(fd, buf, len, off);
+		return NEXT(pread)(fd, buf, len, off);
 	r = thpfs_pread(f, buf, len, off);
 	return r < 0 ? set_errno((int)r) : r;
 }
@@ -651,7 +663,7 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 	ssize_t r;
 
 	if (!f)
-		return next.pwrite(fd, buf, len, off);
+		return NEXT(pwrite)(fd, buf, len, off);
 	r = thpfs_pwrite(f, buf, len, off);
 	return r < 0 ? set_errno((int)r) : r;
 }
@@ -661,14 +673,14 @@ int fsync(int fd)
 {
 	struct thpfs_file *f = file_of(fd);
 
-	return f ? 0 : next.fsync(fd);
+	return f ? 0 : NEXT(fsync)(fd);
 }
 
 int fdatasync(int fd)
 {
 	struct thpfs_file *f = file_of(fd);
 
-	return f ? 0 : next.fdatasync(fd);
+	return f ? 0 : NEXT(fdatasync)(fd);
 }
 
 /* ---- discard ----------------------------------------------------------------- */
@@ -821,7 +833,7 @@ int fallocate(int fd, int mode, off_t off, off_t len)
 	s = lookup_fd(fd);
 	if (!s) {
 		pthread_mutex_unlock(&g.lock);
-		return next.fallocate(fd, mode, off, len);
+		return NEXT(fallocate)(fd, mode, off, len);
 	}
 	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
 		r = off < 0 || len <= 0 ? -EINVAL : discard(s, off, len);
@@ -840,7 +852,7 @@ int posix_fallocate(int fd, off_t off, off_t len)
 	int r;
 
 	if (!f)
-		return next.posix_fallocate(fd, off, len);
+		return NEXT(posix_fallocate)(fd, off, len);
 	r = thpfs_fallocate(f, 0, off, len);
 	return r < 0 ? -r : 0;
 }
@@ -858,7 +870,7 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	s = lookup_fd(fd);
 	if (!s) {
 		pthread_mutex_unlock(&g.lock);
-		return next.mmap(addr, len, prot, flags, fd, off);
+		return sys_mmap(addr, len, prot, flags, fd, off);
 	}
 	if ((flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE) {
 		r = -ENODEV; /* a private copy of thpfs memory cannot be had */
@@ -911,7 +923,7 @@ int munmap(void *addr, size_t len)
 	s = lookup_map(addr, len);
 	if (!s) {
 		pthread_mutex_unlock(&g.lock);
-		return next.munmap(addr, len);
+		return sys_munmap(addr, len);
 	}
 	m = (uintptr_t)s->map;
 	if (a > m || a + len < m + s->map_len) {
@@ -944,9 +956,9 @@ int munmap(void *addr, size_t len)
 	if (r < 0)
 		return set_errno(r);
 	/* the rest of the range (QEMU adds its guard page) */
-	if (a < m && next.munmap(addr, m - a))
+	if (a < m && sys_munmap(addr, m - a))
 		return -1;
-	if (a + len > m + s->map_len && next.munmap((void *)(m + s->map_len), a + len - m - s->map_len))
+	if (a + len > m + s->map_len && sys_munmap((void *)(m + s->map_len), a + len - m - s->map_len))
 		return -1;
 	return 0;
 }
@@ -980,7 +992,7 @@ static int advise_mapping(struct served *s, uintptr_t a, size_t len, int advice)
 		g.c.advice_absorbed++;
 		return 0;
 	default:
-		return next.madvise((void *)a, len, advice) ? -errno : 0;
+		return sys_madvise((void *)a, len, advice) ? -errno : 0;
 	}
 }
 
@@ -994,7 +1006,7 @@ int madvise(void *addr, size_t len, int advice)
 	s = lookup_map(addr, len);
 	if (!s) {
 		pthread_mutex_unlock(&g.lock);
-		return next.madvise(addr, len, advice);
+		return sys_madvise(addr, len, advice);
 	}
 	m = (uintptr_t)s->map;
 	e = m + s->map_len;
@@ -1004,9 +1016,9 @@ int madvise(void *addr, size_t len, int advice)
 	pthread_mutex_unlock(&g.lock);
 	if (r < 0)
 		return set_errno(r);
-	if (a < m && next.madvise(addr, m - a, advice))
+	if (a < m && sys_madvise(addr, m - a, advice))
 		return -1;
-	if (a + len > e && next.madvise((void *)e, a + len - e, advice))
+	if (a + len > e && sys_madvise((void *)e, a + len - e, advice))
 		return -1;
 	return 0;
 }
