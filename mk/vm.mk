@@ -18,7 +18,7 @@ vm-image:
 vm-demo: vm-image $(B)/libthpfs-qemu.so
 	python3 guest/run-vm.py --mem 1024 --backends $(VM_BACKENDS) --guest $(B)/guest --out $(B)/vm
 
-test-vm: $(B)/libthpfs-qemu.so
+test-vm: $(B)/libthpfs-qemu.so $(B)/vm/test_preload
 	sh guest/test-vm.sh $(B)
 
 # The QEMU preload (tools/qemu-preload/thpfs-qemu.c).  libthpfs's own calls
