@@ -11,7 +11,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=0:thread_l
 preload="$preload $(ldd "$lib" | awk '/libubsan\.so/ {print $3}') $lib"
 passed=0 failed=0 skipped=0
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "$KEEP" ] || rm -rf "$tmp"' EXIT
 count() { # adds the "N passed, N failed" line of file $1
 	set -- $(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$1" | tail -n 1)
 	passed=$((passed + ${1:-0})); failed=$((failed + ${2:-1}))
@@ -32,6 +32,13 @@ for policy in whole-lazy split lazy; do
 		count "$tmp/out"
 	fi
 done
+echo "== the stats file, read from outside"
+n=$("$B/thpfs-stat" "$tmp/stats-whole-lazy" discards 2>&1)
+if [ -x "$B/thpfs-stat" ] && [ "${n:-0}" -gt 0 ] 2>/dev/null && "$B/thpfs-stat" "$tmp/stats-whole-lazy" ShmemHugePages >/dev/null; then
+	echo "ok: thpfs-stat reads the preload's stats file (discards $n)"; passed=$((passed + 1))
+else
+	echo "FAIL: thpfs-stat on the stats file: '$n'"; failed=$((failed + 1))
+fi
 echo "== refusals"
 check_refusal() { # $1 options, $2 expected message
 	out=$(THPFS_QEMU_OPTIONS="$1" LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 timeout 60 /bin/true 2>&1)

@@ -48,7 +48,7 @@
  * Stats: THPFS_QEMU_STATS names a file rewritten every second and at exit
  * (write to a temporary, then rename): "name value" lines of this library's
  * counters (map_addr, map_len, policy, discards, ...) followed by
- * thpfs_meminfo's text.  cat it, or build/thpfs-stat --file STATS.
+ * thpfs_meminfo's text: cat it, or build/thpfs-stat STATS [NAME...].
  *
  * Errors: a bad THPFS_QEMU_OPTIONS, or a mount that fails, stops the process
  * at load with a message; an open or mmap under the prefix that thpfs cannot
@@ -263,8 +263,20 @@ static void parse_options(const char *opts, char *mount_opts, size_t len)
 	free(copy);
 }
 
-/* Writes the stats file (temporary + rename).  Takes g.lock. */
+/* Writes the stats file (temporary + rename).  Takes stats_lock, then
+ * g.lock: one writer at a time, so a snapshot never replaces a newer one
+ * (the stats thread still runs while the destructor writes at exit). */
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void write_stats_locked(void);
 static void write_stats(void)
+{
+	pthread_mutex_lock(&stats_lock);
+	write_stats_locked();
+	pthread_mutex_unlock(&stats_lock);
+}
+
+static void write_stats_locked(void)
 {
 	char tmp[PATH_MAX + 8], meminfo[8192];
 	struct counters c;
@@ -370,9 +382,13 @@ __attribute__((constructor)) static void thpfs_qemu_init(void)
 	}
 }
 
+/* At exit, the last stats - from the process that served a file only: a
+ * child that inherited LD_PRELOAD (timeout(1), a helper QEMU runs) must not
+ * overwrite them with its empty ones. */
 __attribute__((destructor)) static void thpfs_qemu_fini(void)
 {
-	write_stats();
+	if (__atomic_load_n(&g.c.opens, __ATOMIC_RELAXED))
+		write_stats();
 }
 
 static void start_stats_thread(void)
