@@ -3,9 +3,10 @@
  * started by guest/init in the initramfs; see docs/vm.md).
  *
  * It fills most of the guest's free memory with stamped 4 KiB pages, frees a
- * fragmenting pattern of them (whole 2 MiB ranges here, every other page
- * there) so that the balloon driver has room to inflate to the host's target
- * out of fragmented memory, and holds the rest.  Then it obeys one-word
+ * fragmenting pattern of them (whole 2 MiB chunks, backed by guest huge
+ * pages, here; every other page of 4 KiB-page chunks there) so that the
+ * balloon driver has room to inflate to the host's target out of fragmented
+ * memory, and holds the rest.  Then it obeys one-word
  * commands read from the console (stdin), one a line, and answers each with
  * one line starting "GM: " that the host's runner (guest/run-vm.py) waits for:
  *
@@ -313,6 +314,20 @@ static void plan(size_t held_target)
 	       nchunks, nhold, nfree_whole, nfree_half);
 }
 
+/* Huge pages in the guest (its kernel's default, THP always) for the
+ * chunks held or freed whole, so that a chunk freed whole frees a 2 MiB
+ * block of guest-physical memory; 4 KiB pages for the chunks that lose every
+ * other page, so that those pages are free at once (no guest THP split
+ * pending).  The balloon takes the scattered 4 KiB pages first (Linux's
+ * buddy allocator hands out the smallest free blocks first), then whole
+ * 2 MiB blocks. */
+static void advise_chunks(void)
+{
+	for (size_t c = 0; c < nchunks; c++)
+		if (madvise(region + c * CHUNK, CHUNK, kind[c] == FREE_HALF ? MADV_NOHUGEPAGE : MADV_HUGEPAGE))
+			die("madvise");
+}
+
 static void quiet_console(void)
 {
 	struct termios t;
@@ -359,11 +374,8 @@ int main(void)
 	if (region == MAP_FAILED)
 		die("mmap");
 	region = (char *)(((uintptr_t)region + CHUNK - 1) & ~(CHUNK - 1));
-	/* 4 KiB pages in the guest, so that freeing every other page frees
-	 * guest memory at once (no guest THP, no deferred split). */
-	if (madvise(region, fill, MADV_NOHUGEPAGE))
-		die("madvise NOHUGEPAGE");
 	plan(held_target);
+	advise_chunks();
 
 	t0 = now();
 	for (size_t c = 0; c < nchunks; c++)
