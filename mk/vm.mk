@@ -24,7 +24,7 @@ test-vm: $(B)/libthpfs-qemu.so $(B)/vm/test_preload
 # The QEMU preload (tools/qemu-preload/thpfs-qemu.c).  libthpfs's own calls
 # to functions the preload also defines must reach the C library, so they
 # are --wrap'ed; the recipe fails if libthpfs calls one not in the list.
-QEMU_PRELOAD_WRAP := open close mmap munmap madvise
+QEMU_PRELOAD_WRAP := open close pread mmap munmap madvise
 tools: $(B)/libthpfs-qemu.so
 $(B)/libthpfs-qemu.so: tools/qemu-preload/thpfs-qemu.c $(B)/libthpfs.a include/thpfs.h
 	$(CC) $(CFLAGS) -shared -o $@ $< $(B)/libthpfs.a \

@@ -228,6 +228,7 @@ int __wrap_open(const char *path, int flags, ...)
 	return NEXT(open)(path, flags, mode);
 }
 int __wrap_close(int fd) { return NEXT(close)(fd); }
+ssize_t __wrap_pread(int fd, void *buf, size_t len, off_t off) { return NEXT(pread)(fd, buf, len, off); }
 void *__wrap_mmap(void *a, size_t l, int p, int fl, int fd, off_t o) { return sys_mmap(a, l, p, fl, fd, o); }
 int __wrap_munmap(void *a, size_t l) { return sys_munmap(a, l); }
 int __wrap_madvise(void *a, size_t l, int adv) { return sys_madvise(a, l, adv); }
