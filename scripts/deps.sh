@@ -6,7 +6,11 @@
 # `make check` does not need QEMU.
 set -e
 PKGS="build-essential pkg-config libcmocka-dev libfuse3-dev fuse3 gnuplot-nox jq util-linux attr"
-[ "$1" = vm ] && PKGS="qemu-system-x86 busybox-static cpio gzip python3 strace gnuplot-nox"
+APT_OPTS=""
+if [ "$1" = vm ]; then
+	PKGS="qemu-system-x86 busybox-static cpio gzip python3 strace gnuplot-nox"
+	APT_OPTS="--no-install-recommends" # QEMU's recommends pull in a GUI
+fi
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -17,4 +21,4 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get install -y -qq $APT_OPTS $missing >/dev/null
