@@ -248,6 +248,25 @@ t_zero_range() {
 	rm -f "$MNT/z" "$REF/z"
 }
 
+# punch_end_script DIR: "punch to the end" and punches past the largest
+# file, then offset + length past LLONG_MAX (EFBIG on both).
+punch_end_script() {
+	local f=$1/punch-end max=9223372036854775807
+	head -c $((3 << 20)) /dev/urandom >"$f"
+	fallocate -p -o 4096 -l $((max - 4096)) "$f" 2>&1 && echo "punch to the end: ok"
+	stat -c 'size %s blocks %b' "$f"
+	fallocate -p -o 0 -l $max "$f" 2>&1 && echo "punch everything: ok"
+	fallocate -p -o $((1 << 47)) -l 4096 "$f" 2>&1 && echo "punch at 128 TiB: ok"
+	fallocate -p -o 1 -l $max "$f" 2>&1 | sed "s|$1|DIR|" || true
+	fallocate -p -o $max -l 1 "$f" 2>&1 | sed "s|$1|DIR|" || true
+	stat -c 'size %s blocks %b' "$f"
+	rm "$f"
+}
+
+t_punch_to_the_end() {
+	diff <(punch_end_script "$MNT" 2>&1) <(punch_end_script "$REF" 2>&1)
+}
+
 t_fallocate_unsupported() {
 	local src out
 	src=$(random_file rand4 4)
@@ -1203,6 +1222,7 @@ check "fallocate -l allocates, reads zero, is a hole" t_fallocate_l
 check "fallocate -p: 4 KiB punch splits a huge page" t_punch_splits_huge_page
 check "fallocate -z zeroes, extends unless -n" t_zero_range
 check "fallocate -c/-i are refused, data kept" t_fallocate_unsupported
+check "punch to the end (off, LLONG_MAX - off) and past 64 TiB as on tmpfs" t_punch_to_the_end
 check "du agrees with stat %b" t_du_matches_blocks
 check "cp --sparse=always in and out (SEEK_DATA/HOLE)" t_sparse_cp
 check "mkdir -p, mv, ln -s, ln, find agree with tmpfs" t_namespace
