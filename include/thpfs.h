@@ -8,8 +8,18 @@
  *    errno on failure.  A failed call changes nothing that a later call can
  *    observe, except where noted (a short write).
  *  - Every function is safe to call from many threads at once, on one file or
- *    on many.  A struct thpfs_file may be shared between threads; closing it
- *    while another thread still uses it is the caller's bug.
+ *    on many.  A struct thpfs_file may be shared between threads, but
+ *    thpfs_close(f) must not run while another thread is inside a call on f
+ *    (thpfs_pread, thpfs_pwrite, thpfs_map, thpfs_fallocate, ...) or may
+ *    still start one: that call may use the file after the close let it go
+ *    (the last close of an unlinked file frees its data and inode), which
+ *    is the caller's bug and is not detected.  Two exceptions:
+ *    thpfs_pread_direct holds the file open itself, so f may be closed while
+ *    it runs; and a second thpfs_close of f, concurrent or later, returns
+ *    -EBADF and changes nothing (of two concurrent closes exactly one
+ *    returns 0).  A closed handle stays allocated until unmount: a call on
+ *    it returns -EBADF until a later open reuses it, after which the call
+ *    acts on that open file.
  *  - Offsets and lengths are bytes.  The largest file is THPFS_MAX_FILE_SIZE.
  *  - Paths are absolute within the mount ("/a/b"); "." and ".." components are
  *    resolved, a trailing '/' is allowed on directories.  Symbolic links are

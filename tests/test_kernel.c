@@ -412,5 +412,9 @@ int main(void)
 							 nothp_setup, nothp_teardown,
 							 (void *)"huge=always,collapse=off"),
 	};
+	/* THPFS_TEST_FILTER=name runs only the matching cases. */
+	const char *only = getenv("THPFS_TEST_FILTER");
+	if (only)
+		cmocka_set_test_filter(only);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -579,5 +579,9 @@ int main(void)
 		TL_TEST(test_shmem_pinned, "huge=always,collapse=off"),
 		TL_TEST(test_reclaim_race, "huge=always,collapse=off"),
 	};
+	/* THPFS_TEST_FILTER=name runs only the matching cases. */
+	const char *only = getenv("THPFS_TEST_FILTER");
+	if (only)
+		cmocka_set_test_filter(only);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
