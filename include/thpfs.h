@@ -453,19 +453,35 @@ struct thpfs_stats {
 					* kernel maps with huge PMDs right now (0
 					* when split_verify is 0) */
 	uint64_t split_verify;         /* what thpfs can ask the kernel: 0 nothing
-					* (Linux < 6.7: split=native migrates,
-					* huge frames are not verified), 1
+					* (split=native migrates, huge frames are
+					* not verified): Linux < 6.7, or
+					* /proc/self/pagemap could not be opened
+					* at mount (no /proc; a process made not
+					* dumpable by setresuid: mount before
+					* dropping root, or set PR_SET_DUMPABLE);
+					* thpfs_meminfo's SplitVerify line says
+					* why, e.g. "none (pagemap: EACCES)"; 1
 					* PAGEMAP_SCAN (PMD mappings), 2 also
 					* /proc/kpageflags (root: large folios) */
 	/* events */
 	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
 	uint64_t thp_file_fallback;     /* huge page wanted, base pages used (no
 					 * frame, or the kernel gave 4 KiB pages) */
-	uint64_t thp_split_page;        /* huge pages split (verified with the
-					 * kernel when split=native) */
+	uint64_t thp_split_page;        /* huge pages the kernel split, as its
+					 * thp_split_page counts them: split=native
+					 * splits, each verified with the kernel */
 	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
 					 * memory, or the kernel kept the THP
 					 * (extra references: pipe, GUP, I/O) */
+	uint64_t thp_split_migrate;     /* huge pages replaced by a copy of their
+					 * kept pages in 4 KiB pages and freed
+					 * whole (split=migrate, and split=native
+					 * where a split cannot be verified): no
+					 * kernel split */
+	uint64_t thp_split_inplace;     /* huge pages whose punched pages were
+					 * dropped inside the THP (split=inplace):
+					 * the kernel splits it later, from its
+					 * deferred split queue */
 	uint64_t thp_deferred_split_page; /* huge pages queued for a deferred split */
 	uint64_t thp_deferred_split_done; /* queued chunks later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */

@@ -686,16 +686,22 @@ static void account_huge_as_base(struct thpfs *fs)
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
 }
 
-void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
+int _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 {
-	madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+	/* Without MADV_NOHUGEPAGE khugepaged could collapse the range again
+	 * over the pages we are about to release, filling them back in. */
+	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
+		return -errno; /* e.g. ENOMEM: out of VMAs */
 	account_huge_as_base(fs);
+	return 0;
 }
 
 int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop)
 {
-	/* A split we cannot check is not trusted: the caller migrates. */
-	if (fs->verify == THPFS_VERIFY_NONE)
+	/* A split we cannot check is not trusted: the caller migrates.  That
+	 * is every split without PAGEMAP_SCAN, and, with PAGEMAP_SCAN alone,
+	 * one of a THP already mapped by 4 KiB entries (see kernel.c). */
+	if (!_thpfs_kernel_split_checkable(fs, mem))
 		return -EOPNOTSUPP;
 	/* Out of VMAs (vm.max_map_count): let the caller migrate instead. */
 	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))

@@ -328,6 +328,8 @@ struct thpfs {
 	int pagemap_fd;    /* /proc/self/pagemap, or -1 */
 	int kpageflags_fd; /* /proc/kpageflags when readable (root), or -1 */
 	int verify;        /* THPFS_VERIFY_*: what can be asked */
+	char verify_why[48]; /* what stopped it at that level ("pagemap:
+			      * EACCES"), or "" */
 	/* frame.c: until when (CLOCK_MONOTONIC ns) collapse does not ask for a
 	 * huge page, after the kernel gave one as 4 KiB pages */
 	uint64_t thp_backoff_until;
@@ -359,8 +361,9 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
 /* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
- * _thpfs_pages_release + _thpfs_block_free. */
-void _thpfs_huge_to_block(struct thpfs *fs, char *mem);
+ * _thpfs_pages_release + _thpfs_block_free.  Returns 0, or the madvise
+ * error with nothing changed (the frame is still a huge frame). */
+int _thpfs_huge_to_block(struct thpfs *fs, char *mem);
 /* As above, for a split or collapse that is about to give credit bytes back:
  * the budget may be passed by up to credit bytes for that moment. */
 char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
@@ -407,9 +410,14 @@ void _thpfs_kernel_destroy(struct thpfs *fs);
 /* Bytes of [p, p + len) mapped by huge PMDs now (one PAGEMAP_SCAN call per
  * 64 separate huge ranges), or -EOPNOTSUPP without PAGEMAP_SCAN. */
 int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len);
-/* Whether the THP at p (2 MiB) has really been split: 1 when no huge PMD maps
- * it and (when kpageflags can be read) no page set in pages is still part of
- * a large folio; 0 when it is not split; -EOPNOTSUPP when it cannot tell. */
+/* Whether a split of the THP at p (2 MiB) asked for now could be told from
+ * no split: with kpageflags always; with PAGEMAP_SCAN only when a huge PMD
+ * maps all of it now (see kernel.c); never without PAGEMAP_SCAN. */
+bool _thpfs_kernel_split_checkable(struct thpfs *fs, const char *p);
+/* Whether the THP at p (2 MiB), checkable before the split was asked for,
+ * has really been split: 1 when no huge PMD maps it and (when kpageflags
+ * can be read) no page set in pages is still part of a large folio; 0 when
+ * it is not split; a negative errno when it cannot tell. */
 int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages);
 
 /* ---- Chunk operations (split.c) ----

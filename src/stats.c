@@ -71,7 +71,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"ShmemPinned:    %12llu kB\n"
 			"SizeLimit:      %12llu kB\n"
 			"HugePagesAvailable: %s\n"
-			"SplitVerify: %s\n"
+			"SplitVerify: %s%s%s%s\n"
 			"huge_frames %llu\n"
 			"base_pages %llu\n"
 			"pinned_pages %llu\n"
@@ -81,6 +81,8 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"thp_file_fallback %llu\n"
 			"thp_split_page %llu\n"
 			"thp_split_page_failed %llu\n"
+			"thp_split_migrate %llu\n"
+			"thp_split_inplace %llu\n"
 			"thp_deferred_split_page %llu\n"
 			"thp_deferred_split_done %llu\n"
 			"thp_collapse_alloc %llu\n"
@@ -103,12 +105,15 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.pinned_bytes >> 10,
 			(unsigned long long)s.size_limit >> 10,
 			s.thp_available ? "yes" : "no", verify_name(s.split_verify),
+			fs->verify_why[0] ? " (" : "", fs->verify_why, fs->verify_why[0] ? ")" : "",
 			(unsigned long long)s.huge_frames, (unsigned long long)s.base_pages,
 			(unsigned long long)s.pinned_pages,
 			(unsigned long long)s.deferred_split_queue, (unsigned long long)s.inodes,
 			(unsigned long long)s.thp_file_alloc, (unsigned long long)s.thp_file_fallback,
 			(unsigned long long)s.thp_split_page,
 			(unsigned long long)s.thp_split_page_failed,
+			(unsigned long long)s.thp_split_migrate,
+			(unsigned long long)s.thp_split_inplace,
 			(unsigned long long)s.thp_deferred_split_page,
 			(unsigned long long)s.thp_deferred_split_done,
 			(unsigned long long)s.thp_collapse_alloc,

@@ -417,7 +417,7 @@ static void test_stress(void **state)
 	       ", collapsed %" PRIu64 "\n",
 	       (const char *)*state, tl_now() - t0, s->reads, s->punches, s->writes, s->pins,
 	       s->lazies, s->reclaims, s->ns_ops, s->listings,
-	       st.thp_split_page - st0.thp_split_page,
+	       tl_splits(&st) - tl_splits(&st0),
 	       st.thp_deferred_split_page - st0.thp_deferred_split_page,
 	       st.thp_collapse_alloc - st0.thp_collapse_alloc);
 	printf("longest punch call: %.1f ms\n", s->max_punch * 1000);
