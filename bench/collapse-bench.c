@@ -49,6 +49,7 @@ struct cbench_opts {
 	double interval;      /* seconds between coverage samples */
 	unsigned what;
 	bool json;
+	unsigned prealloc;    /* prealloc= of the latency mounts */
 };
 
 struct sample {
@@ -437,7 +438,9 @@ static int split_every_range(struct bench_file *f, uint64_t size)
 static int latency_setup(struct bench_backend *b, const struct cbench_opts *o, struct bench_file *f,
 			 char *buf, struct latency_result *r)
 {
-	static const char *const how[] = { "huge=never,collapse=off", "huge=always,collapse=off" };
+	static char how[2][64];
+	snprintf(how[0], sizeof(how[0]), "huge=never,collapse=off,prealloc=%u", o->prealloc);
+	snprintf(how[1], sizeof(how[1]), "huge=always,collapse=off,prealloc=%u", o->prealloc);
 	uint64_t npages = o->lat_size / BENCH_PAGE;
 	char msg[160];
 	int err = 0;
@@ -528,7 +531,9 @@ out:
  */
 static void latency_refill(const struct cbench_opts *o, struct latency_result *r)
 {
-	struct bench_backend b = { "thpfs", BENCH_THPFS, "huge=always,collapse=off", NULL, NULL };
+	static char opts[64];
+	snprintf(opts, sizeof(opts), "huge=always,collapse=off,prealloc=%u", o->prealloc);
+	struct bench_backend b = { "thpfs", BENCH_THPFS, opts, NULL, NULL };
 	struct bench_file f;
 	uint64_t n = o->lat_size / BENCH_HUGE;
 	double *v = calloc(n, sizeof(double)), *w = calloc(n, sizeof(double));
@@ -838,6 +843,7 @@ static void usage(FILE *fp, const char *argv0)
 		"  --extra S           seconds to keep watching the kernel after thpfs (default 10)\n"
 		"  --interval MS       coverage sample interval (default 500)\n"
 		"  --only LIST         comma-separated: restore, latency (default both)\n"
+		"  --prealloc N        prealloc= of the thpfs latency mounts (default 0)\n"
 		"  --json              print JSON instead of tables\n",
 		argv0);
 }
@@ -849,12 +855,13 @@ static int parse_args(int argc, char **argv, struct cbench_opts *o)
 		{ "seed", required_argument, NULL, 'S' },   { "extra", required_argument, NULL, 'e' },
 		{ "interval", required_argument, NULL, 'i' }, { "only", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },         { "help", no_argument, NULL, 'h' },
+		{ "prealloc", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c;
 
-	*o = (struct cbench_opts){ 1024ULL << 20, 256ULL << 20, 42, 10, 0.5, DO_RESTORE | DO_LATENCY, false };
+	*o = (struct cbench_opts){ 1024ULL << 20, 256ULL << 20, 42, 10, 0.5, DO_RESTORE | DO_LATENCY, false, 0 };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -867,6 +874,13 @@ static int parse_args(int argc, char **argv, struct cbench_opts *o)
 				o->size = v << 20;
 			else
 				o->lat_size = v << 20;
+			break;
+		case 'p':
+			if (bench_parse_u64(optarg, 0, 64, &v)) {
+				fprintf(stderr, "%s: --prealloc: want 0..64: '%s'\n", argv[0], optarg);
+				return 2;
+			}
+			o->prealloc = (unsigned)v;
 			break;
 		case 'S':
 			if (bench_parse_u64(optarg, 0, UINT64_MAX, &o->seed)) {

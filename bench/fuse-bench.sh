@@ -8,12 +8,20 @@
 #   FUSE_BENCH_MIB      file size in MiB (256)
 #   FUSE_BENCH_SECONDS  seconds per test (1)
 #   FUSE_BENCH_OPTS     extra daemon options (e.g. splice_read,splice_write)
+#   FUSE_BENCH_BS       only this block size in bytes (default: 4 KiB, 64 KiB, 1 MiB)
+#   FUSE_BENCH_ROUNDS   rounds (3); each runs tmpfs then thpfs, and the table
+#                       gives medians over the rounds, the ratio as the median
+#                       of the rounds' ratios with their range [min-max]
+#   FUSE_BENCH_ARGS     extra daemon arguments (e.g. -s for one thread)
 set -u
 B=${1:?usage: bench/fuse-bench.sh BUILD_DIR}
 B=$(cd "$B" && pwd) || exit 1
 MIB=${FUSE_BENCH_MIB:-256}
 SECS=${FUSE_BENCH_SECONDS:-1}
 EXTRA=${FUSE_BENCH_OPTS:-}
+BSARG=${FUSE_BENCH_BS:+-b $FUSE_BENCH_BS}
+ROUNDS=${FUSE_BENCH_ROUNDS:-3}
+DARGS=${FUSE_BENCH_ARGS:-}
 BENCH=$B/fuse/fuse-bench
 
 [ "$(id -u)" = 0 ] || { echo "bench/fuse-bench.sh: needs root (mounts)"; exit 1; }
@@ -34,7 +42,7 @@ trap 'exit 130' INT TERM
 size=$((MIB * 2 + 64))m
 mount -t tmpfs -o "size=$size,huge=always" tmpfs "$T/tmpfs" || exit 1
 opts="size=$size${EXTRA:+,$EXTRA}"
-"$B/thpfs" -f -o "$opts" "$T/thpfs" >"$T/daemon.log" 2>&1 &
+"$B/thpfs" -f $DARGS -o "$opts" "$T/thpfs" >"$T/daemon.log" 2>&1 &
 PID=$!
 for ((i = 0; i < 500; i++)); do
 	grep -qs " $T/thpfs fuse.thpfs " /proc/mounts && break
@@ -42,23 +50,47 @@ for ((i = 0; i < 500; i++)); do
 done
 grep -qs " $T/thpfs fuse.thpfs " /proc/mounts || { echo "daemon did not mount:"; cat "$T/daemon.log"; exit 1; }
 
-echo "# fuse-bench: $MIB MiB file, ${SECS}s per test, $(nproc) CPUs, $(uname -r)"
-echo "# thpfs daemon options: $opts; tmpfs: size=$size,huge=always"
-"$BENCH" -m "$MIB" -t "$SECS" -l tmpfs "$T/tmpfs" >"$T/tmpfs.txt" || exit 1
-"$BENCH" -m "$MIB" -t "$SECS" -p "$PID" -l thpfs "$T/thpfs" >"$T/thpfs.txt" || exit 1
+echo "# fuse-bench: $MIB MiB file, ${SECS}s per test, $ROUNDS rounds, $(nproc) CPUs, $(uname -r)"
+echo "# thpfs daemon: ${DARGS:+$DARGS }-o $opts; tmpfs: size=$size,huge=always"
+: >"$T/tmpfs.txt"
+: >"$T/thpfs.txt"
+for ((r = 1; r <= ROUNDS; r++)); do
+	"$BENCH" -m "$MIB" -t "$SECS" $BSARG -l tmpfs "$T/tmpfs" >>"$T/tmpfs.txt" || exit 1
+	"$BENCH" -m "$MIB" -t "$SECS" $BSARG -p "$PID" -l thpfs "$T/thpfs" >>"$T/thpfs.txt" || exit 1
+done
 
-# join the two result sets on (pattern, block size)
+# join the two result sets on (pattern, block size, round); medians over rounds
 awk '
 function bs_name(b) { return b >= 1048576 ? b / 1048576 "M" : b / 1024 "K" }
-NR == FNR { k = $2 " " $3; kmb[k] = $4; kus[k] = $5; next }
+function median(s,    a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 1; i <= n; i++)
+		for (j = i + 1; j <= n; j++)
+			if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+	lo = a[1]; hi = a[n]
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+NR == FNR { k = $2 " " $3; kr[k]++; kmb[k, kr[k]] = $4; kus[k] = kus[k] " " $5; next }
 {
 	k = $2 " " $3
-	if (!hdr++) {
-		print "| pattern | bs | tmpfs MB/s | thpfs MB/s | ratio | tmpfs us/op | thpfs us/op | app sys us/op | daemon usr us/op | daemon sys us/op | app cs/op | daemon cs/op |"
-		print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	if (!(k in seen)) { seen[k] = 1; order[++nk] = k; pat[k] = $2; bsz[k] = $3 }
+	tr[k]++
+	tmb[k] = tmb[k] " " $4; kmbs[k] = kmbs[k] " " kmb[k, tr[k]]
+	rat[k] = rat[k] " " ($4 / kmb[k, tr[k]]); tus[k] = tus[k] " " $5
+	asys[k] = asys[k] " " $10; dusr[k] = dusr[k] " " $8; dsys[k] = dsys[k] " " $9
+	acs[k] = acs[k] " " $6; dcs[k] = dcs[k] " " $7
+}
+END {
+	print "| pattern | bs | tmpfs MB/s | thpfs MB/s | ratio [min-max] | tmpfs us/op | thpfs us/op | app sys us/op | daemon usr us/op | daemon sys us/op | app cs/op | daemon cs/op |"
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	for (i = 1; i <= nk; i++) {
+		k = order[i]
+		m = median(rat[k]); rlo = lo; rhi = hi
+		printf "| %s | %s | %.0f | %.0f | %.3f [%.3f-%.3f] | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |\n", \
+			pat[k], bs_name(bsz[k]), median(kmbs[k]), median(tmb[k]), m, rlo, rhi, \
+			median(kus[k]), median(tus[k]), median(asys[k]), median(dusr[k]), median(dsys[k]), \
+			median(acs[k]), median(dcs[k])
 	}
-	printf "| %s | %s | %.0f | %.0f | %.3f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |\n", \
-		$2, bs_name($3), kmb[k], $4, $4 / kmb[k], kus[k], $5, $10, $8, $9, $6, $7
 }' "$T/tmpfs.txt" "$T/thpfs.txt"
 echo
 echo "raw: label pattern bs MB/s us/op app_cs/op daemon_cs/op daemon_usr_us/op daemon_sys_us/op app_sys_us/op"

@@ -39,6 +39,7 @@ struct bench_opts {
 	unsigned runs;
 	unsigned what; /* DO_* */
 	bool json;
+	unsigned prealloc; /* prealloc= of the thpfs mount of (c)/(d) */
 };
 
 /* ---- (a)/(b): punch rate and memory returned ---- */
@@ -342,7 +343,33 @@ struct io_results {
 	struct io_cell cell[IO_NR][IO_NBS][2]; /* [op][bs][backend] */
 	struct io_cell fill[2];
 	double fill_s[2];
+	/* every run's GiB/s, for the spread of the paired ratios */
+	double run_gibs[IO_NR][IO_NBS][2][BENCH_MAX_RUNS];
+	int nrun[IO_NR][IO_NBS][2];
+	double fill_gibs[2][BENCH_MAX_RUNS];
+	int nfill[2];
 };
+
+/* The ratios a[i] / b[i] of runs made in the same round (paired, so slow
+ * drift on the machine hits both): median, min and max into m[3]; NAN
+ * when there are none. */
+static void paired_ratios(const double *a, int na, const double *b, int nb, double m[3])
+{
+	double r[BENCH_MAX_RUNS];
+	int n = na < nb ? na : nb;
+
+	m[0] = m[1] = m[2] = NAN;
+	for (int i = 0; i < n; i++)
+		r[i] = b[i] > 0 ? a[i] / b[i] : NAN;
+	if (!n)
+		return;
+	m[0] = bench_median(r, n);
+	m[1] = m[2] = r[0];
+	for (int i = 1; i < n; i++) {
+		m[1] = r[i] < m[1] ? r[i] : m[1];
+		m[2] = r[i] > m[2] ? r[i] : m[2];
+	}
+}
 
 /*
  * Runs (c) and (d) on the started back ends be[0..nb).  Each run of a cell
@@ -399,6 +426,8 @@ static void io_measure(struct bench_backend **be, int nb, const struct bench_opt
 							c->err = (int)t;
 						else
 							v[k][n[k]++] = gib / t;
+						if (t >= 0)
+							res->run_gibs[op][s][k][res->nrun[op][s][k]++] = gib / t;
 					}
 				}
 				for (int k = 0; k < nb; k++)
@@ -425,6 +454,8 @@ static void io_measure(struct bench_backend **be, int nb, const struct bench_opt
 					res->fill[k].err = (int)t;
 				else
 					v[k][n[k]++] = t;
+				if (t > 0)
+					res->fill_gibs[k][res->nfill[k]++] = gib / t;
 			}
 		}
 		for (int k = 0; k < nb; k++) {
@@ -573,7 +604,8 @@ static void print_io_text(const struct report *rp)
 	if (rp->o->what & DO_IO) {
 		printf("\n(c) sequential I/O over a %llu MiB file, GiB/s (median of %u)\n\n",
 		       (unsigned long long)(rp->o->size >> 20), rp->o->runs);
-		printf("%-12s %8s %10s %10s %7s\n", "op", "bs", "kernel", "thpfs", "ratio");
+		printf("%-12s %8s %10s %10s %7s  %s\n", "op", "bs", "kernel", "thpfs", "ratio",
+		       "(median of the runs' paired ratios [min-max])");
 		for (unsigned s = 0; s < IO_NBS; s++) {
 			for (unsigned op = 0; op < IO_NR; op++) {
 				const struct io_cell *kc = k >= 0 ? &rp->io.cell[op][s][k] : NULL;
@@ -589,7 +621,12 @@ static void print_io_text(const struct report *rp)
 					fmt_num(b, sizeof(b), tc ? tc->gibs : NAN, "%.2f");
 				fmt_num(c, sizeof(c), ratio(tc ? tc->gibs : NAN, kc ? kc->gibs : NAN),
 					"%.2f");
-				printf("%-12s %5zu KiB %10s %10s %7s\n", io_name[op], io_bs[s] / 1024, a, b, c);
+				double pr[3] = { NAN, NAN, NAN };
+				if (k >= 0 && t >= 0)
+					paired_ratios(rp->io.run_gibs[op][s][t], rp->io.nrun[op][s][t],
+						      rp->io.run_gibs[op][s][k], rp->io.nrun[op][s][k], pr);
+				printf("%-12s %5zu KiB %10s %10s %7s  %.2f [%.2f-%.2f]\n", io_name[op],
+				       io_bs[s] / 1024, a, b, c, pr[0], pr[1], pr[2]);
 			}
 		}
 	}
@@ -606,11 +643,16 @@ static void print_io_text(const struct report *rp)
 				printf("%-15s %6.2f GiB/s  (%.0f ms)\n", rp->io_be[i]->name, c->gibs,
 				       rp->io.fill_s[i] * 1000);
 		}
-		if (k >= 0 && t >= 0)
+		double pr[3] = { NAN, NAN, NAN };
+		if (k >= 0 && t >= 0) {
 			fmt_num(a, sizeof(a), ratio(rp->io.fill[t].gibs, rp->io.fill[k].gibs), "%.2f");
-		else
+			paired_ratios(rp->io.fill_gibs[t], rp->io.nfill[t], rp->io.fill_gibs[k],
+				      rp->io.nfill[k], pr);
+		} else {
 			snprintf(a, sizeof(a), "-");
-		printf("%-15s %s\n", "ratio", a);
+		}
+		printf("%-15s %s  (paired runs: median %.2f [min %.2f - max %.2f])\n", "ratio", a,
+		       pr[0], pr[1], pr[2]);
 	}
 }
 
@@ -674,7 +716,8 @@ static void print_text(const struct report *rp)
 		printf("kernel: tmpfs huge=always, private mount at %s\n", rp->kdir);
 	else
 		printf("kernel: not measured (%s); thpfs only\n", rp->kernel_why);
-	printf("thpfs:  thpfs_mount(\"huge=always\") (default split=native); (a)/(b) also split=migrate, split=inplace\n");
+	printf("thpfs:  thpfs_mount(\"huge=always\") (default split=native); (a)/(b) also split=migrate, "
+	       "split=inplace; (c)/(d) with prealloc=%u\n", o->prealloc);
 	if (o->what & DO_PUNCH)
 		print_punch_text(rp);
 	if (o->what & (DO_IO | DO_FILL))
@@ -799,6 +842,7 @@ static void usage(FILE *fp, const char *argv0)
 		"  --runs N       runs per measurement, median printed (1..%d, default 3)\n"
 		"  --only LIST    comma-separated: punch, io, fill (default all)\n"
 		"  --json         print JSON instead of tables\n"
+		"  --prealloc N   prealloc= of the thpfs mount of io and fill (default 0)\n"
 		"Compares libthpfs with the kernel's tmpfs huge=always (needs root).\n",
 		argv0, BENCH_MAX_RUNS);
 }
@@ -830,12 +874,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "size", required_argument, NULL, 's' }, { "seed", required_argument, NULL, 'S' },
 		{ "runs", required_argument, NULL, 'r' }, { "only", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },       { "help", no_argument, NULL, 'h' },
+		{ "prealloc", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c;
 
-	*o = (struct bench_opts){ 1024ULL << 20, 42, 3, DO_PUNCH | DO_IO | DO_FILL, false };
+	*o = (struct bench_opts){ 1024ULL << 20, 42, 3, DO_PUNCH | DO_IO | DO_FILL, false, 0 };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -869,6 +914,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'p':
+			if (bench_parse_u64(optarg, 0, 64, &v)) {
+				fprintf(stderr, "%s: --prealloc: want 0..64: '%s'\n", argv[0], optarg);
+				return 2;
+			}
+			o->prealloc = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout, argv[0]);
@@ -910,13 +962,15 @@ int main(int argc, char **argv)
 	struct bench_backend migrate = { "thpfs-migrate", BENCH_THPFS, "huge=always,split=migrate", NULL, NULL };
 	struct bench_backend inplace = { "thpfs-inplace", BENCH_THPFS, "huge=always,split=inplace", NULL, NULL };
 	struct bench_backend native = { "thpfs-native", BENCH_THPFS, "huge=always,split=native", NULL, NULL };
-	struct bench_backend deflt = { "thpfs", BENCH_THPFS, "huge=always", NULL, NULL };
+	char deflt_opts[64];
+	struct bench_backend deflt = { "thpfs", BENCH_THPFS, deflt_opts, NULL, NULL };
 	uint32_t *order = NULL;
 	int err, ret;
 
 	ret = parse_args(argc, argv, &o);
 	if (ret)
 		return ret;
+	snprintf(deflt_opts, sizeof(deflt_opts), "huge=always,prealloc=%u", o.prealloc);
 	memset(&rp, 0, sizeof(rp));
 	rp.o = &o;
 	signal(SIGPIPE, SIG_IGN);

@@ -57,8 +57,9 @@ struct thpfs_file; /* an open file description */
  *                       % of physical RAM, may pass 100 as on tmpfs; default
  *                       50%); as on tmpfs a symlink target of 128 bytes or
  *                       more takes a 4 KiB page of it, and so does the page
- *                       table of each 2 MiB range held in base pages (beyond
- *                       those that size= bytes of dense base pages need)
+ *                       table of each 2 MiB range held in base pages,
+ *                       thpfs_mmap views included (beyond those that size=
+ *                       bytes of dense base pages need)
  *   nr_inodes=N[k|m|g|t]  most inodes (0 = unlimited; default: RAM pages /
  *                       2); as on tmpfs each hard link past the first takes one
  *   huge=never|always|within_size|advise   when files get 2 MiB pages (always)
@@ -79,6 +80,18 @@ struct thpfs_file; /* an open file description */
  *                       released pages back (see scan_sleep_ms)
  *   scan_sleep_ms=N     background pause between passes (100); 4 KiB pages
  *                       a punch releases are back with the OS within it
+ *   prealloc=N          0..64 huge frames (2 MiB each) the background
+ *                       thread keeps populated (zero, verified huge) ahead
+ *                       of need (0: none): a new 2 MiB range of a file then
+ *                       costs no fault and no zeroing on the write path
+ *                       (the zeroing runs on another CPU, if one is free).
+ *                       They hold up to N x 2 MiB of memory: counted
+ *                       against size= (statfs shows them as free) and in
+ *                       prealloc_bytes, made only after a huge frame is
+ *                       used, and given back before size= would refuse
+ *                       data, on thpfs_reclaim, when a background pass
+ *                       finds none was asked for since the previous one,
+ *                       and at unmount
  *   mode=OCTAL          root directory permissions (1777)
  *   uid=N               root directory owner (0)
  *   gid=N               root directory group (0)
@@ -289,7 +302,11 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  *
  * thpfs_munmap(f, addr, len) takes any open handle of the same file and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
- * file keeps its data and the range is unmapped, as munmap(2) does.
+ * file keeps its data and the range is unmapped, as munmap(2) does.  If the
+ * range cannot be unlocked first (munlock fails) nothing changes and the
+ * error is returned.  If the kernel refuses the final munmap (out of VMAs),
+ * the file is no longer mapped but the range stays mapped, empty (anonymous
+ * zero memory), and its error is returned.
  */
 #define THPFS_MMAP_ALIGN (2UL << 20)
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr);
@@ -507,6 +524,10 @@ struct thpfs_stats {
 					 * through a mapping (a huge page counts 512) */
 	uint64_t mmap_vanished_pages;   /* pages of a mapping the kernel dropped itself
 					 * (MADV_FREE'd pages it reclaimed) */
+	/* prealloc=N (gauge): bytes of populated, zero huge frames held
+	 * ahead of need; charged to size=, not file data (not in Shmem) */
+	uint64_t prealloc_bytes;
+	uint64_t prealloc_used;         /* event: huge frames taken from the pool */
 };
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st);
 /* Writes the counters as /proc/meminfo-style "Name:  value kB" lines (and

@@ -15,9 +15,11 @@ TESTS_LIB_OBJ := $(B)/tests/obj/testlib.o
 # Binaries that also need the child-cgroup helper from tools/.
 TESTS_CG_BIN := $(B)/tests/test_cgroup $(B)/tests/test_bounds $(B)/tests/test_kernel \
 		$(B)/tests/test_release $(B)/tests/test_mmap
+TESTS_CG_BIN += $(B)/tests/test_prealloc
 TESTS_CG_OBJ := $(B)/tests/obj/cgroup.o
 # The concurrency tests, the only ones check-tsan runs.
 TESTS_TSAN := test_stress test_collapse test_release test_mmap
+TESTS_TSAN += test_prealloc
 TESTS_CFLAGS := -Itools
 TESTS_LIBS := -lcmocka -lpthread
 

@@ -94,46 +94,81 @@ static void collapse_scan(struct thpfs *fs)
 	THPFS_STAT_ADD(fs, collapse_full_scans, 1);
 }
 
-/* Sleeps scan_sleep_ms on collapse_cv unless stopped; collapse_mu held.
- * A wakeup before the time (a kick, a spurious one) sleeps on. */
-static void background_sleep(struct thpfs *fs)
+static uint64_t mono_ns(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)fs->opt.scan_sleep_ms * 1000000ULL;
-	ts.tv_sec += (time_t)(ns / 1000000000ULL);
-	ts.tv_nsec = (long)(ns % 1000000000ULL);
-	while (!fs->collapse_stop &&
-	       pthread_cond_timedwait(&fs->collapse_cv, &fs->collapse_mu, &ts) != ETIMEDOUT)
-		;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits on collapse_cv until the monotonic time deadline (ns), a wakeup or a
+ * stop; collapse_mu held.  The condition variable runs on CLOCK_MONOTONIC. */
+static void background_wait_until(struct thpfs *fs, uint64_t deadline)
+{
+	struct timespec ts = { (time_t)(deadline / 1000000000ULL), (long)(deadline % 1000000000ULL) };
+	pthread_cond_timedwait(&fs->collapse_cv, &fs->collapse_mu, &ts);
+}
+
+/* Whether the background thread has a pass to make: the collapse scan, a
+ * queued release batch, or a prealloc pool to watch for idleness.
+ * collapse_mu held (pool_n is read without frame_lock: a hint). */
+static bool background_has_pass(struct thpfs *fs)
+{
+	return fs->opt.collapse_thread || fs->release_kicked ||
+	       __atomic_load_n(&fs->pool_n, __ATOMIC_RELAXED);
 }
 
 /*
- * The background thread (khugepaged's place).  collapse=on: a collapse pass,
- * which flushes the release batch first, every scan_sleep_ms.  collapse=off:
- * it sleeps until the release batch gets its first page, then flushes it
- * scan_sleep_ms later, so pages released by a punch are back with the OS
- * within scan_sleep_ms either way, with no wakeups while nothing is queued.
+ * The background thread (khugepaged's place), one pass every scan_sleep_ms
+ * while it has one to make.  A pass: collapse=on, a collapse scan (which
+ * flushes the release batch first); collapse=off, a flush of the release
+ * batch; either way the prealloc pool is emptied if no frame was taken
+ * since the last pass.  With nothing to do (collapse=off, nothing queued,
+ * empty pool) it sleeps without wakeups until a kick.  So pages released by
+ * a punch are back with the OS within scan_sleep_ms either way.  Between
+ * passes, a pool kick (a frame was taken) refills the pool at once, and a
+ * flush kick (collapse's retired blocks pile up) flushes the release batch.
  */
 static void *background_thread(void *arg)
 {
 	struct thpfs *fs = arg;
+	uint64_t period = (uint64_t)fs->opt.scan_sleep_ms * 1000000ULL;
+	uint64_t next = mono_ns() + period;
 	pthread_mutex_lock(&fs->collapse_mu);
 	while (!fs->collapse_stop) {
-		if (!fs->opt.collapse_thread && !fs->release_kicked) {
-			pthread_cond_wait(&fs->collapse_cv, &fs->collapse_mu);
+		if (fs->flush_kicked) {
+			fs->flush_kicked = false;
+			pthread_mutex_unlock(&fs->collapse_mu);
+			_thpfs_release_flush(fs);
+			pthread_mutex_lock(&fs->collapse_mu);
 			continue;
 		}
-		background_sleep(fs);
-		if (fs->collapse_stop)
-			break;
+		if (fs->pool_kicked) {
+			fs->pool_kicked = false;
+	fs->flush_kicked = false;
+			pthread_mutex_unlock(&fs->collapse_mu);
+			_thpfs_pool_refill(fs);
+			pthread_mutex_lock(&fs->collapse_mu);
+			continue;
+		}
+		if (!background_has_pass(fs)) {
+			pthread_cond_wait(&fs->collapse_cv, &fs->collapse_mu);
+			next = mono_ns() + period; /* the clock starts at the kick */
+			continue;
+		}
+		if (mono_ns() < next) {
+			background_wait_until(fs, next);
+			continue;
+		}
 		fs->release_kicked = false;
 		pthread_mutex_unlock(&fs->collapse_mu);
 		if (fs->opt.collapse_thread)
 			collapse_scan(fs);
 		else
 			_thpfs_release_flush(fs);
+		_thpfs_pool_trim_idle(fs);
 		pthread_mutex_lock(&fs->collapse_mu);
+		next = mono_ns() + period;
 	}
 	pthread_mutex_unlock(&fs->collapse_mu);
 	return NULL;
@@ -153,12 +188,41 @@ void _thpfs_release_kick(struct thpfs *fs)
 	pthread_mutex_unlock(&fs->collapse_mu);
 }
 
+/* Sets *flag and wakes the background thread (if running). */
+static void background_kick(struct thpfs *fs, bool *flag)
+{
+	if (!__atomic_load_n(&fs->collapse_running, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&fs->collapse_mu);
+	if (!*flag) {
+		*flag = true;
+		pthread_cond_signal(&fs->collapse_cv);
+	}
+	pthread_mutex_unlock(&fs->collapse_mu);
+}
+
+void _thpfs_pool_kick(struct thpfs *fs)
+{
+	background_kick(fs, &fs->pool_kicked);
+}
+
+void _thpfs_flush_kick(struct thpfs *fs)
+{
+	background_kick(fs, &fs->flush_kicked);
+}
+
 int _thpfs_collapse_start(struct thpfs *fs)
 {
 	pthread_mutex_init(&fs->collapse_mu, NULL);
-	pthread_cond_init(&fs->collapse_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->collapse_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	fs->collapse_stop = false;
 	fs->release_kicked = false;
+	fs->pool_kicked = false;
+	fs->flush_kicked = false;
 	/* A small stack: under mlockall(MCL_FUTURE) all of it is locked. */
 	pthread_attr_t attr;
 	int err = pthread_attr_init(&attr);

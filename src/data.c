@@ -11,6 +11,9 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 void _thpfs_inode_data_init(struct thpfs_inode *inode)
 {
@@ -376,6 +379,44 @@ ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
 
 /* ---- Writing ---- */
 
+/*
+ * Copies a write's bytes into file memory.  A large copy (at least
+ * THPFS_STREAM_MIN bytes) into memory that is not cache-hot uses
+ * non-temporal stores on x86-64: ordinary stores would first read each line
+ * only to overwrite it.  A chunk this very write made (hot: the kernel's
+ * fault just zeroed it, the lines near its start are still in the cache)
+ * is copied with memcpy, which measured faster there.  The sfence makes the
+ * stores visible before the caller drops inode->lock.  Smaller copies use
+ * memcpy: their lines are likely read again soon.
+ */
+#define THPFS_STREAM_MIN (256UL << 10)
+static void copy_in(char *dst, const char *src, size_t n, bool hot)
+{
+#if defined(__x86_64__) && defined(__SSE2__)
+	if (n >= THPFS_STREAM_MIN && !hot) {
+		size_t head = (size_t)(-(uintptr_t)dst & 63);
+		memcpy(dst, src, head);
+		dst += head;
+		src += head;
+		n -= head;
+		for (; n >= 64; n -= 64, dst += 64, src += 64) {
+			__m128i a = _mm_loadu_si128((const __m128i *)src);
+			__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+			__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+			__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+			_mm_stream_si128((__m128i *)dst, a);
+			_mm_stream_si128((__m128i *)(dst + 16), b);
+			_mm_stream_si128((__m128i *)(dst + 32), c);
+			_mm_stream_si128((__m128i *)(dst + 48), d);
+		}
+		_mm_sfence();
+	}
+#else
+	(void)hot;
+#endif
+	memcpy(dst, src, n);
+}
+
 /* Writes buf at off (or at EOF if *off is -1), allocating pages by policy.
  * Returns bytes written (short only when memory ran out after some bytes)
  * or a negative errno; *off receives where the write started.
@@ -407,7 +448,7 @@ static ssize_t write_locked(struct thpfs *fs, struct thpfs_inode *inode, const c
 		}
 		if (!c)
 			break;
-		memcpy(c->mem + in, buf + done, n);
+		copy_in(c->mem + in, buf + done, n, created);
 		chunk_mark_written(fs, c, pf, pl);
 		_thpfs_chunk_check(c);
 		done += n;
@@ -446,6 +487,10 @@ static ssize_t write_common(struct thpfs_file *f, const void *buf, size_t len, o
 		pthread_rwlock_wrlock(&inode->lock);
 		if (f->flags & O_APPEND)
 			off = (off_t)inode->size;
+		/* A page stored to through a mapping must be known before
+		 * the write populates (and on failure undoes) its range. */
+		if (len)
+			_thpfs_mmap_sync_range(f->fs, inode, (uint64_t)off, (uint64_t)off + len);
 		n = len ? write_locked(f->fs, inode, buf, len, (uint64_t)off) : 0;
 		pthread_rwlock_unlock(&inode->lock);
 	}

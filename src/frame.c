@@ -91,8 +91,14 @@ int _thpfs_frames_init(struct thpfs *fs)
 	pthread_mutex_init(&fs->frame_lock, NULL);
 	pthread_mutex_init(&fs->release_lock, NULL);
 	fs->release_iov = calloc(THPFS_RELEASE_BATCH, sizeof(struct iovec));
-	if (!fs->release_iov)
+	fs->retired = calloc(THPFS_RETIRED_MAX, sizeof(char *));
+	fs->pool = calloc(THPFS_PREALLOC_MAX, sizeof(char *));
+	if (!fs->release_iov || !fs->retired || !fs->pool) {
+		free(fs->release_iov);
+		free(fs->retired);
+		free(fs->pool);
 		return -ENOMEM;
+	}
 	/* process_madvise on ourselves batches the TLB flushes of many
 	 * MADV_DONTNEEDs; without it we fall back to one madvise per run. */
 	fs->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -114,7 +120,10 @@ static void arenas_unmap(struct thpfs_arena *a)
 void _thpfs_frames_destroy(struct thpfs *fs)
 {
 	_thpfs_release_flush(fs);
+	_thpfs_pool_drain(fs);
 	free(fs->release_iov);
+	free(fs->retired);
+	free(fs->pool);
 	if (fs->pidfd >= 0)
 		close(fs->pidfd);
 	pthread_mutex_destroy(&fs->release_lock);
@@ -273,15 +282,29 @@ static uint64_t budget_total_limit(const struct thpfs *fs)
 	return fs->opt.size + slots * THPFS_PT_BYTES;
 }
 
-/* Charges n bytes to size= unless that would pass it; frame_lock held.
- * credit is memory the caller is about to give back (a split or collapse
- * holds both copies for a moment). */
-static int budget_charge(struct thpfs *fs, uint64_t n, uint64_t credit)
+/* Whether n more bytes fit in size= (see budget_charge); frame_lock held. */
+static bool budget_fits(const struct thpfs *fs, uint64_t n, uint64_t credit)
 {
 	uint64_t pt = __atomic_load_n(&fs->pt_bytes, __ATOMIC_RELAXED);
-	if (fs->opt.size && (fs->held_bytes + n > fs->opt.size + credit ||
-			     fs->held_bytes + pt + n > budget_total_limit(fs) + credit))
-		return -ENOSPC;
+	return !fs->opt.size || (fs->held_bytes + n <= fs->opt.size + credit &&
+				 fs->held_bytes + pt + n <= budget_total_limit(fs) + credit);
+}
+
+static uint64_t pool_drain_locked(struct thpfs *fs);
+
+/* Charges n bytes to size= unless that would pass it; frame_lock held.
+ * credit is memory the caller is about to give back (a split or collapse
+ * holds both copies for a moment).  The prealloc pool gives way to data:
+ * when the charge does not fit, the pool's frames go back first. */
+static int budget_charge(struct thpfs *fs, uint64_t n, uint64_t credit)
+{
+	if (!budget_fits(fs, n, credit)) {
+		if (!fs->pool_n)
+			return -ENOSPC;
+		pool_drain_locked(fs);
+		if (!budget_fits(fs, n, credit))
+			return -ENOSPC;
+	}
 	fs->held_bytes += n;
 	return 0;
 }
@@ -389,13 +412,156 @@ static bool release_counted(struct thpfs *fs, char *p, size_t len)
 	return gone;
 }
 
+bool _thpfs_release(char *p, size_t len)
+{
+	return release(p, len);
+}
+
+bool _thpfs_release_counted(struct thpfs *fs, char *p, size_t len)
+{
+	return release_counted(fs, p, len);
+}
+
+void _thpfs_pt_charge(struct thpfs *fs)
+{
+	pt_charge(fs);
+}
+
+void _thpfs_pt_uncharge(struct thpfs *fs)
+{
+	pt_uncharge(fs);
+}
+
+/* ---- The prealloc pool ----
+ * A new huge frame costs the kernel's fault, which zeroes 2 MiB, and then
+ * the caller's copy: every byte written twice.  The background thread makes
+ * up to opt.prealloc frames ahead (populated and checked huge with
+ * PAGEMAP_SCAN), so the write path only copies.  Pool frames are charged to
+ * held_bytes (size=) and counted in stats.prealloc_bytes; they are not file
+ * data.  They hold memory: at most prealloc * 2 MiB, only while frames are
+ * being used (the pool starts empty and a background pass with no take
+ * empties it), and they go back first when size= is short, on reclaim and at
+ * unmount.  frame_lock guards pool, pool_n and the take counters. */
+
+/* pool_n changes under frame_lock; the background thread reads it without
+ * (a hint, see collapse.c), so it is stored atomically. */
+static void pool_set_n(struct thpfs *fs, unsigned n)
+{
+	__atomic_store_n(&fs->pool_n, n, __ATOMIC_RELAXED);
+}
+
+/* Pops a pool frame (NULL if empty) and counts the demand; frame_lock held. */
+static char *pool_take(struct thpfs *fs)
+{
+	fs->pool_takes++; /* demand, met or not: the pool is not idle */
+	if (!fs->pool_n)
+		return NULL;
+	pool_set_n(fs, fs->pool_n - 1);
+	return fs->pool[fs->pool_n];
+}
+
+/* Gives every pool frame back to the OS; frame_lock held (the madvise calls
+ * run under it: this is the rare path, under size= pressure, reclaim, idle
+ * or unmount).  Returns the bytes that really went back. */
+static uint64_t pool_drain_locked(struct thpfs *fs)
+{
+	uint64_t back = 0;
+	while (fs->pool_n) {
+		pool_set_n(fs, fs->pool_n - 1);
+		char *p = fs->pool[fs->pool_n];
+		if (release_counted(fs, p, THPFS_HUGE_SIZE))
+			back += THPFS_HUGE_SIZE;
+		fs->held_bytes -= THPFS_HUGE_SIZE;
+		slot_put(fs, p, true);
+		THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
+	}
+	return back;
+}
+
+uint64_t _thpfs_pool_drain(struct thpfs *fs)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	uint64_t back = pool_drain_locked(fs);
+	pthread_mutex_unlock(&fs->frame_lock);
+	return back;
+}
+
+void _thpfs_pool_trim_idle(struct thpfs *fs)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	if (fs->pool_takes == fs->pool_takes_seen)
+		pool_drain_locked(fs);
+	fs->pool_takes_seen = fs->pool_takes;
+	pthread_mutex_unlock(&fs->frame_lock);
+}
+
+static bool frame_is_huge(struct thpfs *fs, char *p);
+static uint64_t now_ns(void);
+
+/* One more pool frame: false when the pool is full, size= has no room for
+ * it and one more frame besides (the pool never takes the last 2 MiB from
+ * data), the kernel gave 4 KiB pages a moment ago, or memory ran out.
+ * Takes frame_lock; populates outside it. */
+static bool pool_grow_one(struct thpfs *fs)
+{
+	if (now_ns() < __atomic_load_n(&fs->thp_backoff_until, __ATOMIC_RELAXED))
+		return false;
+	pthread_mutex_lock(&fs->frame_lock);
+	char *p = NULL;
+	if (fs->pool_n < fs->opt.prealloc && budget_fits(fs, 2 * THPFS_HUGE_SIZE, 0) &&
+	    !slot_reserve(fs, true) && (p = slot_get(fs, true)))
+		fs->held_bytes += THPFS_HUGE_SIZE;
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (!p)
+		return false;
+	/* frame_is_huge starts the backoff when the kernel gave 4 KiB pages */
+	bool ok = populate(p, THPFS_HUGE_SIZE) == 0 && frame_is_huge(fs, p);
+	if (!ok)
+		release_counted(fs, p, THPFS_HUGE_SIZE);
+	pthread_mutex_lock(&fs->frame_lock);
+	if (ok && fs->pool_n < fs->opt.prealloc) {
+		fs->pool[fs->pool_n] = p;
+		pool_set_n(fs, fs->pool_n + 1);
+		THPFS_STAT_ADD(fs, prealloc_bytes, THPFS_HUGE_SIZE);
+	} else {
+		if (ok) /* the pool filled meanwhile (prealloc is per mount) */
+			release_counted(fs, p, THPFS_HUGE_SIZE);
+		fs->held_bytes -= THPFS_HUGE_SIZE;
+		slot_put(fs, p, true);
+		ok = false;
+	}
+	pthread_mutex_unlock(&fs->frame_lock);
+	return ok;
+}
+
+void _thpfs_pool_refill(struct thpfs *fs)
+{
+	while (pool_grow_one(fs))
+		;
+}
+
 /* A populated 2 MiB frame of a huge arena, charged and counted as a huge
- * page, whatever the kernel made of it; NULL with *err set on failure. */
+ * page, whatever the kernel made of it; NULL with *err set on failure.  A
+ * pool frame is taken first when there is one. */
 static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 {
 	pthread_mutex_lock(&fs->frame_lock);
 	char *p = NULL;
 	*err = fault_hit(fs) ? -ENOMEM : 0;
+	if (!*err && fs->opt.prealloc) {
+		p = pool_take(fs);
+		pthread_mutex_unlock(&fs->frame_lock);
+		if (p) {
+			_thpfs_pool_kick(fs); /* refill off this path */
+			THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
+			THPFS_STAT_ADD(fs, prealloc_used, 1);
+			THPFS_STAT_ADD(fs, huge_frames, 1);
+			THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
+			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
+			return p; /* charged when it was made */
+		}
+		pthread_mutex_lock(&fs->frame_lock);
+	}
 	if (!*err)
 		*err = slot_reserve(fs, true);
 	if (!*err)
@@ -422,6 +588,8 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 	THPFS_STAT_ADD(fs, huge_frames, 1);
 	THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
+	if (fs->opt.prealloc)
+		_thpfs_pool_kick(fs); /* a miss: start filling, after our charge */
 	return p;
 }
 
@@ -537,10 +705,9 @@ static bool slot_remap(char *mem, bool huge)
 	       range_advise(mem, THPFS_HUGE_SIZE, huge) == 0;
 }
 
-void _thpfs_block_free(struct thpfs *fs, char *mem)
+/* _thpfs_block_free once none of the block's pages is queued any more. */
+static void block_free_flushed(struct thpfs *fs, char *mem)
 {
-	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
-		_thpfs_release_flush(fs); /* its pages must be gone before reuse */
 	pthread_mutex_lock(&fs->frame_lock);
 	bool huge = in_huge_arena(fs, mem);
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -558,6 +725,28 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 	pthread_mutex_unlock(&fs->frame_lock);
 }
 
+void _thpfs_block_free(struct thpfs *fs, char *mem)
+{
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
+		_thpfs_release_flush(fs); /* its pages must be gone before reuse */
+	block_free_flushed(fs, mem);
+}
+
+/* Whether the release batch holds a page of the block at mem.  Pages of a
+ * block are queued under its inode's lock, which the caller holds, so the
+ * answer stays true until the caller acts on it.  Takes release_lock. */
+static bool release_queued_in(struct thpfs *fs, const char *mem)
+{
+	bool hit = false;
+	pthread_mutex_lock(&fs->release_lock);
+	for (unsigned i = 0; i < fs->release_n && !hit; i++) {
+		const char *p = fs->release_iov[i].iov_base;
+		hit = p >= mem && p < mem + THPFS_HUGE_SIZE;
+	}
+	pthread_mutex_unlock(&fs->release_lock);
+	return hit;
+}
+
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit)
 {
@@ -565,8 +754,9 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 	if (!n)
 		return 0;
 	/* A queued page of this block must be gone before it comes back, or
-	 * it would come back with its old bytes. */
-	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
+	 * it would come back with its old bytes.  Pages of other blocks (a
+	 * collapse's retired block) may stay queued. */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, mem))
 		_thpfs_release_flush(fs);
 	pthread_mutex_lock(&fs->frame_lock);
 	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, n, credit);
@@ -620,9 +810,9 @@ static ssize_t release_batch_syscall(struct thpfs *fs, unsigned n)
  */
 static uint64_t release_flush_locked(struct thpfs *fs)
 {
-	if (!fs->release_n)
+	if (!fs->release_n && !fs->nretired)
 		return 0;
-	ssize_t r = release_batch_syscall(fs, fs->release_n);
+	ssize_t r = !fs->release_n ? 0 : release_batch_syscall(fs, fs->release_n);
 	uint64_t done = r > 0 ? (uint64_t)r : 0, back = done;
 	THPFS_STAT_ADD(fs, bytes_released, done);
 	for (unsigned i = 0; i < fs->release_n; i++) {
@@ -641,6 +831,11 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 	pthread_mutex_unlock(&fs->frame_lock);
 	fs->release_n = 0;
 	__atomic_store_n(&fs->release_pages, 0, __ATOMIC_RELEASE);
+	/* every page of the retired blocks is gone now: the slots may be
+	 * used again */
+	for (unsigned i = 0; i < fs->nretired; i++)
+		block_free_flushed(fs, fs->retired[i]);
+	fs->nretired = 0;
 	return back;
 }
 
@@ -673,6 +868,42 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
 	THPFS_STAT_SUB(fs, shmem_bytes, n);
 	/* The first page of a batch starts the scan_sleep_ms clock. */
 	if (was_empty && queued)
+		_thpfs_release_kick(fs);
+}
+
+/*
+ * Queues the pages set in pages of base block mem in the release batch and
+ * the block in fs->retired, without the flush that _thpfs_pages_release does
+ * at THPFS_RELEASE_BATCH pages: collapse uses it so that zapping 512 page
+ * table entries and remapping the slot are not on its path.  The pages stay
+ * charged to size= until the flush (any ENOSPC reclaim flushes first) and
+ * the slot goes back to the free stack only after it, so it is never handed
+ * out with a page still queued.  Takes release_lock.
+ */
+void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages)
+{
+	unsigned n = thpfs_bitmap_weight(pages);
+	pthread_mutex_lock(&fs->release_lock);
+	if (fs->nretired == THPFS_RETIRED_MAX)
+		release_flush_locked(fs);
+	bool was_empty = fs->release_n == 0 && fs->nretired == 0;
+	thpfs_for_each_run(pages, i, end) {
+		if (fs->release_n == THPFS_RELEASE_BATCH)
+			release_flush_locked(fs); /* frees older retired blocks only */
+		fs->release_iov[fs->release_n].iov_base = mem + (size_t)i * THPFS_PAGE_SIZE;
+		fs->release_iov[fs->release_n].iov_len = (size_t)(end - i) * THPFS_PAGE_SIZE;
+		fs->release_n++;
+		__atomic_store_n(&fs->release_pages, fs->release_pages + (end - i),
+				 __ATOMIC_RELEASE);
+	}
+	fs->retired[fs->nretired++] = mem;
+	bool half = fs->nretired == THPFS_RETIRED_MAX / 2;
+	pthread_mutex_unlock(&fs->release_lock);
+	if (half)
+		_thpfs_flush_kick(fs); /* before the list fills and a caller waits */
+	THPFS_STAT_SUB(fs, base_pages, n);
+	THPFS_STAT_SUB(fs, shmem_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
+	if (was_empty)
 		_thpfs_release_kick(fs);
 }
 
@@ -747,7 +978,7 @@ int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs)
 uint64_t _thpfs_held_bytes(struct thpfs *fs)
 {
 	pthread_mutex_lock(&fs->frame_lock);
-	uint64_t n = fs->held_bytes;
+	uint64_t n = fs->held_bytes - (uint64_t)fs->pool_n * THPFS_HUGE_SIZE;
 	pthread_mutex_unlock(&fs->frame_lock);
 	return n;
 }

@@ -141,6 +141,8 @@ enum thpfs_split_mode {
 	THPFS_SPLIT_MIGRATE, /* copy live pages to base frames, free the huge frame */
 	THPFS_SPLIT_INPLACE, /* MADV_DONTNEED the punched pages inside the THP */
 };
+#define THPFS_PREALLOC_DEFAULT 0 /* opt-in: see include/thpfs.h */
+#define THPFS_PREALLOC_MAX 64
 struct thpfs_options {
 	uint64_t size;       /* bytes of data the mount may hold; 0 = unlimited */
 	uint64_t nr_inodes;  /* 0 = unlimited */
@@ -149,6 +151,7 @@ struct thpfs_options {
 	unsigned max_ptes_none; /* 0..511 */
 	bool collapse_thread;
 	unsigned scan_sleep_ms;
+	unsigned prealloc;   /* huge frames kept populated ahead (frame.c pool) */
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
@@ -300,6 +303,15 @@ struct thpfs {
 	uint64_t release_pages;
 	int pidfd;
 	int fault_repeat;
+	/* retired blocks (frame.c), release_lock: base blocks whose pages are
+	 * queued in the batch; they go back to the free stack after the flush */
+	char **retired;
+	unsigned nretired;
+	/* prealloc pool (frame.c), frame_lock: populated huge frames, charged,
+	 * verified huge when made and again when handed out */
+	char **pool;
+	unsigned pool_n;
+	uint64_t pool_takes, pool_takes_seen;
 	/* release fault switch (frame.c, atomics): thpfs_fault_inject_release */
 	uint64_t release_fault_nth, release_fault_count;
 	int release_fault_repeat;
@@ -311,6 +323,8 @@ struct thpfs {
 	pthread_cond_t collapse_cv;
 	bool collapse_stop;
 	bool release_kicked; /* pages queued since the last flush; collapse_mu */
+	bool pool_kicked;    /* the prealloc pool wants frames; collapse_mu */
+	bool flush_kicked;   /* retired blocks pile up: flush now; collapse_mu */
 
 	/* File handles are never freed before unmount: a closed one waits on
 	 * a free list for reuse, so a stale pointer still reads as closed
@@ -356,20 +370,31 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 /* Returns pages [from, to) of a block to the OS and uncharges them.  The
  * pages are queued and released in batches (one process_madvise call, one
  * TLB flush, for up to THPFS_RELEASE_BATCH pages); the queue is flushed when
- * full, before any page of any block is populated or a block is reused, by
- * reclaim and by the background thread every scan_sleep_ms. */
+ * full, before a page of a block with queued pages is populated or a block
+ * is reused, by reclaim and by the background thread every scan_sleep_ms. */
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
 /* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
  * _thpfs_pages_release + _thpfs_block_free.  Returns 0, or the madvise
  * error with nothing changed (the frame is still a huge frame). */
 int _thpfs_huge_to_block(struct thpfs *fs, char *mem);
+/* Gives [p, p+len) back to the OS (MADV_DONTNEED, or _LOCKED on mlocked
+ * memory), else zeroes it; counts bytes_released or release_failed_bytes.
+ * Returns whether the memory went back.  No lock needed. */
+bool _thpfs_release_counted(struct thpfs *fs, char *p, size_t len);
+/* The same without counting (for ranges that may hold no memory). */
+bool _thpfs_release(char *p, size_t len);
+/* Charges or uncharges the page table of one 2 MiB range mapped by 4 KiB
+ * entries (fs->pt_bytes, see frame.c).  No lock needed. */
+void _thpfs_pt_charge(struct thpfs *fs);
+void _thpfs_pt_uncharge(struct thpfs *fs);
 /* As above, for a split or collapse that is about to give credit bytes back:
  * the budget may be passed by up to credit bytes for that moment. */
 char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err);
 int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, unsigned to,
 				 uint64_t credit);
 #define THPFS_RELEASE_BATCH 64
+#define THPFS_RETIRED_MAX 8 /* retired blocks waiting for a flush (16 MiB) */
 /* Releases every queued page now.  Takes release_lock then frame_lock.
  * Returns the bytes that really went back to the OS. */
 uint64_t _thpfs_release_flush(struct thpfs *fs);
@@ -390,7 +415,24 @@ char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err);
 /* Bytes of huge arenas the kernel maps with huge PMDs now (PAGEMAP_SCAN, one
  * call per arena), or -EOPNOTSUPP when it cannot be asked. */
 int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs);
-/* Bytes of frames held now (the size= budget's use). */
+/* The prealloc pool (prealloc=N): up to N populated huge frames made by the
+ * background thread, so that a new chunk's frame costs no fault and no
+ * zeroing on the write path.  Pool frames are charged to size= and counted
+ * in stats.prealloc_bytes.  _thpfs_pool_refill (background thread) fills it;
+ * _thpfs_pool_drain gives every pool frame back to the OS and returns the
+ * bytes that went back (thpfs_reclaim, size= pressure, unmount);
+ * _thpfs_pool_trim_idle drains it when no frame was taken since the last
+ * call (each background pass).  All take frame_lock themselves. */
+void _thpfs_pool_refill(struct thpfs *fs);
+uint64_t _thpfs_pool_drain(struct thpfs *fs);
+void _thpfs_pool_trim_idle(struct thpfs *fs);
+/* Base block mem, whose present pages (set in pages) are no file's any more,
+ * goes back to the OS off the caller's path: its pages join the release
+ * batch and the block goes back to the free stack after the batch's flush
+ * (within scan_sleep_ms, or at once when the retired list is full). */
+void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
+/* Bytes of frames held now for data (the size= budget's use, less the
+ * prealloc pool, which gives way to data: statfs counts it as free). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
 /* Charges n bytes of metadata that tmpfs counts against size= (a long
  * symlink target's page) as if they were file data; -ENOSPC past size=.
@@ -543,6 +585,12 @@ void _thpfs_collapse_stop(struct thpfs *fs);
  * flushes it within scan_sleep_ms.  Takes fs->collapse_mu, a leaf lock (the
  * thread never holds it while taking another lock). */
 void _thpfs_release_kick(struct thpfs *fs);
+/* The prealloc pool lost a frame: the background thread refills it now.
+ * Takes fs->collapse_mu (leaf). */
+void _thpfs_pool_kick(struct thpfs *fs);
+/* The release batch should be flushed now, not at the next pass (retired
+ * blocks pile up).  Takes fs->collapse_mu (leaf). */
+void _thpfs_flush_kick(struct thpfs *fs);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
@@ -557,9 +605,11 @@ void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
 struct thpfs_mapping {
 	char *addr;
 	uint64_t start, len;
+	/* Per 2 MiB range of the view, bit set: an madvise (readvise) or a
+	 * re-mlock (relock) failed there and the next sync applies it again. */
+	uint64_t *readvise, *relock;
+	bool fix;                   /* some bit above is set */
 };
-int _thpfs_mmap_init(struct thpfs *fs);
-void _thpfs_mmap_destroy(struct thpfs *fs);
 /* Brings the present/uptodate bitmaps and the charges of the inode's mapped
  * chunks in line with the kernel's page tables; creates chunks for ranges
  * the program touched.  No-op without a mapping. */

@@ -21,11 +21,13 @@
  * Other threads read and write the view while we work on it, so nothing here
  * ever copies a chunk's memory to another place (a store between the copy and
  * the switch would be lost):
- *  - free:     MADV_DONTNEED of the pages (of the whole 2 MiB for a whole
- *              chunk, which zaps the PMD and frees a huge page at once), at
- *              once - never through frame.c's batch, whose late DONTNEED
- *              would wipe a page the program wrote after our punch returned;
- *              MADV_DONTNEED_LOCKED on mlocked memory.
+ *  - free:     MADV_DONTNEED of the pages the chunk counts as present and
+ *              no others (a page stored since the last sync is not known
+ *              to be dropped; of the whole 2 MiB for a huge or full chunk,
+ *              which zaps the PMD and frees a huge page at once), at once -
+ *              never through frame.c's batch, whose late DONTNEED would
+ *              wipe a page the program wrote after our punch returned;
+ *              MADV_DONTNEED_LOCKED on mlocked memory (release_counted).
  *  - split:    the kernel's, in place: MADV_NOHUGEPAGE on the 2 MiB, then
  *              MADV_FREE of one dropped page makes the kernel split the THP;
  *              PAGEMAP_SCAN must then show no PAGE_IS_HUGE, else the caller
@@ -88,17 +90,6 @@ struct range_state {
 	thpfs_bitmap_t present; /* pages holding data */
 	unsigned huge;          /* pages mapped by a (non-zero) PMD */
 };
-
-int _thpfs_mmap_init(struct thpfs *fs)
-{
-	(void)fs; /* fs->pagemap_fd is kernel.c's, opened at mount */
-	return 0;
-}
-
-void _thpfs_mmap_destroy(struct thpfs *fs)
-{
-	(void)fs;
-}
 
 /* Whether the kernel answers PAGEMAP_SCAN (Linux 6.7+; kernel.c checked at
  * mount). */
@@ -182,14 +173,87 @@ static void gauges_adjust(struct thpfs *fs, int64_t dh, int64_t db)
 
 /* ---- Freeing and advising in place ---- */
 
-/* Frees [p, p+len) of a view now, mlocked memory too. */
-static int zap(char *p, size_t len)
+/* ---- Advice and locks that must hold: recorded and retried ---- */
+
+/* The 2 MiB range of the view at mem, as an index into m's bitmaps. */
+static unsigned view_range(const struct thpfs_mapping *m, const char *mem)
 {
-	if (madvise(p, len, MADV_DONTNEED) == 0)
-		return 0;
-	if (errno == EINVAL && madvise(p, len, MADV_DONTNEED_LOCKED) == 0)
-		return 0;
-	return -errno;
+	return (unsigned)((size_t)(mem - m->addr) >> THPFS_HUGE_SHIFT);
+}
+
+/* Gives the 2 MiB at mem (a range of inode's view) advice.  If the kernel
+ * refuses, the range is recorded and the next sync applies the advice its
+ * state calls for then (mapping_fix); until then a range meant to be
+ * MADV_NOHUGEPAGE may be collapsed by khugepaged (no data is lost, holes
+ * may fill) and one meant to be MADV_HUGEPAGE faults in 4 KiB pages.
+ * Returns whether the advice holds.  inode->lock held for writing. */
+static bool advise_range(struct thpfs_inode *inode, char *mem, int advice)
+{
+	if (madvise(mem, THPFS_HUGE_SIZE, advice) == 0)
+		return true;
+	struct thpfs_mapping *m = inode->map;
+	if (m) {
+		thpfs_bit_set(m->readvise, view_range(m, mem));
+		m->fix = true;
+	}
+	return false;
+}
+
+/* Locks the 2 MiB at mem again after lazyfree_runs unlocked it (when
+ * relock), on fault only, so the holes just made stay holes.  If the kernel
+ * refuses, the range is recorded and the next sync locks it again.
+ * inode->lock held for writing. */
+static void relock_range(struct thpfs_inode *inode, char *mem, bool relock)
+{
+	if (!relock || mlock2(mem, THPFS_HUGE_SIZE, MLOCK_ONFAULT) == 0)
+		return;
+	struct thpfs_mapping *m = inode->map;
+	if (m) {
+		thpfs_bit_set(m->relock, view_range(m, mem));
+		m->fix = true;
+	}
+}
+
+/* Applies again what advise_range and relock_range could not: each recorded
+ * range gets the advice its chunk calls for (MADV_HUGEPAGE for a huge
+ * chunk, MADV_NOHUGEPAGE for base pages; policy's for a range without one)
+ * and its lock.  Runs after a sync, so that a range without a chunk is
+ * empty.  inode->lock held for writing. */
+static void mapping_fix(struct thpfs *fs, struct thpfs_inode *inode)
+{
+	struct thpfs_mapping *m = inode->map;
+	if (!m || !m->fix)
+		return;
+	unsigned n = (unsigned)(m->len >> THPFS_HUGE_SHIFT);
+	bool left = false;
+	for (unsigned k = 0; k < n; k++) {
+		char *mem = m->addr + ((size_t)k << THPFS_HUGE_SHIFT);
+		if (thpfs_bit_test(m->readvise, k)) {
+			uint64_t idx = (m->start >> THPFS_HUGE_SHIFT) + k;
+			struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, idx);
+			bool huge = c ? c->huge : _thpfs_want_huge(fs, inode, idx);
+			if (madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0)
+				thpfs_bit_clear(m->readvise, k);
+			else
+				left = true;
+		}
+		if (thpfs_bit_test(m->relock, k)) {
+			if (mlock2(mem, THPFS_HUGE_SIZE, MLOCK_ONFAULT) == 0)
+				thpfs_bit_clear(m->relock, k);
+			else
+				left = true;
+		}
+	}
+	m->fix = left;
+}
+
+/* Frees [p, p+len) of a view now, mlocked memory too (frame.c's
+ * release_counted: counts bytes_released only for memory that went back,
+ * and zeroes what did not, so the page reads zero and stays present for
+ * the next sync to find).  Returns whether it went back. */
+static bool zap(struct thpfs *fs, char *p, size_t len)
+{
+	return _thpfs_release_counted(fs, p, len);
 }
 
 /* madvise(advice) on every run of pages set in b; the first error. */
@@ -215,41 +279,47 @@ static int lazyfree_runs(char *mem, const uint64_t *b, bool *relock)
 	return err;
 }
 
-/* Locks a range unlocked by lazyfree_runs again, on fault only: the holes
- * we just made stay holes. */
-static void relock_range(char *mem, bool relock)
-{
-	if (relock)
-		mlock2(mem, THPFS_HUGE_SIZE, MLOCK_ONFAULT);
-}
-
 /* The advice a chunk-less or huge range of the view gets: MADV_HUGEPAGE
  * where policy gives the file huge pages, so the next fault takes one. */
 static void advise_empty(struct thpfs *fs, struct thpfs_chunk *c)
 {
 	bool huge = _thpfs_want_huge(fs, c->inode, c->index);
-	madvise(c->mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	advise_range(c->inode, c->mem, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
+/*
+ * Frees chunk c's memory in the view: the pages the chunk holds, and only
+ * those.  The program may have stored to other pages of the 2 MiB since the
+ * last sync; the chunk does not know them, so they are not ours to drop -
+ * they stay, and the next sync adopts them as a new chunk.  A huge or full
+ * chunk is zapped as one 2 MiB range (which also frees its page table).
+ */
 void _thpfs_mmap_chunk_free(struct thpfs *fs, struct thpfs_chunk *c)
 {
 	if (!c->mem)
 		return;
-	bool freed = zap(c->mem, THPFS_HUGE_SIZE) == 0;
-	if (!freed)
-		memset(c->mem, 0, THPFS_HUGE_SIZE); /* a later sync finds it again */
-	uint64_t bytes = c->huge ? THPFS_HUGE_SIZE : (uint64_t)c->nr_present * THPFS_PAGE_SIZE;
-	if (c->huge)
-		gauges_adjust(fs, -1, 0);
-	else
-		gauges_adjust(fs, 0, -(int64_t)c->nr_present);
-	budget_adjust(fs, -(int64_t)bytes);
-	if (freed)
-		THPFS_STAT_ADD(fs, bytes_released, bytes);
-	/* DONTNEED of a whole 2 MiB frees its page table too (Linux 6.14+),
-	 * so a range given MADV_HUGEPAGE again gets a huge page at its next
-	 * write fault. */
-	advise_empty(fs, c);
+	if (!c->huge)
+		_thpfs_pt_uncharge(fs);
+	if (c->huge || c->nr_present == THPFS_PAGES_PER_HUGE) {
+		/* zeroed where it could not go: a later sync finds it again */
+		zap(fs, c->mem, THPFS_HUGE_SIZE);
+		if (c->huge)
+			gauges_adjust(fs, -1, 0);
+		else
+			gauges_adjust(fs, 0, -(int64_t)THPFS_PAGES_PER_HUGE);
+		budget_adjust(fs, -(int64_t)THPFS_HUGE_SIZE);
+		advise_empty(fs, c);
+		return;
+	}
+	_thpfs_mmap_release(fs, c, c->present);
+	/* A range given MADV_HUGEPAGE again gets a huge page at its next
+	 * write fault once its page table is gone (Linux 6.14+ frees an
+	 * emptied one) - but only a range the kernel says is empty now:
+	 * with unseen pages left, khugepaged would fill the holes around
+	 * them, so it keeps MADV_NOHUGEPAGE. */
+	struct range_state st;
+	if (scan_ranges(fs, c->mem, 1, &st) == 0 && thpfs_bitmap_empty(st.present))
+		advise_empty(fs, c);
 }
 
 unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *pages)
@@ -259,14 +329,11 @@ unsigned _thpfs_mmap_release(struct thpfs *fs, struct thpfs_chunk *c, const uint
 		char *p = c->mem + (size_t)i * THPFS_PAGE_SIZE;
 		size_t len = (size_t)(end - i) * THPFS_PAGE_SIZE;
 		n += end - i;
-		if (zap(p, len) == 0)
+		if (zap(fs, p, len)) /* else zeroed, still present: a later sync finds it */
 			freed += end - i;
-		else
-			memset(p, 0, len); /* still present: a later sync finds it */
 	}
 	gauges_adjust(fs, 0, -(int64_t)n);
 	budget_adjust(fs, -(int64_t)n * (int64_t)THPFS_PAGE_SIZE);
-	THPFS_STAT_ADD(fs, bytes_released, (uint64_t)freed * THPFS_PAGE_SIZE);
 	return freed;
 }
 
@@ -282,13 +349,16 @@ char *_thpfs_mmap_addr(const struct thpfs_inode *inode, uint64_t off)
 
 int _thpfs_mmap_chunk_memory(struct thpfs *fs, struct thpfs_chunk *c, bool want_huge)
 {
+	if (!c->mapped)
+		_thpfs_pt_charge(fs); /* base pages until it is huge (a retry comes here again) */
 	c->mem = _thpfs_mmap_addr(c->inode, c->index << THPFS_HUGE_SHIFT);
 	c->mapped = true;
 	if (!want_huge) {
-		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		advise_range(c->inode, c->mem, MADV_NOHUGEPAGE);
 		return 0; /* base pages, populated by the caller */
 	}
-	madvise(c->mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
+	/* if refused, the kernel gives 4 KiB pages: the check below sees it */
+	advise_range(c->inode, c->mem, MADV_HUGEPAGE);
 	int err = _thpfs_pages_populate(fs, c->mem, 0, THPFS_PAGES_PER_HUGE);
 	if (err)
 		return err;
@@ -296,12 +366,13 @@ int _thpfs_mmap_chunk_memory(struct thpfs *fs, struct thpfs_chunk *c, bool want_
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 	if (range_is_huge(fs, c->mem)) {
 		c->huge = true;
+		_thpfs_pt_uncharge(fs);
 		gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
 		THPFS_STAT_ADD(fs, thp_file_alloc, 1);
 	} else {
 		/* The kernel gave 4 KiB pages (no huge page free, or a page
 		 * table left there): a full base chunk, collapsed later. */
-		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		advise_range(c->inode, c->mem, MADV_NOHUGEPAGE);
 		THPFS_STAT_ADD(fs, thp_file_fallback, 1);
 	}
 	return 0;
@@ -323,15 +394,15 @@ int _thpfs_mmap_split(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *d
 	 * may refuse (extra references) and still return 0: ask it. */
 	bool split = lazyfree_runs(mem, one, &relock) == 0 && !range_is_huge(fs, mem);
 	if (!split) {
-		madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
-		if (relock)
-			mlock(mem, THPFS_HUGE_SIZE);
+		advise_range(c->inode, mem, MADV_HUGEPAGE);
+		relock_range(c->inode, mem, relock);
 		return -EBUSY;
 	}
 	c->huge = false;
+	_thpfs_pt_charge(fs);
 	gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
 	_thpfs_mmap_release(fs, c, drop);
-	relock_range(mem, relock);
+	relock_range(c->inode, mem, relock);
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
 		c->present[k] = ~drop[k];
 		c->uptodate[k] &= ~drop[k];
@@ -364,11 +435,13 @@ int _thpfs_mmap_collapse(struct thpfs *fs, struct thpfs_chunk *c)
 	if (!err && !range_is_huge(fs, c->mem))
 		err = -EAGAIN;
 	if (err) {
-		madvise(c->mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		/* base pages again; khugepaged must not fill the range */
+		advise_range(c->inode, c->mem, MADV_NOHUGEPAGE);
 		THPFS_STAT_ADD(fs, thp_collapse_alloc_failed, 1);
 		return err;
 	}
 	c->huge = true;
+	_thpfs_pt_uncharge(fs);
 	gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
 	if (!thpfs_bitmap_empty(c->uptodate))
 		thpfs_bitmap_fill(c->uptodate);
@@ -397,18 +470,18 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 		err = lazyfree_runs(mem, p, &relock);
 	if (c->huge) {
 		if (err || range_is_huge(fs, mem)) {
-			madvise(mem, THPFS_HUGE_SIZE, MADV_HUGEPAGE);
-			if (relock)
-				mlock(mem, THPFS_HUGE_SIZE);
+			advise_range(c->inode, mem, MADV_HUGEPAGE);
+			relock_range(c->inode, mem, relock);
 			THPFS_STAT_ADD(fs, thp_split_page_failed, 1);
 			return 0; /* stays pending, retried by the next reclaim */
 		}
 		c->huge = false;
+		_thpfs_pt_charge(fs);
 		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
 		THPFS_STAT_ADD(fs, thp_split_page, 1);
 	} else if (err) {
-		relock_range(mem, relock);
-		return 0;
+		relock_range(c->inode, mem, relock);
+		return 0; /* stays pending, retried by the next reclaim */
 	}
 	/* The pages were zeroed when they became pending.  One that is not
 	 * zero now was written again through the view before our MADV_FREE:
@@ -428,7 +501,10 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 			}
 		}
 	}
-	advise_runs(mem, p, MADV_PAGEOUT);
+	/* A refused MADV_PAGEOUT leaves pages present; the scan below is what
+	 * counts, so its result needs no other handling.  A failed scan
+	 * counts none gone: they stay as (zero) data until a sync. */
+	(void)advise_runs(mem, p, MADV_PAGEOUT);
 	struct range_state st;
 	unsigned gone = 0;
 	if (scan_ranges(fs, mem, 1, &st) == 0) {
@@ -439,7 +515,7 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 			c->uptodate[k] &= ~g;
 		}
 	}
-	relock_range(mem, relock);
+	relock_range(c->inode, mem, relock);
 	thpfs_bitmap_zero(c->pending);
 	gauges_adjust(fs, 0, -(int64_t)gone);
 	budget_adjust(fs, -(int64_t)gone * (int64_t)THPFS_PAGE_SIZE);
@@ -471,8 +547,9 @@ static void adopt_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t id
 	} else {
 		memcpy(c->present, st->present, sizeof(c->present));
 		gauges_adjust(fs, 0, n);
+		_thpfs_pt_charge(fs);
 		/* keep khugepaged from filling its holes */
-		madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		advise_range(inode, mem, MADV_NOHUGEPAGE);
 	}
 	memcpy(c->uptodate, c->present, sizeof(c->uptodate));
 	thpfs_chunk_set_present(c, n);
@@ -500,8 +577,9 @@ static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx
 	if (c->huge) {
 		/* split by the kernel itself: base pages from now on */
 		c->huge = false;
+		_thpfs_pt_charge(fs);
 		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
-		madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+		advise_range(inode, mem, MADV_NOHUGEPAGE);
 	}
 	unsigned nadd = 0, ngone = 0;
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
@@ -527,6 +605,7 @@ static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx
 	if (khuge) {
 		/* collapsed behind our back (khugepaged on a VM_HUGEPAGE range) */
 		c->huge = true;
+		_thpfs_pt_uncharge(fs);
 		gauges_adjust(fs, 1, -(int64_t)THPFS_PAGES_PER_HUGE);
 	}
 	_thpfs_chunk_check(c);
@@ -552,6 +631,7 @@ void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_
 	}
 	if (st != &one)
 		free(st);
+	mapping_fix(fs, inode);
 }
 
 void _thpfs_mmap_sync_missing(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
@@ -575,7 +655,11 @@ void _thpfs_mmap_zap_absent(struct thpfs_chunk *c, unsigned pf, unsigned pl)
 	_thpfs_bitmap_set_range(absent, pf, pl);
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++)
 		absent[k] &= ~c->present[k];
-	advise_runs(c->mem, absent, MADV_DONTNEED);
+	/* pages stored to unseen; one that cannot go (mlocked, old kernel)
+	 * is zeroed and stays, for the next sync to find
+	 * (holes among them hold nothing: not counted as released) */
+	thpfs_for_each_run(absent, i, end)
+		_thpfs_release(c->mem + (size_t)i * THPFS_PAGE_SIZE, (size_t)(end - i) * THPFS_PAGE_SIZE);
 }
 
 void _thpfs_mmap_sync(struct thpfs *fs, struct thpfs_inode *inode)
@@ -648,20 +732,25 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 		}
 		p = (char *)(((uintptr_t)raw + THPFS_HUGE_SIZE - 1) & ~(uintptr_t)(THPFS_HUGE_SIZE - 1));
 		size_t head = (size_t)(p - raw);
+		/* Trimming the alignment slack: a refusal (out of VMAs) only
+		 * leaves some PROT_NONE address space reserved; the view is
+		 * what matters, and its own mmap below is checked. */
 		if (head)
-			munmap(raw, head);
+			(void)munmap(raw, head);
 		if (THPFS_HUGE_SIZE - head)
-			munmap(p + len, THPFS_HUGE_SIZE - head);
+			(void)munmap(p + len, THPFS_HUGE_SIZE - head);
 		if (mmap(p, len, prot, flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
 			*err = -errno;
-			munmap(p, len);
+			(void)munmap(p, len); /* the PROT_NONE reservation */
 			return NULL;
 		}
 	}
 	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
 	    madvise(p, len, MADV_DONTFORK)) {
 		*err = -errno;
-		munmap(p, len);
+		/* holds nothing yet; the caller's range is reserved again */
+		if (!want || mmap(p, len, PROT_NONE, flags | MAP_FIXED, -1, 0) == MAP_FAILED)
+			(void)munmap(p, len);
 		return NULL;
 	}
 	return p;
@@ -678,24 +767,40 @@ static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
 	c->mem = dst;
 	c->mapped = true;
 	_thpfs_slot_refill(fs, src);
-	/* the moved range keeps the arena's MADV_DONTFORK and advice */
-	madvise(dst, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* The moved range keeps the arena's MADV_DONTFORK and advice, which
+	 * already fit the chunk; this only makes sure (a refusal is retried
+	 * by the next sync). */
+	advise_range(c->inode, dst, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	/* stores through the view are not seen: count every page written */
 	memcpy(c->uptodate, c->present, sizeof(c->uptodate));
 	return 0;
 }
 
-/* Moves chunk c's memory from the view to the empty arena slot. */
+/* Moves chunk c's memory from the view to the empty arena slot, with the
+ * advice an arena slot of its kind must have (khugepaged must not fill a
+ * base block, fork must not copy file memory).  If the slot cannot be given
+ * it, the memory moves back and the error is returned. */
 static int move_out(struct thpfs_chunk *c, char *slot)
 {
-	if (mremap(c->mem, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) ==
+	char *view = c->mem;
+	if (mremap(view, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) ==
 	    MAP_FAILED)
 		return -errno;
-	c->mem = slot;
-	c->mapped = false;
-	madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK);
-	return 0;
+	if (madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 &&
+	    madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK) == 0) {
+		c->mem = slot;
+		c->mapped = false;
+		return 0;
+	}
+	int err = -errno;
+	if (mremap(slot, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, view) ==
+	    MAP_FAILED) {
+		/* The data stays whole in the slot; only its advice is off. */
+		c->mem = slot;
+		c->mapped = false;
+		return 0;
+	}
+	return err;
 }
 
 /* Moves every chunk of the view back into arena slots (taken first, so that
@@ -718,6 +823,18 @@ static int move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpf
 		}
 	}
 	return 0;
+}
+
+/* Undoes a move_all_out that failed part way: moves the chunks it took out
+ * back into the view, so that the view shows the whole file range again.
+ * A chunk that cannot move back keeps its data in its arena slot. */
+static void move_all_in(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+{
+	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
+	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
+	     c = _thpfs_index_next(&inode->pages, c->index + 1))
+		if (!c->mapped)
+			(void)move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
 }
 
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
@@ -747,6 +864,13 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 		return -ENOMEM;
 	m->start = (uint64_t)off;
 	m->len = len;
+	size_t words = ((len >> THPFS_HUGE_SHIFT) + 63) / 64;
+	m->readvise = calloc(2 * words, sizeof(uint64_t));
+	if (!m->readvise) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->relock = m->readvise + words;
 	/* the mapping holds the file open (raised under ns_lock, as open does) */
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	__atomic_add_fetch(&inode->opens, 1, __ATOMIC_RELAXED);
@@ -773,15 +897,17 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 		if (err) {
 			move_all_out(fs, inode, m);
 			inode->map = NULL;
-			if (*addr) /* give the caller a reservation back */
-				mmap(m->addr, len, PROT_NONE,
-				     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-			else
-				munmap(m->addr, len);
+			/* give the caller a reservation back; if that cannot
+			 * be had, the range is left empty and unmapped */
+			if (!*addr || mmap(m->addr, len, PROT_NONE,
+					   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+					   -1, 0) == MAP_FAILED)
+				(void)munmap(m->addr, len); /* only address space if it fails */
 		}
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	if (err) {
+		free(m->readvise);
 		free(m);
 		_thpfs_inode_put_open(fs, inode);
 		return err;
@@ -809,19 +935,32 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		err = -EBUSY;
 	if (!err) {
 		_thpfs_mmap_sync(fs, inode); /* adopt what was touched last */
-		munlock(m->addr, m->len);    /* arena slots are never locked */
+		/* arena slots are never locked: refuse rather than move locked
+		 * memory into them */
+		if (munlock(m->addr, m->len))
+			err = -errno;
+	}
+	if (!err) {
 		err = move_all_out(fs, inode, m);
-		if (!err) {
-			munmap(m->addr, m->len);
-			inode->map = NULL;
-		}
+		if (err)
+			move_all_in(fs, inode, m); /* the mapping stays whole */
+	}
+	int unmap_err = 0;
+	if (!err) {
+		inode->map = NULL;
+		/* The view holds nothing of the file now; if the kernel will
+		 * not unmap it (out of VMAs), the range stays mapped, empty,
+		 * and the caller is told. */
+		if (munmap(m->addr, m->len))
+			unmap_err = -errno;
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	if (err)
 		return err;
+	free(m->readvise);
 	free(m);
 	__atomic_sub_fetch(&fs->nr_mappings, 1, __ATOMIC_RELEASE);
 	THPFS_STAT_SUB(fs, mapped_bytes, len);
 	_thpfs_inode_put_open(fs, inode);
-	return 0;
+	return unmap_err;
 }

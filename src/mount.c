@@ -29,7 +29,6 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 	e = _thpfs_frames_init(fs);
 	if (e)
 		goto out_deferred;
-	_thpfs_mmap_init(fs);
 	e = _thpfs_ns_init(fs);
 	if (e)
 		goto out_frames;
@@ -42,7 +41,6 @@ int thpfs_mount_ex(struct thpfs **out, const char *options, char *err, size_t er
 out_ns:
 	_thpfs_ns_destroy(fs);
 out_frames:
-	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
 out_deferred:
 	_thpfs_kernel_destroy(fs);
@@ -68,7 +66,6 @@ int thpfs_unmount(struct thpfs *fs)
 	_thpfs_collapse_stop(fs);
 	_thpfs_ns_destroy(fs);
 	_thpfs_files_destroy(fs);
-	_thpfs_mmap_destroy(fs);
 	_thpfs_frames_destroy(fs);
 	_thpfs_kernel_destroy(fs);
 	pthread_mutex_destroy(&fs->deferred_lock);

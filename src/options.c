@@ -241,6 +241,7 @@ static void set_defaults(struct thpfs_options *o)
 	o->max_ptes_none = 0;
 	o->collapse_thread = true;
 	o->scan_sleep_ms = 100;
+	o->prealloc = THPFS_PREALLOC_DEFAULT;
 	o->mode = 01777;
 	o->uid = 0;
 	o->gid = 0;
@@ -288,6 +289,16 @@ static int opt_scan_sleep_ms(struct thpfs_options *o, struct opt_span val)
 	if (parse_uint(val, UINT_MAX, &v))
 		return -EINVAL;
 	o->scan_sleep_ms = (unsigned)v;
+	return 0;
+}
+
+static int opt_prealloc(struct thpfs_options *o, struct opt_span val)
+{
+	uint64_t v;
+
+	if (parse_uint(val, THPFS_PREALLOC_MAX, &v))
+		return -EINVAL;
+	o->prealloc = (unsigned)v;
 	return 0;
 }
 
@@ -343,6 +354,8 @@ static const struct opt_def {
 	{ "collapse", opt_collapse, "on|off", "the background collapse thread", "on" },
 	{ "scan_sleep_ms", opt_scan_sleep_ms, "N",
 	  "ms between collapse passes; bounds how long freed pages wait", "100" },
+	{ "prealloc", opt_prealloc, "N",
+	  "0..64 huge frames kept ready (zeroed, verified huge) for new data", "0" },
 	{ "mode", opt_mode, "OCTAL", "root directory permissions", "1777" },
 	{ "uid", opt_uid, "N", "root directory owner", "0" },
 	{ "gid", opt_gid, "N", "root directory group", "0" },

@@ -70,6 +70,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"ShmemBasePages: %12llu kB\n"
 			"ShmemPinned:    %12llu kB\n"
 			"SizeLimit:      %12llu kB\n"
+			"Prealloc:       %12llu kB\n"
 			"HugePagesAvailable: %s\n"
 			"SplitVerify: %s%s%s%s\n"
 			"huge_frames %llu\n"
@@ -97,13 +98,15 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"reclaim_bytes %llu\n"
 			"MappedBytes:    %12llu kB\n"
 			"mmap_faulted_pages %llu\n"
-			"mmap_vanished_pages %llu\n",
+			"mmap_vanished_pages %llu\n"
+			"prealloc_used %llu\n",
 			(unsigned long long)s.shmem_bytes >> 10,
 			(unsigned long long)s.shmem_huge_bytes >> 10,
 			(unsigned long long)s.shmem_pmd_mapped >> 10,
 			(unsigned long long)s.base_pages * 4,
 			(unsigned long long)s.pinned_bytes >> 10,
 			(unsigned long long)s.size_limit >> 10,
+			(unsigned long long)s.prealloc_bytes >> 10,
 			s.thp_available ? "yes" : "no", verify_name(s.split_verify),
 			fs->verify_why[0] ? " (" : "", fs->verify_why, fs->verify_why[0] ? ")" : "",
 			(unsigned long long)s.huge_frames, (unsigned long long)s.base_pages,
@@ -128,5 +131,6 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.reclaim_bytes,
 			(unsigned long long)s.mapped_bytes >> 10,
 			(unsigned long long)s.mmap_faulted_pages,
-			(unsigned long long)s.mmap_vanished_pages);
+			(unsigned long long)s.mmap_vanished_pages,
+			(unsigned long long)s.prealloc_used);
 }

@@ -272,8 +272,8 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
 }
 
 /*
- * Frees up to want bytes without losing data: first the deferred split
- * queue, then huge pages that reach past EOF.  self is an inode the caller
+ * Frees up to want bytes without losing data: first the release batch and
+ * the prealloc pool, then the deferred split queue, then huge pages that reach past EOF.  self is an inode the caller
  * holds for writing (or NULL).  Other inodes are reached under fs->ns_lock
  * (which keeps them alive), taken by trylock when self is held since ns_lock
  * comes before inode locks; if it is busy, only self is reclaimed from.
@@ -284,7 +284,8 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
  */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want)
 {
-	uint64_t freed = _thpfs_release_flush(fs);
+	/* the prealloc pool is no one's data: it goes first */
+	uint64_t freed = _thpfs_release_flush(fs) + _thpfs_pool_drain(fs);
 	bool ns = self ? pthread_rwlock_tryrdlock(&fs->ns_lock) == 0
 		       : pthread_rwlock_rdlock(&fs->ns_lock) == 0;
 	struct deferred_ref *v;

@@ -9,7 +9,14 @@
  * chunk of the same call, nor free the chunk under the call's feet.
  *
  * Every case runs on a tiny budget (huge=never, collapse=off, size= a few
- * MiB) so the exact page counts are known:
+ * MiB) so the exact page counts are known.  The budget (src/frame.c,
+ * budget_charge): data alone may hold size=, and data plus page tables may
+ * hold size= plus one page table per 2 MiB of size=; every 2 MiB slot mapped
+ * with 4 KiB entries (each file's base block here) charges one 4 KiB page
+ * table while it is mapped.  So on size=1m (256 pages) data + page tables
+ * may hold 257 pages: two files each with a base block leave 255 pages for
+ * data, and each case sizes its files so that the mount is exactly full
+ * (data + page tables = the limit, no page to spare).  The cases:
  *   "same chunk": the only memory reclaim could find is the file's own
  *     lazily freed pages inside the range being filled - the call must get
  *     ENOSPC (a write: short, after the pages that were there), not succeed
@@ -90,12 +97,24 @@ static uint64_t held_pages(struct thpfs *fs)
 	return _thpfs_held_bytes(fs) / PG;
 }
 
+/* The page tables charged against size= (frame.c, fs->pt_bytes). */
+static uint64_t pt_pages(struct thpfs *fs)
+{
+	return __atomic_load_n(&fs->pt_bytes, __ATOMIC_RELAXED) / PG;
+}
+
 /*
- * The issue's reproducer on size=1m (256 pages): /a fills it, pages 5-7 are
+ * The issue's reproducer on size=1m: /a fills the mount, pages 5-7 are
  * punched and /b takes them, /a's pages 0-3 are freed lazily.  Writing /a's
  * pages 0-7 needs 3 new pages; the only reclaimable memory is pages 0-3,
  * which this very write overwrites.  So the write stores pages 0-4 (they are
  * there) and stops short with the rest untouched.
+ *
+ * Budget (limit 257 pages of data + page tables, 256 of data): /a has 255
+ * pages (not 256) because /b's base block costs a page table too.  /a: 255
+ * data + 1 page table = 256; the punch leaves 252 + 1; /b's 3 pages and its
+ * page table bring it to 255 + 2 = 257, the limit.  Pages 5-7 need 3 more,
+ * and /a's pending pages 0-3 are all that reclaim could free.
  */
 struct same_chunk {
 	struct thpfs_file *a, *b;
@@ -104,13 +123,15 @@ struct same_chunk {
 
 static void setup_same_chunk(struct thpfs *fs, struct same_chunk *s)
 {
-	s->a = file_with_pages(fs, "/a", 256, 1);
+	s->a = file_with_pages(fs, "/a", 255, 1);
 	s->mem = chunk0_mem(s->a);
 	punch_pages(s->a, 5, 3);
 	s->b = file_with_pages(fs, "/b", 3, 2);
 	lazy_pages(s->a, 0, 4);
-	assert_int_equal(held_pages(fs), 256);
-	assert_int_equal(blocks_pages(s->a), 253);
+	/* 255 pages of data + 2 page tables: full */
+	assert_int_equal(held_pages(fs), 255);
+	assert_int_equal(pt_pages(fs), 2);
+	assert_int_equal(blocks_pages(s->a), 252);
 }
 
 static void test_write_same_chunk(void **state)
@@ -130,11 +151,11 @@ static void test_write_same_chunk(void **state)
 	tl_check_pat(s.a, 0, (uint64_t)n, 3);
 	assert_int_equal(n, (ssize_t)(5 * PG));
 	tl_check_zero(s.a, 5 * PG, 3 * PG);
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	tl_check_pat(s.b, 0, 3 * PG, 2);
-	assert_int_equal(blocks_pages(s.a), 253);
-	assert_int_equal(kernel_resident(fs, s.mem), 253);
-	assert_true(held_pages(fs) <= 256);
+	assert_int_equal(blocks_pages(s.a), 252);
+	assert_int_equal(kernel_resident(fs, s.mem), 252);
+	assert_true(held_pages(fs) <= 255);
 	tl_close(s.a);
 	tl_close(s.b);
 }
@@ -151,15 +172,15 @@ static void test_fallocate_same_chunk(void **state)
 	print_message("fallocate of 8 pages = %d, st_blocks %" PRIu64 " pages, resident %" PRIu64
 		      "\n", r, blocks_pages(s.a), kernel_resident(fs, s.mem));
 	assert_int_equal(r, -ENOSPC);
-	assert_int_equal(blocks_pages(s.a), 253);
-	assert_int_equal(kernel_resident(fs, s.mem), 253);
+	assert_int_equal(blocks_pages(s.a), 252);
+	assert_int_equal(kernel_resident(fs, s.mem), 252);
 	tl_check_zero(s.a, 0, 4 * PG);
 	tl_check_pat(s.a, 4 * PG, PG, 1);
 	tl_check_zero(s.a, 5 * PG, 3 * PG);
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	assert_int_equal(thpfs_reclaim(fs, 0), (int64_t)(4 * PG));
-	assert_int_equal(blocks_pages(s.a), 249);
-	assert_int_equal(kernel_resident(fs, s.mem), 249);
+	assert_int_equal(blocks_pages(s.a), 248);
+	assert_int_equal(kernel_resident(fs, s.mem), 248);
 	tl_close(s.a);
 	tl_close(s.b);
 }
@@ -177,10 +198,10 @@ static void test_zero_range_same_chunk(void **state)
 		      "\n", r, blocks_pages(s.a), res);
 	assert_int_equal(res, blocks_pages(s.a));
 	assert_int_equal(r, -ENOSPC);
-	assert_int_equal(blocks_pages(s.a), 253);
+	assert_int_equal(blocks_pages(s.a), 252);
 	tl_check_zero(s.a, 0, 4 * PG);
 	tl_check_pat(s.a, 4 * PG, PG, 1);
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	tl_close(s.a);
 	tl_close(s.b);
 }
@@ -188,7 +209,8 @@ static void test_zero_range_same_chunk(void **state)
 /*
  * As above, but /b's 3 pages are freed lazily too, after /a's: now reclaim
  * can make room without touching the range being filled, and the call
- * succeeds with every page of it present.
+ * succeeds with every page of it present.  (Reclaiming /b frees its 3 pages
+ * and, its block now empty, its page table: 4 pages for the 3 needed.)
  */
 static void setup_elsewhere(struct thpfs *fs, struct same_chunk *s)
 {
@@ -211,11 +233,11 @@ static void test_write_elsewhere(void **state)
 	assert_true(n >= 0);
 	tl_check_pat(s.a, 0, (uint64_t)n, 3); /* what it reports is stored */
 	assert_int_equal(n, (ssize_t)(8 * PG));
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	tl_check_zero(s.b, 0, 3 * PG);
-	assert_int_equal(blocks_pages(s.a), 256);
+	assert_int_equal(blocks_pages(s.a), 255);
 	assert_int_equal(blocks_pages(s.b), 0);
-	assert_int_equal(kernel_resident(fs, s.mem), 256);
+	assert_int_equal(kernel_resident(fs, s.mem), 255);
 	tl_close(s.a);
 	tl_close(s.b);
 }
@@ -229,13 +251,13 @@ static void test_fallocate_elsewhere(void **state)
 	print_message("fallocate of 8 pages = %d, st_blocks %" PRIu64 " pages, resident %" PRIu64
 		      "\n", r, blocks_pages(s.a), kernel_resident(fs, s.mem));
 	assert_int_equal(r, 0);
-	assert_int_equal(blocks_pages(s.a), 256); /* fallocate's promise */
-	assert_int_equal(kernel_resident(fs, s.mem), 256);
+	assert_int_equal(blocks_pages(s.a), 255); /* fallocate's promise */
+	assert_int_equal(kernel_resident(fs, s.mem), 255);
 	assert_int_equal(blocks_pages(s.b), 0);
 	tl_check_zero(s.a, 0, 4 * PG);
 	tl_check_pat(s.a, 4 * PG, PG, 1);
 	tl_check_zero(s.a, 5 * PG, 3 * PG);
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	/* the promise holds: the pages are written without new memory */
 	tl_write_pat(s.a, 0, 8 * PG, 4);
 	tl_check_pat(s.a, 0, 8 * PG, 4);
@@ -254,9 +276,9 @@ static void test_zero_range_elsewhere(void **state)
 		      "\n", r, blocks_pages(s.a), res);
 	assert_int_equal(res, blocks_pages(s.a)); /* no memory thpfs does not count */
 	assert_int_equal(r, 0);
-	assert_int_equal(blocks_pages(s.a), 256);
+	assert_int_equal(blocks_pages(s.a), 255);
 	tl_check_zero(s.a, 0, 8 * PG);
-	tl_check_pat(s.a, 8 * PG, 248 * PG, 1);
+	tl_check_pat(s.a, 8 * PG, 247 * PG, 1);
 	tl_close(s.a);
 	tl_close(s.b);
 }
@@ -266,20 +288,25 @@ static void test_zero_range_elsewhere(void **state)
  * range: reclaim frees the whole chunk (that is memory the mount may take),
  * and the write of page 10 must go on with a new one - not fail, and not
  * look at the freed chunk.
+ *
+ * Budget (size=1m: 257 pages of data + page tables): /a's 4 pages and /b's
+ * 251 pages (not 252: each base block costs a page table) hold 255 + 2 =
+ * 257, the limit, so page 10 needs reclaim, and /a's pages are all it has.
  */
 static void test_write_chunk_all_lazy(void **state)
 {
 	struct thpfs *fs = TL_FS(state);
 	struct thpfs_file *a = file_with_pages(fs, "/a", 4, 1);
-	struct thpfs_file *b = file_with_pages(fs, "/b", 252, 2);
+	struct thpfs_file *b = file_with_pages(fs, "/b", 251, 2);
 	lazy_pages(a, 0, 4);
-	assert_int_equal(held_pages(fs), 256);
+	assert_int_equal(held_pages(fs), 255);
+	assert_int_equal(pt_pages(fs), 2);
 	tl_write_pat(a, 10 * PG, PG, 3);
 	tl_check_zero(a, 0, 10 * PG);
 	tl_check_pat(a, 10 * PG, PG, 3);
-	tl_check_pat(b, 0, 252 * PG, 2);
+	tl_check_pat(b, 0, 251 * PG, 2);
 	assert_int_equal(blocks_pages(a), 1);
-	assert_true(held_pages(fs) <= 256);
+	assert_true(held_pages(fs) <= 255);
 	tl_close(a);
 	tl_close(b);
 }
@@ -289,15 +316,22 @@ static void test_write_chunk_all_lazy(void **state)
  * lazily freed; chunk 1 needs 3 new pages, and /b's lazily freed pages
  * (queued after /a's) are the memory for them.  Reclaim run for chunk 1 must
  * not take chunk 0's pages that this call already counted.
+ *
+ * Budget (size=3m: 768 pages of data; 2 slots of size=, so 770 of data +
+ * page tables): /a has 764 pages in two base blocks (2 page tables), /b 3
+ * pages in one: 767 + 3 = 770, the limit.  Chunk 1 needs 4 new pages; /b
+ * gives back 3 pages and its page table, exactly 4, and at the end /a has
+ * 768 pages + 2 page tables = 770 again.
  */
 static void test_fallocate_earlier_chunk(void **state)
 {
-	struct thpfs *fs = TL_FS(state); /* size=3m: 768 pages */
-	struct thpfs_file *a = file_with_pages(fs, "/a", 765, 1);
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *a = file_with_pages(fs, "/a", 764, 1);
 	struct thpfs_file *b = file_with_pages(fs, "/b", 3, 2);
 	lazy_pages(a, 0, 4);
 	lazy_pages(b, 0, 3);
-	assert_int_equal(held_pages(fs), 768);
+	assert_int_equal(held_pages(fs), 767);
+	assert_int_equal(pt_pages(fs), 3);
 	int r = thpfs_fallocate(a, 0, 0, (off_t)(768 * PG));
 	print_message("fallocate of 768 pages = %d, st_blocks %" PRIu64 " pages\n", r,
 		      blocks_pages(a));
@@ -305,8 +339,8 @@ static void test_fallocate_earlier_chunk(void **state)
 	assert_int_equal(blocks_pages(a), 768);
 	assert_int_equal(blocks_pages(b), 0);
 	tl_check_zero(a, 0, 4 * PG);
-	tl_check_pat(a, 4 * PG, 761 * PG, 1);
-	tl_check_zero(a, 765 * PG, 3 * PG);
+	tl_check_pat(a, 4 * PG, 760 * PG, 1);
+	tl_check_zero(a, 764 * PG, 4 * PG);
 	assert_true(held_pages(fs) <= 768);
 	tl_close(a);
 	tl_close(b);

@@ -9,6 +9,7 @@
  * 2 MiB ranges, and then checks that no stamp was lost.
  */
 #include "testlib.h"
+#include "internal.h"
 #include "cgroup.h"
 
 #include <inttypes.h>
@@ -708,6 +709,145 @@ static void test_writer_during_punch_split_collapse(void **state)
 	tl_close(f);
 }
 
+/* Stores through the view that thpfs has not seen yet (no call has synced
+ * since) must survive an operation that drops every page thpfs knows of in
+ * their 2 MiB range: a punch of those pages, or reclaim of pages freed with
+ * thpfs_free_lazy.  (thpfs once freed the whole range when its own bitmap
+ * said nothing else was there: found by test_model_mapped, seed
+ * 1795703580142949, op 496.) */
+static void test_unseen_store_survives_drop(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 4 * MIB, &v);
+	/* punch: thpfs knows page 0 only (pwrite); page 100 is stored unseen */
+	tl_write_pat(f, 0, PG, 1);
+	fill_view(v, 100 * PG, PG, 2);
+	assert_int_equal(thpfs_fallocate(f, PUNCH, 0, (off_t)PG), 0);
+	check_view_zero(v, 0, PG);
+	check_view(v, 100 * PG, PG, 2);
+	tl_check_pat(f, 100 * PG, PG, 2);
+	/* reclaim: thpfs knows pages 0-3 (lazily freed); page 200 is unseen */
+	tl_write_pat(f, 2 * MIB, 4 * PG, 3);
+	assert_int_equal(thpfs_free_lazy(f, (off_t)(2 * MIB), (off_t)(4 * PG)), 0);
+	fill_view(v, 2 * MIB + 200 * PG, PG, 4);
+	assert_true(thpfs_reclaim(fs, 0) >= 0);
+	check_view_zero(v, 2 * MIB, 4 * PG);
+	check_view(v, 2 * MIB + 200 * PG, PG, 4);
+	tl_check_pat(f, 2 * MIB + 200 * PG, PG, 4);
+	/* the kernel agrees: the two unseen pages are all that is left */
+	struct kview k = kscan(v, 4 * MIB);
+	assert_int_equal(k.present, 2 * PG);
+	assert_int_equal(tl_blocks(f), 2 * BLK_PG);
+	assert_int_equal(thpfs_munmap(f, v, 4 * MIB), 0);
+	tl_check_pat(f, 100 * PG, PG, 2);
+	tl_check_pat(f, 2 * MIB + 200 * PG, PG, 4);
+	tl_close(f);
+}
+
+/* A 2 MiB range of a view mapped by 4 KiB entries costs the kernel a page
+ * table like a base block does, and is charged to size= the same way: one
+ * page in each of 16 ranges holds 16 pages and 16 page tables. */
+static void test_page_tables_charged(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 32 * MIB, &v);
+	for (uint64_t r = 0; r < 16; r++)
+		v[r * HPG] = 1;
+	assert_int_equal(tl_blocks(f), 16 * BLK_PG); /* synced: charged now */
+	/* another file fills what is left, page by page */
+	struct thpfs_file *g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	static char page[PG];
+	memset(page, 7, PG);
+	uint64_t n = 0;
+	ssize_t w;
+	while ((w = thpfs_pwrite(g, page, PG, (off_t)(n * PG))) == (ssize_t)PG)
+		n++;
+	assert_int_equal(w, -ENOSPC);
+	print_message("size=8m, 16 sparse mapped pages: %" PRIu64 " KiB more fit\n", (uint64_t)(n * PG / KIB));
+	/* data + page tables <= size= + the page tables of size= dense:
+	 * 16 + n pages, 16 + 4 tables, 8 MiB + 4 tables */
+	assert_true((16 + n) * PG + 20 * PG <= 8 * MIB + 4 * PG);
+	assert_true((16 + n) * PG + 20 * PG >= 8 * MIB + 4 * PG - 2 * PG);
+	tl_close(g);
+	assert_int_equal(thpfs_unlink(fs, "/g"), 0);
+	assert_int_equal(thpfs_munmap(f, v, 32 * MIB), 0);
+	tl_close(f);
+	assert_int_equal(thpfs_unlink(fs, "/f"), 0);
+	_thpfs_release_flush(fs);
+	/* every charge went with its range: exactly 8 MiB fit again, no more */
+	g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	tl_write_pat(g, 0, 8 * MIB, 2);
+	char c = 'x';
+	assert_int_equal(thpfs_pwrite(g, &c, 1, (off_t)(8 * MIB)), -ENOSPC);
+	tl_close(g);
+}
+
+/* A pwrite that runs out of size= part way undoes the pages it populated;
+ * a page the program had stored to through the view (unseen by thpfs) is
+ * not one of them.  Page 0 is stored through the view, page 1 is known,
+ * and size= leaves room for one more page: the pwrite from byte 100 of
+ * page 0 into page 2 must leave bytes 0-99 of page 0 alone. */
+static void test_failed_pwrite_keeps_unseen_page(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 4 * MIB, &v);
+	tl_write_pat(f, PG, PG, 1);
+	fill_view(v, 0, PG, 2);
+	/* fill size= with another file, then free one page of it */
+	struct thpfs_file *g = tl_open(fs, "/g", O_RDWR | O_CREAT);
+	static char page[PG];
+	memset(page, 7, PG);
+	uint64_t n = 0;
+	while (thpfs_pwrite(g, page, PG, (off_t)(n * PG)) == (ssize_t)PG)
+		n++;
+	assert_int_equal(thpfs_fallocate(g, PUNCH, 0, (off_t)PG), 0);
+	static char buf[3 * PG];
+	memset(buf, 9, sizeof(buf));
+	ssize_t w = thpfs_pwrite(f, buf, 3 * PG - 100, 100);
+	print_message("pwrite of %d bytes into a full size=: %zd\n", (int)(3 * PG - 100), w);
+	assert_true(w > 0 || w == -ENOSPC);
+	check_view(v, 0, 100, 2);
+	tl_check_pat(f, 0, 100, 2);
+	tl_close(g);
+	assert_int_equal(thpfs_munmap(f, v, 4 * MIB), 0);
+	tl_check_pat(f, 0, 100, 2);
+	tl_close(f);
+}
+
+/* A punch whose MADV_DONTNEED fails (injected, as on a kernel that refuses
+ * it) zeroes the page and does not count it as released: the kernel still
+ * holds it, and it reads zero.  A later punch gives it back. */
+static void test_failed_release_not_counted(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 2 * MIB, &v);
+	fill_view(v, 0, 4 * PG, 5);
+	assert_int_equal(tl_blocks(f), 4 * BLK_PG); /* synced */
+	struct thpfs_stats s0 = tl_stats(fs);
+	thpfs_fault_inject_release(fs, 1, 1);
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)PG, (off_t)PG), 0);
+	thpfs_fault_inject_release(fs, 0, 0);
+	struct thpfs_stats s1 = tl_stats(fs);
+	check_view_zero(v, PG, PG);
+	check_view(v, 0, PG, 5);
+	check_view(v, 2 * PG, 2 * PG, 5);
+	assert_int_equal(kscan(v, 2 * MIB).present, 4 * PG); /* still held */
+	assert_int_equal(s1.bytes_released, s0.bytes_released);
+	assert_int_equal(s1.release_failed_bytes - s0.release_failed_bytes, PG);
+	assert_int_equal(tl_blocks(f), 4 * BLK_PG); /* found again as (zero) data */
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)PG, (off_t)PG), 0);
+	assert_int_equal(kscan(v, 2 * MIB).present, 3 * PG);
+	assert_int_equal(tl_blocks(f), 3 * BLK_PG);
+	check_view(v, 0, PG, 5);
+	check_view(v, 2 * PG, 2 * PG, 5);
+	assert_int_equal(thpfs_munmap(f, v, 2 * MIB), 0);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +865,10 @@ int main(void)
 		TL_TEST(test_holes_never_filled, "huge=always,scan_sleep_ms=20"),
 		TL_TEST(test_free_lazy_keeps_rewritten_pages, "huge=always,collapse=off"),
 		TL_TEST(test_writer_during_punch_split_collapse, "huge=always,collapse=off"),
+		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
+		TL_TEST(test_page_tables_charged, "huge=never,collapse=off,size=8m"),
+		TL_TEST(test_failed_pwrite_keeps_unseen_page, "huge=never,collapse=off,size=8m"),
+		TL_TEST(test_failed_release_not_counted, "huge=never,collapse=off"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -927,6 +927,8 @@ static void test_model(void **state)
 		print_message("THPFS_MODEL_ONLY=%s: not running %s\n", only, opts);
 		skip();
 	}
+	if (getenv("THPFS_MODEL_MAPPED_ONLY")) /* for seed loops over mapped files */
+		skip();
 	static uint64_t seed;
 	if (!seed)
 		seed = tl_seed("test_model");
@@ -980,6 +982,7 @@ static inline uint64_t thpfs_max_u64(uint64_t a, uint64_t b)
 }
 
 struct mmodel {
+	bool lock; /* the view is mlocked (on fault), as with QEMU's mem-lock=on */
 	struct thpfs *fs;
 	struct thpfs_file *f;
 	char *view;
@@ -1069,19 +1072,30 @@ static void mmodel_op(struct mmodel *mm, uint64_t op)
 		void *a = NULL;
 		assert_int_equal(thpfs_mmap(mm->f, 0, MAP_SZ, &a), 0);
 		mm->view = a;
+		if (mm->lock)
+			assert_int_equal(mlock2(mm->view, MAP_SZ, MLOCK_ONFAULT), 0);
 		break;
 	}
+	if (getenv("THPFS_MODEL_TRACE")) /* to reduce a failing seed */
+		fprintf(stderr, "op %" PRIu64 " %s off %" PRIu64 " len %" PRIu64 " v %#x\n", op, what,
+			off, len, v);
 	if (op % 25 == 0 || !strcmp(what, "remap"))
 		mcheck_all(mm, op, what);
 }
 
+struct mapped_config {
+	const char *opts;
+	bool lock;
+};
+
 static void test_model_mapped(void **state)
 {
-	const char *opts = *state;
+	const struct mapped_config *mc = *state;
+	const char *opts = mc->opts;
 	const char *only = getenv("THPFS_MODEL_ONLY");
 	if (only && *only && !strstr(opts, only))
 		skip();
-	struct mmodel mm = { 0 };
+	struct mmodel mm = { .lock = mc->lock };
 	mm.rng = tl_seed("test_model_mapped") | 1;
 	mm.data = calloc(1, 2 * MAP_SZ);
 	cur_mbuf = malloc(MAP_SZ);
@@ -1098,6 +1112,8 @@ static void test_model_mapped(void **state)
 	void *a = NULL;
 	assert_int_equal(thpfs_mmap(mm.f, 0, MAP_SZ, &a), 0);
 	mm.view = a;
+	if (mm.lock)
+		assert_int_equal(mlock2(mm.view, MAP_SZ, MLOCK_ONFAULT), 0);
 	uint64_t nops = tl_env_u64("THPFS_MODEL_OPS", 2000) / 2;
 	for (uint64_t op = 1; op <= nops; op++)
 		mmodel_op(&mm, op);
@@ -1107,9 +1123,9 @@ static void test_model_mapped(void **state)
 	assert_int_equal(thpfs_pread(mm.f, buf, MAP_SZ, 0), MAP_SZ);
 	assert_memory_equal(buf, mm.data, MAP_SZ);
 	struct thpfs_stats s = tl_stats(mm.fs);
-	print_message("%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
+	print_message("%s%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
 		      "; splits %" PRIu64 " collapsed %" PRIu64 " faulted-in pages %" PRIu64 "\n",
-		      opts, nops, s.huge_frames, s.base_pages, tl_splits(&s),
+		      opts, mm.lock ? " (mlocked)" : "", nops, s.huge_frames, s.base_pages, tl_splits(&s),
 		      s.thp_collapse_alloc, s.mmap_faulted_pages);
 	tl_close(mm.f);
 	assert_int_equal(thpfs_unlink(mm.fs, "/ram"), 0);
@@ -1121,15 +1137,17 @@ static void test_model_mapped(void **state)
 	cur_mbuf = NULL;
 }
 
+static const struct mapped_config mapped_configs[] = {
+	{ "huge=always,scan_sleep_ms=5", false },
+	{ "huge=always,split=migrate,collapse=off", false },
+	{ "huge=never,scan_sleep_ms=5", false },
+	{ "huge=within_size,scan_sleep_ms=5,max_ptes_none=511", false },
+	{ "huge=always,scan_sleep_ms=5", true },
+};
+
 int main(void)
 {
-	static const char *const mapped[] = {
-		"huge=always,scan_sleep_ms=5",
-		"huge=always,split=migrate,collapse=off",
-		"huge=never,scan_sleep_ms=5",
-		"huge=within_size,scan_sleep_ms=5,max_ptes_none=511",
-	};
-	enum { NMAPPED = sizeof(mapped) / sizeof(mapped[0]) };
+	enum { NMAPPED = sizeof(mapped_configs) / sizeof(mapped_configs[0]) };
 	struct CMUnitTest tests[NCONFIGS + NMAPPED];
 	for (size_t i = 0; i < NCONFIGS; i++)
 		tests[i] = (struct CMUnitTest){ .name = configs[i].opts,
@@ -1137,8 +1155,8 @@ int main(void)
 						.teardown_func = model_teardown,
 						.initial_state = (void *)&configs[i] };
 	for (size_t i = 0; i < NMAPPED; i++)
-		tests[NCONFIGS + i] = (struct CMUnitTest){ .name = mapped[i],
+		tests[NCONFIGS + i] = (struct CMUnitTest){ .name = mapped_configs[i].opts,
 							   .test_func = test_model_mapped,
-							   .initial_state = (void *)mapped[i] };
+							   .initial_state = (void *)&mapped_configs[i] };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,7 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("max_ptes_none=", KEY_LIB),
 	FUSE_OPT_KEY("collapse=", KEY_LIB),
 	FUSE_OPT_KEY("scan_sleep_ms=", KEY_LIB),
+	FUSE_OPT_KEY("prealloc=", KEY_LIB),
 	FUSE_OPT_KEY("mode=", KEY_LIB),
 	FUSE_OPT_KEY("uid=", KEY_LIB),
 	FUSE_OPT_KEY("gid=", KEY_LIB),
