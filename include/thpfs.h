@@ -517,7 +517,13 @@ struct thpfs_stats {
 					  and reused, never handed out with old
 					  bytes */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
-	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
+	uint64_t reclaim_bytes;         /* bytes the kernel really freed during
+					 * thpfs_reclaim / ENOSPC reclaim */
+	uint64_t unreleased_bytes;      /* gauge: bytes whose release the OS
+					 * refused, zeroed and still held: they
+					 * stay in shmem_bytes and charged to
+					 * size= until they are reused or their
+					 * 2 MiB range is freed (mapped afresh) */
 	/* mappings (thpfs_mmap) */
 	uint64_t mapped_bytes;          /* gauge: bytes of files under thpfs_mmap */
 	uint64_t mmap_faulted_pages;    /* 4 KiB pages learned from the kernel: touched

@@ -293,6 +293,8 @@ struct thpfs {
 	char **huge_free, **base_free; /* stacks of free 2 MiB slots */
 	size_t nhuge_free, nbase_free, huge_free_cap, base_free_cap;
 	uint64_t held_bytes;  /* frames held, counted against opt.size */
+	struct thpfs_unreleased *unreleased; /* blocks with pages whose release
+					      * failed, still held (frame.c) */
 	uint64_t pt_bytes;    /* page tables of base blocks (frame.c); atomic */
 	uint64_t fault_nth, fault_count;
 	/* release batch (frame.c), release_lock: base pages waiting for one
@@ -431,6 +433,14 @@ void _thpfs_pool_trim_idle(struct thpfs *fs);
  * batch and the block goes back to the free stack after the batch's flush
  * (within scan_sleep_ms, or at once when the retired list is full). */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
+/* What the calling thread's frame-layer calls have really given back to the
+ * OS and populated since it started (monotonic; a failed release and the
+ * reuse of a page still held count neither).  thpfs_reclaim's result is the
+ * difference over its call. */
+void _thpfs_mem_ledger(uint64_t *released, uint64_t *populated);
+/* Counts len bytes the kernel was seen to free (bytes_released and the
+ * ledger), for a release made outside frame.c (mmap.c's MADV_PAGEOUT). */
+void _thpfs_count_released(struct thpfs *fs, uint64_t len);
 /* Bytes of frames held now for data (the size= budget's use, less the
  * prealloc pool, which gives way to data: statfs counts it as free). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);

@@ -30,6 +30,33 @@ static uint64_t pinned_bytes(struct thpfs *fs)
 	return n;
 }
 
+/*
+ * Bytes of thpfs_mmap views the kernel maps with huge PMDs now: the chunks
+ * moved into a view are in no arena, so _thpfs_frames_pmd_mapped does not
+ * see them.  One PAGEMAP_SCAN per view, under ns_lock (read: the inodes
+ * stay) and the inode's lock (read: a view is made and removed with it held
+ * for writing).  -EOPNOTSUPP without PAGEMAP_SCAN.
+ */
+static int64_t mapped_pmd_bytes(struct thpfs *fs)
+{
+	int64_t sum = 0;
+	if (!__atomic_load_n(&fs->nr_mappings, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	for (struct thpfs_list *l = fs->inodes.next; l != &fs->inodes && sum >= 0; l = l->next) {
+		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
+		if (!S_ISREG(inode->mode) || !__atomic_load_n(&inode->map, __ATOMIC_ACQUIRE))
+			continue;
+		pthread_rwlock_rdlock(&inode->lock);
+		const struct thpfs_mapping *m = inode->map;
+		int64_t n = m ? _thpfs_kernel_pmd_bytes(fs, m->addr, m->len) : 0;
+		sum = n < 0 ? n : sum + n;
+		pthread_rwlock_unlock(&inode->lock);
+	}
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return sum;
+}
+
 /* Takes ns_lock and inode locks (for pinned_bytes): not to be called with
  * any of the library's locks held. */
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
@@ -43,8 +70,8 @@ int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
 	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	/* The kernel's view, asked now. */
-	int64_t pmd = _thpfs_frames_pmd_mapped(fs);
-	st->shmem_pmd_mapped = pmd > 0 ? (uint64_t)pmd : 0;
+	int64_t pmd = _thpfs_frames_pmd_mapped(fs), view = mapped_pmd_bytes(fs);
+	st->shmem_pmd_mapped = pmd >= 0 && view >= 0 ? (uint64_t)(pmd + view) : 0;
 	st->split_verify = (uint64_t)fs->verify;
 	st->pinned_bytes = st->pinned_pages ? pinned_bytes(fs) : 0;
 	return 0;
@@ -96,6 +123,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"release_failed_bytes %llu\n"
 			"punch_zeroed_bytes %llu\n"
 			"reclaim_bytes %llu\n"
+			"Unreleased:     %12llu kB\n"
 			"MappedBytes:    %12llu kB\n"
 			"mmap_faulted_pages %llu\n"
 			"mmap_vanished_pages %llu\n"
@@ -129,6 +157,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.release_failed_bytes,
 			(unsigned long long)s.punch_zeroed_bytes,
 			(unsigned long long)s.reclaim_bytes,
+			(unsigned long long)s.unreleased_bytes >> 10,
 			(unsigned long long)s.mapped_bytes >> 10,
 			(unsigned long long)s.mmap_faulted_pages,
 			(unsigned long long)s.mmap_vanished_pages,

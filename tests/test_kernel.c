@@ -769,6 +769,45 @@ static void test_inplace_needs_nohugepage(void **state)
 	tl_close(f);
 }
 
+/* ---- ShmemPmdMapped counts a thpfs_mmap'd file too ---- */
+
+/*
+ * thpfs_mmap moves a file's huge frames into the mapping; the kernel still
+ * maps them with huge PMDs, and ShmemPmdMapped must say so (it is the
+ * coverage gauge of collapse-bench and thpfs-stat).  Compared with
+ * PAGEMAP_SCAN over the mapping.
+ */
+static void test_pmd_mapped_counts_mmap(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	need_kernel_view(fs);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, NTHP * HPG, 28);
+	void *addr = NULL;
+	assert_int_equal(thpfs_mmap(f, 0, NTHP * HPG, &addr), 0);
+	int64_t kernel = tl_kernel_huge_bytes(addr, NTHP * HPG);
+	struct thpfs_stats s = tl_stats(fs);
+	print_message("%d MiB mapped with thpfs_mmap: kernel maps %.1f MiB with huge PMDs "
+		      "(PAGEMAP_SCAN), ShmemPmdMapped %.1f MiB, huge_frames %" PRIu64 "\n",
+		      2 * NTHP, mib(kernel), mib((int64_t)s.shmem_pmd_mapped), s.huge_frames);
+	assert_int_equal(kernel, NTHP * HPG);
+	assert_int_equal(s.shmem_pmd_mapped, (uint64_t)kernel);
+	/* split one in place through the mapping: both drop by 2 MiB */
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)(3 * HPG + 5 * PG), (off_t)PG), 0);
+	assert_true(thpfs_reclaim(fs, 0) >= 0);
+	kernel = tl_kernel_huge_bytes(addr, NTHP * HPG);
+	s = tl_stats(fs);
+	print_message("after a 4 KiB punch: kernel %.1f MiB, ShmemPmdMapped %.1f MiB\n",
+		      mib(kernel), mib((int64_t)s.shmem_pmd_mapped));
+	assert_int_equal(s.shmem_pmd_mapped, (uint64_t)kernel);
+	assert_int_equal(kernel, (NTHP - 1) * HPG);
+	assert_int_equal(thpfs_munmap(f, addr, NTHP * HPG), 0);
+	/* back in the arenas: the same answer */
+	s = tl_stats(fs);
+	assert_int_equal(s.shmem_pmd_mapped, (NTHP - 1) * HPG);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -785,6 +824,7 @@ int main(void)
 		TL_TEST(test_split_counter_is_kernels, "huge=always,split=inplace,collapse=off"),
 		TL_TEST(test_split_counter_is_kernels, NATIVE),
 		TL_TEST(test_inplace_needs_nohugepage, "huge=always,split=inplace,collapse=off"),
+		TL_TEST(test_pmd_mapped_counts_mmap, NATIVE),
 		cmocka_unit_test(test_not_dumpable),
 		cmocka_unit_test_setup_teardown(test_ptemapped_pipe_unprivileged, pipe_setup,
 						pipe_teardown),
