@@ -229,8 +229,12 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
  * queued pages, run the deferred split queue (pages punched while pinned or
  * while the kernel would not split their huge page, pages given to
  * thpfs_free_lazy), split huge pages beyond EOF; the memory is back with
- * the OS when it returns.  Returns bytes freed (>= 0, whatever other
- * threads allocate meanwhile). */
+ * the OS when it returns.  Returns the bytes the kernel really freed
+ * during the call through this thread's own release calls, less what they
+ * had to populate (a split=migrate copy) - never what it only asked for: a
+ * release the OS refuses counts nothing, and those pages stay charged (see
+ * unreleased_bytes).  >= 0 whatever other threads do meanwhile; pages
+ * another thread's flush releases are not counted. */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
 /* ---- Mappings: guest RAM ---------------------------------------------------
@@ -510,12 +514,15 @@ struct thpfs_stats {
 	uint64_t collapse_skipped_holes;  /* ranges with too many holes */
 	uint64_t collapse_full_scans;   /* passes of the collapse thread */
 	uint64_t bytes_released;        /* bytes of memory given back to the OS
-					  (counted when madvise succeeded) */
+					  (counted when madvise succeeded or a
+					  slot was mapped afresh) */
 	uint64_t release_failed_bytes;  /* bytes the OS refused to take back
 					  (e.g. mlocked on a kernel without
-					  MADV_DONTNEED_LOCKED): zeroed in place
-					  and reused, never handed out with old
-					  bytes */
+					  MADV_DONTNEED_LOCKED): zeroed in place,
+					  never handed out with old bytes; a
+					  whole 2 MiB frame is then mapped afresh
+					  (which frees it: bytes_released), 4 KiB
+					  pages stay held (unreleased_bytes) */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
 	uint64_t reclaim_bytes;         /* bytes the kernel really freed during
 					 * thpfs_reclaim / ENOSPC reclaim */

@@ -12,7 +12,10 @@
  *  - a partial process_madvise return, and madvise failures (fault injection:
  *    thpfs_fault_inject_release);
  *  - collapse=off: released pages leave within scan_sleep_ms with no call;
- *  - ShmemPinned's bytes; thpfs_reclaim's result under a racing writer.
+ *  - ShmemPinned's bytes; thpfs_reclaim's result under a racing writer;
+ *  - a failed release stays charged (size=, Shmem) and reclaim does not
+ *    claim it; thpfs_mmap under mlockall does not populate the slots it
+ *    empties.
  * Tests that need a cgroup (root, a memory controller) skip without one.
  */
 #include "testlib.h"
