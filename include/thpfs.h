@@ -145,7 +145,10 @@ int thpfs_ftruncate(struct thpfs_file *f, off_t size);
  * pages inside the range, splits the huge pages it covers partly and frees
  * the 4 KiB pages inside the range; a pinned page is zeroed instead and freed
  * when its last pin drops, and pages of a huge page the kernel will not split
- * now are zeroed and freed by thpfs_reclaim.  ZERO_RANGE leaves the range allocated and zero. */
+ * now are zeroed and freed by thpfs_reclaim.  ZERO_RANGE leaves the range allocated and zero.
+ * off + len past LLONG_MAX: -EFBIG (as Linux).  A punch past the largest file
+ * is clamped to it ("punch to the end", len = INT64_MAX - off, works); an
+ * allocation or ZERO_RANGE past it is -EFBIG. */
 int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len);
 /* whence: SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE (Linux rules:
  * -ENXIO for SEEK_DATA/SEEK_HOLE at or past EOF, virtual hole at EOF). */

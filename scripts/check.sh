@@ -46,6 +46,7 @@ run_stage fuse-asan $MAKE --no-print-directory SAN=asan test-fuse
 run_stage balloon $MAKE --no-print-directory test-balloon
 run_stage options $MAKE --no-print-directory test-options
 run_stage install $MAKE --no-print-directory test-install
+run_stage vm $MAKE --no-print-directory test-vm
 run_stage fuzz $MAKE --no-print-directory fuzz-check
 [ -n "$bad" ] && echo "failing suites:$bad"
 echo "check: $total_pass passed, $total_fail failed, $total_skip skipped"

@@ -688,6 +688,22 @@ static bool range_too_big(off_t off, off_t len)
 	       (uint64_t)len > THPFS_MAX_FILE_SIZE - (uint64_t)off;
 }
 
+/*
+ * The end of a range that frees (a punch, a lazy free), clamped to the
+ * largest file: nothing lies past it, so "punch to the end"
+ * (off, INT64_MAX - off) succeeds as on tmpfs.  -EFBIG only when off + len
+ * passes LLONG_MAX, as vfs_fallocate says; off and len are >= 0.
+ */
+static int free_range_end(off_t off, off_t len, uint64_t *end)
+{
+	off_t e;
+
+	if (__builtin_add_overflow(off, len, &e))
+		return -EFBIG;
+	*end = thpfs_min((uint64_t)e, THPFS_MAX_FILE_SIZE);
+	return 0;
+}
+
 int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 {
 	const int known = THPFS_FALLOC_KEEP_SIZE | THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_ZERO_RANGE;
@@ -699,15 +715,24 @@ int thpfs_fallocate(struct thpfs_file *f, int mode, off_t off, off_t len)
 	bool punch = mode & THPFS_FALLOC_PUNCH_HOLE, zero = mode & THPFS_FALLOC_ZERO_RANGE;
 	if (punch && (zero || !(mode & THPFS_FALLOC_KEEP_SIZE)))
 		return -EOPNOTSUPP;
-	if (range_too_big(off, len))
-		return -EFBIG;
+	uint64_t start = (uint64_t)off, end;
+	if (punch)
+		err = free_range_end(off, len, &end);
+	else if (range_too_big(off, len))
+		err = -EFBIG;
+	else
+		end = start + (uint64_t)len;
+	if (err)
+		return err;
 	struct thpfs_inode *inode = f->inode;
-	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
 	pthread_rwlock_wrlock(&inode->lock);
 	if (punch) {
-		/* a range stored to through a mapping must be known to drop it */
-		_thpfs_mmap_sync_missing(f->fs, inode, start, end);
-		_thpfs_undo_range(f->fs, inode, start, end);
+		/* a range stored to through a mapping must be known to drop it;
+		 * start >= end: wholly past the largest file, nothing there */
+		if (start < end) {
+			_thpfs_mmap_sync_missing(f->fs, inode, start, end);
+			_thpfs_undo_range(f->fs, inode, start, end);
+		}
 	} else {
 		_thpfs_mmap_sync_range(f->fs, inode, start, end);
 		bool keep = mode & THPFS_FALLOC_KEEP_SIZE;
@@ -726,12 +751,16 @@ int thpfs_free_lazy(struct thpfs_file *f, off_t off, off_t len)
 	int err = range_args_check(f, off, len);
 	if (err)
 		return err;
-	if (range_too_big(off, len))
-		return -EFBIG;
+	uint64_t end;
+	err = free_range_end(off, len, &end);
+	if (err)
+		return err;
 	struct thpfs_inode *inode = f->inode;
 	pthread_rwlock_wrlock(&inode->lock);
-	_thpfs_mmap_sync_missing(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
-	_thpfs_lazy_range(f->fs, inode, (uint64_t)off, (uint64_t)off + (uint64_t)len);
+	if ((uint64_t)off < end) {
+		_thpfs_mmap_sync_missing(f->fs, inode, (uint64_t)off, end);
+		_thpfs_lazy_range(f->fs, inode, (uint64_t)off, end);
+	}
 	touch_mtime(inode);
 	pthread_rwlock_unlock(&inode->lock);
 	return 0;

@@ -636,6 +636,43 @@ static void test_stat_never(void **state)
 	assert_int_equal(tl_stats(fs).huge_frames, 0);
 }
 
+/* "Punch to the end": fallocate(PUNCH_HOLE | KEEP_SIZE, off, INT64_MAX - off)
+ * and ranges past the largest file succeed as on tmpfs (whose limit is
+ * LLONG_MAX): a punch or a lazy free is clamped to THPFS_MAX_FILE_SIZE;
+ * only offset + length overflowing LLONG_MAX is -EFBIG, as vfs_fallocate
+ * says. */
+static void test_punch_to_the_end(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	const int punch = THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE;
+	const off_t max = (off_t)THPFS_MAX_FILE_SIZE;
+	char zero[4096] = { 0 }, buf[4096];
+
+	tl_write_pat(f, 0, 3 << 20, 5);
+	assert_int_equal(thpfs_fallocate(f, punch, 4096, INT64_MAX - 4096), 0);
+	assert_int_equal(tl_size(f), 3 << 20);
+	tl_check_pat(f, 0, 4096, 5);
+	for (off_t off = 4096; off < (3 << 20); off += 4096) {
+		assert_int_equal(thpfs_pread(f, buf, sizeof(buf), off), sizeof(buf));
+		assert_memory_equal(buf, zero, sizeof(buf));
+	}
+	assert_int_equal(tl_stats(fs).shmem_bytes, 4096);
+	assert_int_equal(thpfs_fallocate(f, punch, 0, INT64_MAX), 0);
+	assert_int_equal(tl_stats(fs).shmem_bytes, 0);
+	/* wholly past the largest file: nothing there to punch */
+	assert_int_equal(thpfs_fallocate(f, punch, max + 4096, 4096), 0);
+	assert_int_equal(thpfs_fallocate(f, punch, INT64_MAX - 1, 1), 0);
+	assert_int_equal(thpfs_free_lazy(f, 0, INT64_MAX), 0);
+	assert_int_equal(thpfs_free_lazy(f, max, 4096), 0);
+	/* offset + length past LLONG_MAX */
+	assert_int_equal(thpfs_fallocate(f, punch, INT64_MAX, 1), -EFBIG);
+	assert_int_equal(thpfs_fallocate(f, punch, 1, INT64_MAX), -EFBIG);
+	assert_int_equal(thpfs_free_lazy(f, 1, INT64_MAX), -EFBIG);
+	assert_int_equal(tl_size(f), 3 << 20);
+	tl_close(f);
+}
+
 static void test_bad_input(void **state)
 {
 	struct thpfs *fs = TL_FS(state);
@@ -1218,6 +1255,7 @@ int main(void)
 		TL_TEST(test_stat_fields, "huge=always,collapse=off,mode=755,uid=12,gid=34"),
 		TL_TEST(test_stat_never, "huge=never"),
 		TL_TEST(test_bad_input, thp_opts()),
+		TL_TEST(test_punch_to_the_end, thp_opts()),
 		TL_TEST(test_names, thp_opts()),
 		cmocka_unit_test(test_mount_options),
 		cmocka_unit_test(test_mount_options_tmpfs_like),

@@ -34,7 +34,8 @@ struct cli {
 	int splice_write;
 	const char *mountpoint; /* the first non-option argument */
 	int size_given;       /* size= was on the command line */
-	int ignore_memcg;     /* -o ignore_memcg_limit: no size= check */
+	int inodes_given;     /* nr_inodes= was on the command line */
+	int ignore_memcg;     /* -o ignore_memcg_limit: no memory cgroup check */
 	int show_help;        /* -h/--help/-V/--version: no checks, no mount */
 	int failed;           /* an option could not be stored */
 };
@@ -94,14 +95,15 @@ static void usage(const char *prog)
 	       "    max_write=BYTES        largest write request (1048576)\n"
 	       "    [no_]splice_read       receive write data through a pipe (off)\n"
 	       "    [no_]splice_write      send read data through a pipe (off)\n"
-	       "    ignore_memcg_limit     allow a size= above the memory cgroup limit\n"
+	       "    ignore_memcg_limit     allow size=, nr_inodes= above the memory cgroup limit\n"
 	       "\n"
 	       "default_permissions is always on: the kernel checks permissions.  Only\n"
 	       "the mounting user can use the mount unless allow_other is given.\n"
 	       "Files are opened with direct I/O (no page-cache copy of read/write data);\n"
 	       "shared and private mmap work (mapped pages live in the page cache too).\n"
-	       "size= must fit in the daemon's memory cgroup limit (less a reserve for\n"
-	       "the daemon): a larger size= is refused, the default is lowered to fit.\n"
+	       "size= + nr_inodes= x 1536 bytes (inodes, names, extended attributes)\n"
+	       "must fit in the daemon's memory cgroup limit less a reserve for the\n"
+	       "daemon: more is refused, the defaults are lowered to fit.\n"
 	       "The daemon sets its oom_score_adj to -1000 when allowed, else as low as\n"
 	       "it may: if the OOM killer ends it, every file on the mount is lost.\n"
 	       "Statistics: `thpfs-stat MOUNTPOINT`, or the extended attribute\n"
@@ -142,6 +144,8 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 1;
 	if (!strncmp(arg, "size=", 5))
 		cli->size_given = 1;
+	if (!strncmp(arg, "nr_inodes=", 10))
+		cli->inodes_given = 1;
 	if (lib_opt_add(cli, arg) < 0) {
 		cli->failed = 1;
 		return -1;
@@ -430,50 +434,127 @@ static uint64_t memcg_reserve(uint64_t limit)
 }
 
 /*
- * An OOM kill of the daemon loses every file, so size= must fit under the
- * memory cgroup limit with the reserve: an explicit size= (or size=0,
- * unlimited) above it is refused unless ignore_memcg_limit; the default
- * size= is lowered to fit and the new value printed.  size is the mount's
- * size= in bytes (0 = none).  Returns 0 or -1 (printed).
+ * What the daemon's memory holds for each inode of nr_inodes=, at most.  The
+ * library charges an inode, an extra hard link and the bytes of extended
+ * attributes (value + name + 40) to the inode space, nr_inodes= x 1024
+ * bytes, as tmpfs does; nothing of it counts against size=.  So the memory
+ * that inode space can cost is nr_inodes= x 1024 x (the most the daemon
+ * spends per byte charged).  Measured with tests/fuse/run.sh
+ * t_memcg_metadata (cgroup usage over empty files with 200-byte names):
+ * 653 bytes per empty file; attributes cost their charge plus
+ * malloc's rounding (a few percent; at most 8 bytes over the 40 charged per
+ * attribute).  1536 (1.5 x 1024) leaves a margin for both.
  */
-static int check_memcg(const char *prog, struct cli *cli, uint64_t size)
+#define INODE_MEMORY 1536ULL
+#define UNLIMITED_FILES (1ULL << 32) /* thpfs_statfs's files for nr_inodes=0 */
+#define MIN_INODES 1024ULL /* fewer is refused rather than set */
+
+/* The daemon memory size= and nr_inodes= may take when full. */
+static uint64_t mount_memory(uint64_t size, uint64_t files)
 {
-	char where[PATH_MAX + 64] = "", opt[64];
-	uint64_t limit = memcg_limit(where, sizeof(where)), fit;
+	return size + files * INODE_MEMORY;
+}
+
+/* Adds "name=value" to the library options and says what was lowered. */
+static int lower_option(const char *prog, struct cli *cli, const char *name, uint64_t v,
+			uint64_t limit, const char *where)
+{
+	char opt[64];
+
+	snprintf(opt, sizeof(opt), "%s=%llu", name, (unsigned long long)v);
+	if (lib_opt_add(cli, opt) < 0)
+		return -1;
+	if (!strcmp(name, "size"))
+		fprintf(stderr, "%s: size= lowered to %llu MiB to fit the memory cgroup limit "
+			"%llu MiB (%s)\n", prog, (unsigned long long)(v / MIB),
+			(unsigned long long)(limit / MIB), where);
+	else
+		fprintf(stderr, "%s: nr_inodes= lowered to %llu to fit the memory cgroup limit "
+			"%llu MiB (%s)\n", prog, (unsigned long long)v,
+			(unsigned long long)(limit / MIB), where);
+	return 0;
+}
+
+/*
+ * An OOM kill of the daemon loses every file, so everything a full mount
+ * holds must fit under the memory cgroup limit less the daemon's reserve:
+ * size= of file data plus the inode space (inodes, hard links, extended
+ * attributes: nr_inodes= x INODE_MEMORY).  An explicit size= or nr_inodes=
+ * (or 0, unlimited) that does not fit is refused unless ignore_memcg_limit;
+ * a default one is lowered to fit (both in proportion when neither was
+ * given) and the new value printed.  size is the mount's size= in bytes and
+ * files its nr_inodes= (0 and UNLIMITED_FILES: none).  Returns 0 or -1
+ * (printed).
+ */
+static int check_memcg(const char *prog, struct cli *cli, uint64_t size, uint64_t files)
+{
+	char where[PATH_MAX + 64] = "", given[96];
+	uint64_t limit = memcg_limit(where, sizeof(where)), fit, reserve;
+	int unlimited_size = !size, unlimited_files = files >= UNLIMITED_FILES;
 
 	if (!limit || cli->ignore_memcg)
 		return 0;
-	fit = limit > memcg_reserve(limit) ? limit - memcg_reserve(limit) : 0;
+	reserve = memcg_reserve(limit);
+	fit = limit > reserve ? limit - reserve : 0;
 	fit &= ~(uint64_t)(4096 - 1);
-	if (size && size <= fit)
+	if (!unlimited_size && !unlimited_files && mount_memory(size, files) <= fit)
 		return 0;
-	if (!fit) {
+	if (fit < 4096 + MIN_INODES * INODE_MEMORY) {
 		fprintf(stderr, "%s: the memory cgroup limit %llu MiB (%s) leaves no room for "
-			"file data\n", prog, (unsigned long long)(limit / MIB), where);
+			"files\n", prog, (unsigned long long)(limit / MIB), where);
 		return -1;
+	}
+	if (cli->size_given && cli->inodes_given) {
+		snprintf(given, sizeof(given), "size= of %llu MiB%s with nr_inodes=%llu%s",
+			 (unsigned long long)(size / MIB), unlimited_size ? " (unlimited)" : "",
+			 (unsigned long long)(unlimited_files ? 0 : files),
+			 unlimited_files ? " (unlimited)" : "");
+		goto refuse;
 	}
 	if (cli->size_given) {
-		char given[64] = "size=0 (unlimited)";
+		uint64_t room = !unlimited_size && size < fit ? fit - size : 0;
 
-		if (size)
-			snprintf(given, sizeof(given), "size= of %llu MiB",
-				 (unsigned long long)(size / MIB));
-		fprintf(stderr, "%s: %s is above the memory cgroup limit %llu MiB (%s) "
-			"less %llu MiB for the daemon: filling it would get the daemon "
-			"OOM-killed and every file lost; use size=%llum or less (or "
-			"-o ignore_memcg_limit)\n", prog,
-			given, (unsigned long long)(limit / MIB), where,
-			(unsigned long long)(memcg_reserve(limit) / MIB),
-			(unsigned long long)(fit / MIB));
-		return -1;
+		snprintf(given, sizeof(given), "size= of %llu MiB", (unsigned long long)(size / MIB));
+		if (unlimited_size)
+			snprintf(given, sizeof(given), "size=0 (unlimited)");
+		if (room / INODE_MEMORY < MIN_INODES)
+			goto refuse;
+		return lower_option(prog, cli, "nr_inodes", room / INODE_MEMORY, limit, where);
 	}
-	snprintf(opt, sizeof(opt), "size=%llu", (unsigned long long)fit);
-	if (lib_opt_add(cli, opt) < 0)
-		return -1;
-	fprintf(stderr, "%s: size= lowered to %llu MiB to fit the memory cgroup limit "
-		"%llu MiB (%s)\n", prog, (unsigned long long)(fit / MIB),
-		(unsigned long long)(limit / MIB), where);
-	return 0;
+	if (cli->inodes_given) {
+		uint64_t room = !unlimited_files && files * INODE_MEMORY < fit ?
+				(fit - files * INODE_MEMORY) & ~(uint64_t)(4096 - 1) : 0;
+
+		snprintf(given, sizeof(given), "nr_inodes=%llu", (unsigned long long)files);
+		if (unlimited_files)
+			snprintf(given, sizeof(given), "nr_inodes=0 (unlimited)");
+		if (!room)
+			goto refuse;
+		return lower_option(prog, cli, "size", room, limit, where);
+	}
+	/* both defaults (never unlimited): scale them down together */
+	{
+		double scale = (double)fit / (double)mount_memory(size, files);
+		uint64_t nr = (uint64_t)((double)files * scale);
+
+		if (nr < MIN_INODES)
+			nr = MIN_INODES;
+		size = (fit - nr * INODE_MEMORY) & ~(uint64_t)(4096 - 1);
+		if (lower_option(prog, cli, "size", size, limit, where) < 0 ||
+		    lower_option(prog, cli, "nr_inodes", nr, limit, where) < 0)
+			return -1;
+		return 0;
+	}
+refuse:
+	fprintf(stderr, "%s: %s is above the memory cgroup limit %llu MiB (%s) less "
+		"%llu MiB for the daemon, counting size= of file data and %llu bytes of "
+		"the daemon's memory for each inode of nr_inodes= (inodes, names, "
+		"extended attributes): filling it would get the daemon OOM-killed and "
+		"every file lost; keep size= + nr_inodes= x %llu within %llu MiB (or "
+		"-o ignore_memcg_limit)\n", prog, given, (unsigned long long)(limit / MIB),
+		where, (unsigned long long)(reserve / MIB), INODE_MEMORY, INODE_MEMORY,
+		(unsigned long long)(fit / MIB));
+	return -1;
 }
 
 /*
@@ -551,14 +632,17 @@ static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *
 static int preflight(const char *prog, struct cli *cli)
 {
 	struct thpfs_stats st;
+	struct thpfs_statfs sf;
 	struct thpfs *fs;
 	int ret;
 
 	if (mount_library(prog, cli, &fs) < 0)
 		return -1;
 	ret = thpfs_get_stats(fs, &st);
+	if (ret == 0)
+		ret = thpfs_statfs(fs, &sf);
 	thpfs_unmount(fs);
-	if (ret < 0 || check_memcg(prog, cli, st.size_limit) < 0)
+	if (ret < 0 || check_memcg(prog, cli, st.size_limit, sf.files) < 0)
 		return -1;
 	if (check_fuse_device(prog) < 0)
 		return -1;

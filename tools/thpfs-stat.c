@@ -5,6 +5,9 @@
  *   thpfs-stat MOUNTPOINT NAME...    the value of each named line, one a line
  *   thpfs-stat MOUNTPOINT coverage   huge-page coverage from the kernel's
  *                                    view: ShmemPmdMapped / Shmem, in %
+ *   thpfs-stat FILE [NAME...]        the same from a stats file that a
+ *                                    process keeps (libthpfs-qemu.so's
+ *                                    THPFS_QEMU_STATS, docs/vm.md)
  *
  * The daemon serves the text as the extended attribute user.thpfs.meminfo
  * of the mount's root directory (nothing is added to the namespace), so
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #define XATTR_NAME "user.thpfs.meminfo"
@@ -45,6 +49,40 @@ static char *read_meminfo(const char *mp)
 	}
 	errno = ERANGE;
 	return NULL;
+}
+
+/* Reads a whole stats file into a NUL-terminated malloc'd buffer, or NULL
+ * with errno. */
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 8192, n = 0, got;
+	char *buf = malloc(cap + 1);
+
+	if (!f || !buf) {
+		if (f)
+			fclose(f);
+		free(buf);
+		return NULL;
+	}
+	while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += got;
+		if (n == cap) {
+			char *bigger = realloc(buf, 2 * cap + 1);
+
+			if (!bigger) {
+				free(buf);
+				fclose(f);
+				errno = ENOMEM;
+				return NULL;
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
 }
 
 /* Prints the value part of the line named name ("Name:  123 kB" or
@@ -116,15 +154,21 @@ int main(int argc, char *argv[])
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fprintf(argc < 2 ? stderr : stdout,
-			"usage: %s MOUNTPOINT [NAME...]\n"
-			"Prints the statistics of the thpfs mounted on MOUNTPOINT, or the\n"
-			"values of the named lines (e.g. ShmemPmdMapped thp_split_page).\n"
+			"usage: %s MOUNTPOINT|STATSFILE [NAME...]\n"
+			"Prints the statistics of the thpfs mounted on MOUNTPOINT (or kept in\n"
+			"STATSFILE, e.g. by libthpfs-qemu.so), or the values of the named\n"
+			"lines (e.g. ShmemPmdMapped thp_split_page).\n"
 			"NAME coverage prints the huge-page coverage the kernel reports:\n"
 			"ShmemPmdMapped / Shmem in %% (exit 2 if it cannot be asked).\n",
 			argv[0]);
 		return argc < 2 ? 1 : 0;
 	}
-	text = read_meminfo(argv[1]);
+	{
+		struct stat st;
+
+		text = stat(argv[1], &st) == 0 && S_ISREG(st.st_mode) ? read_file(argv[1])
+								   : read_meminfo(argv[1]);
+	}
 	if (!text) {
 		if (errno == ENODATA || errno == ENOTSUP)
 			fprintf(stderr, "%s: %s is not a thpfs mount point\n", argv[0], argv[1]);

@@ -332,6 +332,28 @@ j6=$tmp/raw.json
 check "QEMU's raw trace log replays: 512 pages in 2 messages ($(head -c 200 "$tmp/err6"))" \
 	jqtrue '.runs[0] | .status == "ok" and .ballooned_mib == 2 and .messages.inflate == 2' "$j6"
 
+# ---- a trace that balloons nothing: no rate of nothing; the plot only
+# where asked, and said after the tables ----
+printf 'ram 0x200000\nd 0x0 0x200000\n' >"$tmp/zero.trace"
+mkdir "$tmp/cwd"
+(cd "$tmp/cwd" && "$bin" -q --trace "$tmp/zero.trace" --policies split --reads 0 \
+	>"$tmp/zero.out" 2>"$tmp/zero.err")
+rc=$?
+check "nothing ballooned: exit 0 ($(head -c 200 "$tmp/zero.err"))" test $rc -eq 0
+check "nothing ballooned: no inflate rate or ratio printed ($(grep 'pages/s on' "$tmp/zero.out"))" \
+	bash -c "! grep -q \"the kernel's rate\" '$tmp/zero.out'"
+check "no --plot: no PNG written in the working directory" test ! -e "$tmp/cwd/balloon.png"
+(cd "$tmp/cwd" && "$bin" --trace "$tmp/zero.trace" --policies split --reads 0 \
+	-o "$tmp/zero.png" >"$tmp/zero.out" 2>"$tmp/zero.err")
+if command -v gnuplot >/dev/null; then
+	check "--plot: the last line of stdout names the PNG ($(tail -1 "$tmp/zero.out"))" \
+		test "$(tail -1 "$tmp/zero.out")" = "plot written to $tmp/zero.png"
+	check "--plot: nothing about the plot on stderr" bash -c "! grep -q plot '$tmp/zero.err'"
+	check "--plot: the PNG is where asked" test -s "$tmp/zero.png"
+else
+	skip "plot message (no gnuplot)"
+fi
+
 # ---- not root: the kernel backend is skipped with a message ----
 if command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups \
 	test -x "$bin" 2>/dev/null; then

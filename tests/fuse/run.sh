@@ -248,6 +248,25 @@ t_zero_range() {
 	rm -f "$MNT/z" "$REF/z"
 }
 
+# punch_end_script DIR: "punch to the end" and punches past the largest
+# file, then offset + length past LLONG_MAX (EFBIG on both).
+punch_end_script() {
+	local f=$1/punch-end max=9223372036854775807
+	head -c $((3 << 20)) /dev/urandom >"$f"
+	fallocate -p -o 4096 -l $((max - 4096)) "$f" 2>&1 && echo "punch to the end: ok"
+	stat -c 'size %s blocks %b' "$f"
+	fallocate -p -o 0 -l $max "$f" 2>&1 && echo "punch everything: ok"
+	fallocate -p -o $((1 << 47)) -l 4096 "$f" 2>&1 && echo "punch at 128 TiB: ok"
+	fallocate -p -o 1 -l $max "$f" 2>&1 | sed "s|$1|DIR|" || true
+	fallocate -p -o $max -l 1 "$f" 2>&1 | sed "s|$1|DIR|" || true
+	stat -c 'size %s blocks %b' "$f"
+	rm "$f"
+}
+
+t_punch_to_the_end() {
+	diff <(punch_end_script "$MNT" 2>&1) <(punch_end_script "$REF" 2>&1)
+}
+
 t_fallocate_unsupported() {
 	local src out
 	src=$(random_file rand4 4)
@@ -954,11 +973,22 @@ t_memcg_limit() {
 		fi
 		echo "$out" | grep -q "above the memory cgroup limit 256 MiB" || fail_msg "size=1g: '$out'"
 		grep -qs " $mp " /proc/mounts && fail_msg "a refused mount left a mount behind"
+		# the inode space (inodes, names, attributes) counts too
+		for o in nr_inodes=1m nr_inodes=0 size=100m,nr_inodes=100k; do
+			if out=$("$T/in-memcg" -o "$o" "$mp" 2>&1); then
+				fusermount3 -u "$mp"
+				fail_msg "$o mounted under a 256 MiB memory cgroup limit"
+			fi
+			echo "$out" | grep -q "nr_inodes=.* is above the memory cgroup limit 256 MiB" ||
+				fail_msg "$o: '$out'"
+		done
 		THPFS=$T/in-memcg start_daemon "$mp" "nr_inodes=1000" || fail_msg "mount with the default size="
 		pid=$DAEMON_PID
-		grep -q "size= lowered to 224 MiB" "$T/daemon.log" || fail_msg "no message about the lowered size="
+		# 256 MiB less the 32 MiB reserve less 1536 bytes for each of
+		# the 1000 inodes: 233345024 bytes, 222.5 MiB
+		grep -q "size= lowered to 222 MiB" "$T/daemon.log" || fail_msg "no message about the lowered size="
 		blocks=$(stat -f -c %b "$mp")
-		expect_eq "$blocks" $((224 << 8)) "statfs blocks of the lowered size="
+		expect_eq "$blocks" $((((224 << 20) - 1000 * 1536) >> 12)) "statfs blocks of the lowered size="
 		adj=$(cat /proc/$pid/oom_score_adj)
 		if (($(printf '%d' 0x"$(awk '/^CapEff/ {print $2}' /proc/self/status)") >> 24 & 1)); then
 			expect_eq "$adj" -1000 "the daemon's oom_score_adj (CAP_SYS_RESOURCE)"
@@ -973,7 +1003,118 @@ t_memcg_limit() {
 		fi
 		stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
 		THPFS=$T/in-memcg start_daemon "$mp" "size=100m" || fail_msg "mount size=100m"
+		# (224 MiB - 100 MiB) / 1536 bytes
+		expect_eq "$(stat -f -c %c "$mp")" $(((124 << 20) / 1536)) "statfs files of the lowered nr_inodes="
 		stop_daemon "$mp" "$DAEMON_PID" || fail_msg "daemon exit status after unmount"
+	)
+	rc=$?
+	set -e
+	rmdir "$cg" 2>/dev/null || true
+	return $rc
+}
+
+# meta_fill DIR WHAT: fills the mount at DIR until ENOSPC/EDQUOT with WHAT:
+# "data" (one file, 1 MiB writes), "xattrs" (files with 4 user. attributes
+# of 64 KiB each) or "inodes" (empty files with 200-byte names).  Prints
+# the count made; any other error fails.
+meta_fill() {
+	python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+d, what = sys.argv[1], sys.argv[2]
+full = (errno.ENOSPC, errno.EDQUOT)
+n = 0
+try:
+    if what == "data":
+        with open(os.path.join(d, "data"), "wb", buffering=0) as f:
+            block = bytes(range(256)) * 4096
+            while True:
+                f.write(block)
+                n += 1
+    elif what == "xattrs":
+        val = b"x" * 65536
+        while True:
+            p = os.path.join(d, "x%d" % n)
+            open(p, "w").close()
+            for i in range(4):
+                os.setxattr(p, "user.a%d" % i, val)
+                n += 1
+    else:
+        os.mkdir(os.path.join(d, "i"))
+        while True:
+            open(os.path.join(d, "i", "%0200d" % n), "w").close()
+            n += 1
+except OSError as e:
+    if e.errno not in full:
+        print("%s: %s after %d" % (what, e, n))
+        sys.exit(1)
+print(n)
+PY
+}
+
+# memcg_oom_kills CGROUP_DIR: the OOM kills counted in the cgroup (v1 or v2).
+memcg_oom_kills() {
+	if [ -e "$1/memory.oom_control" ]; then
+		awk '$1 == "oom_kill" {print $2}' "$1/memory.oom_control"
+	else
+		awk '$1 == "oom_kill" {print $2}' "$1/memory.events"
+	fi
+}
+
+# The whole of what a mount can hold, data, attributes and inodes, fits the
+# daemon's memory cgroup: a daemon in a 160 MiB cgroup, mounted with the
+# defaults, filled with size= of data, then 64 KiB attributes, then empty
+# files until ENOSPC, is not OOM-killed and still answers.  Also measures
+# what an empty file costs the daemon's cgroup (printed as info).
+t_memcg_metadata() {
+	local parent cg mp=$T/mnt-memcg2 pid rc=0 limit_file
+	if sanitized; then
+		# (ASan's redzones and quarantine: 2304 bytes an empty file)
+		echo "memory is not measurable in a sanitizer build"
+		exit 77
+	fi
+	parent=$(own_memcg)
+	if [ -z "$parent" ]; then
+		echo "no memory cgroup to make a child in"
+		exit 77
+	fi
+	cg=$parent/thpfs-fuse-meta-$$
+	mkdir "$cg"
+	if [ -e "$cg/memory.limit_in_bytes" ]; then limit_file=memory.limit_in_bytes; else limit_file=memory.max; fi
+	echo $((160 << 20)) >"$cg/$limit_file"
+	printf '#!/bin/sh\necho $$ > %s/cgroup.procs && exec %s "$@"\n' "$cg" "$THPFS" >"$T/in-memcg2"
+	chmod +x "$T/in-memcg2"
+	set +e
+	(
+		set -e
+		local data xattrs inodes u0 u1 kills per
+		THPFS=$T/in-memcg2 start_daemon "$mp" "mode=1777" || fail_msg "mount with the defaults"
+		pid=$DAEMON_PID
+		echo "info: $(grep 'lowered' "$T/daemon.log" | tail -2 | tr '\n' ' ')"
+		data=$(timeout 120 bash -c "$(declare -f meta_fill); meta_fill $mp data") ||
+			fail_msg "filling with data: $data"
+		data=$(stat -c %s "$mp/data")
+		u0=$(cat "$cg/memory.usage_in_bytes" 2>/dev/null || cat "$cg/memory.current")
+		inodes=$(timeout 120 bash -c "$(declare -f meta_fill); meta_fill $mp inodes") ||
+			fail_msg "filling with inodes: $inodes"
+		u1=$(cat "$cg/memory.usage_in_bytes" 2>/dev/null || cat "$cg/memory.current")
+		per=$(( (u1 - u0) / (inodes > 0 ? inodes : 1) ))
+		echo "info: the empty files took $per bytes each of the daemon's cgroup"
+		# the daemon's check counts 1536 bytes per inode (INODE_MEMORY)
+		[ "$per" -le 1536 ] || fail_msg "an empty file costs $per bytes, above INODE_MEMORY"
+		# the freed inodes' memory may stay with the daemon's malloc:
+		# the attributes then come on top of it
+		rm -r "$mp/i"
+		xattrs=$(timeout 120 bash -c "$(declare -f meta_fill); meta_fill $mp xattrs") ||
+			fail_msg "filling with xattrs: $xattrs"
+		echo "info: filled $((data >> 20)) MiB of data, $inodes empty files, then $xattrs attributes of 64 KiB"
+		echo "info: daemon's cgroup peak $(( $(cat "$cg/memory.max_usage_in_bytes" 2>/dev/null || cat "$cg/memory.peak") >> 20 )) MiB of 160"
+		kills=$(memcg_oom_kills "$cg")
+		expect_eq "$kills" 0 "OOM kills in the daemon's 160 MiB cgroup"
+		kill -0 "$pid" || fail_msg "the daemon is gone"
+		expect_eq "$(stat -c %s "$mp/data")" "$data" "size of the data file afterwards"
+		[ "$xattrs" -gt 0 ] && [ "$inodes" -gt 0 ] || fail_msg "no attribute or no inode fitted"
+		getfattr -n user.a0 --only-values "$mp/x0" | cmp - <(head -c 65536 /dev/zero | tr '\0' x)
+		stop_daemon "$mp" "$pid" || fail_msg "daemon exit status after unmount"
 	)
 	rc=$?
 	set -e
@@ -1074,7 +1215,7 @@ fi
 MAIN_PID=$DAEMON_PID
 # the checks run in subshells: register the mount points they use here, so
 # that cleanup takes them down whatever happens
-for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg mnt-name mnt-xattr ref-xattr mnt-acl; do
+for m in mnt-other mnt-small mnt-cg mnt-cg2 mnt-sig mnt-bg mnt-bad mnt-fsx mnt-pin mnt-kill ref-kill mnt-memcg mnt-memcg2 mnt-name mnt-xattr ref-xattr mnt-acl; do
 	mkdir -p "$T/$m"
 	mounts+=("$T/$m")
 done
@@ -1086,6 +1227,7 @@ check "fallocate -l allocates, reads zero, is a hole" t_fallocate_l
 check "fallocate -p: 4 KiB punch splits a huge page" t_punch_splits_huge_page
 check "fallocate -z zeroes, extends unless -n" t_zero_range
 check "fallocate -c/-i are refused, data kept" t_fallocate_unsupported
+check "punch to the end (off, LLONG_MAX - off) and past 64 TiB as on tmpfs" t_punch_to_the_end
 check "du agrees with stat %b" t_du_matches_blocks
 check "cp --sparse=always in and out (SEEK_DATA/HOLE)" t_sparse_cp
 check "mkdir -p, mv, ln -s, ln, find agree with tmpfs" t_namespace
@@ -1114,6 +1256,7 @@ check "punched pages of a shared mapping leave daemon and page cache" t_punch_me
 check "reads racing a writer are never a mix of old and new" t_reads_not_torn
 check "parallel zero-copy reads leave no pins, unmount works" t_parallel_reads_no_pins
 check "size= fits the memory cgroup limit; oom_score_adj lowered" t_memcg_limit
+check "data, attributes and inodes all fit the memory cgroup (no OOM kill)" t_memcg_metadata
 check "clear errors: missing, file, busy, bad option, no /dev/fuse" t_bad_mounts
 check "clean exit on SIGTERM, SIGINT, umount" t_shutdown_signals
 check "background mode (no -f)" t_background_mode

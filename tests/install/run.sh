@@ -5,7 +5,9 @@
 # the README's library snippet compiled against the installed library with
 # the README's commands (pkg-config, rpath) and run, the installed programs
 # and man pages, `mount -t fuse.thpfs` and an fstab line through the
-# installed mount helper, and `make uninstall`.
+# installed mount helper, and `make uninstall`; where the helper goes
+# without MOUNT_HELPER_DIR (into a DESTDIR), two installs sharing one helper,
+# and an install as uid 65534 into a prefix of its own.
 #
 # Ends with one line "N passed, N failed[, N skipped]"; exit status 0 when
 # nothing failed.  The mount checks need root and /dev/fuse (skipped
@@ -124,6 +126,58 @@ else
 	check "mount from an fstab line of type fuse.thpfs ($(head -c 200 "$tmp/mount.err"))" \
 		bash -c "mountpoint -q '$mnt' && [ \$(stat -f -c '%b*%S' '$mnt' | bc) -eq \$((32 << 20)) ]"
 	mountpoint -q "$mnt" && umount "$mnt"
+fi
+
+# ---- where the mount helper goes without MOUNT_HELPER_DIR (DESTDIR) ----
+# /usr and /usr/local: /sbin, where mount(8) looks; another prefix: its own
+# sbin, and the install says how to link it.  Two installs sharing one
+# helper: the second does not take it over, uninstalling either leaves the
+# other's helper alone.
+D=$tmp/dest
+mi() { # mi install|uninstall PREFIX [LOG]
+	make -s --no-print-directory B="$B" PREFIX="$2" DESTDIR="$D" "$1" >"${3:-$tmp/mi.log}" 2>&1
+}
+check "make install PREFIX=/usr/local DESTDIR=D" mi install /usr/local
+check "PREFIX=/usr/local: the helper goes to /sbin, runs /usr/local/bin/thpfs" \
+	grep -qx "THPFS=/usr/local/bin/thpfs" "$D/sbin/mount.fuse.thpfs"
+check "make install PREFIX=/usr DESTDIR=D (the same /sbin)" mi install /usr "$tmp/usr.log"
+check "PREFIX=/usr does not take over /usr/local's helper" \
+	grep -qx "THPFS=/usr/local/bin/thpfs" "$D/sbin/mount.fuse.thpfs"
+check "... and says so ($(grep -i helper "$tmp/usr.log" | head -1))" \
+	grep -q "mount.fuse.thpfs.*another install" "$tmp/usr.log"
+check "make uninstall PREFIX=/usr DESTDIR=D" mi uninstall /usr
+check "uninstalling /usr leaves /usr/local's helper" test -e "$D/sbin/mount.fuse.thpfs"
+check "make install PREFIX=/opt/thpfs DESTDIR=D" mi install /opt/thpfs "$tmp/opt.log"
+check "PREFIX=/opt/thpfs: the helper goes to /opt/thpfs/sbin" \
+	grep -qx "THPFS=/opt/thpfs/bin/thpfs" "$D/opt/thpfs/sbin/mount.fuse.thpfs"
+check "... /sbin keeps /usr/local's helper" \
+	grep -qx "THPFS=/usr/local/bin/thpfs" "$D/sbin/mount.fuse.thpfs"
+check "... and the install says how to link it into /sbin ($(grep 'ln -s' "$tmp/opt.log" | head -1))" \
+	grep -q "ln -s /opt/thpfs/sbin/mount.fuse.thpfs /sbin/mount.fuse.thpfs" "$tmp/opt.log"
+check "make uninstall PREFIX=/opt/thpfs DESTDIR=D" mi uninstall /opt/thpfs
+check "make uninstall PREFIX=/usr/local DESTDIR=D" mi uninstall /usr/local
+left=$(find "$D" \( -type f -o -type l \) | head -5)
+check "nothing left in DESTDIR${left:+ (left: $left)}" test -z "$left"
+
+# ---- an unprivileged install into a prefix of one's own ----
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	N=$tmp/nobody
+	mkdir -p "$N"
+	chown 65534:65534 "$N"
+	chmod 755 "$tmp" # (mktemp -d made it 0700)
+	setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$N" \
+		make -s --no-print-directory B="$B" PREFIX="$N/.local" install >"$tmp/nobody.log" 2>&1
+	rc=$?
+	check "uid 65534: make install PREFIX=~/.local exits 0 ($(grep -m1 -iE 'cannot|error' "$tmp/nobody.log"))" \
+		test $rc -eq 0
+	check "uid 65534: the helper is in ~/.local/sbin" \
+		grep -qx "THPFS=$N/.local/bin/thpfs" "$N/.local/sbin/mount.fuse.thpfs"
+	setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$N" \
+		make -s --no-print-directory B="$B" PREFIX="$N/.local" uninstall >"$tmp/nobody.log" 2>&1
+	left=$(find "$N/.local" \( -type f -o -type l \) | head -5)
+	check "uid 65534: make uninstall removes it all${left:+ (left: $left)}" test -z "$left"
+else
+	skipped "unprivileged install (needs root to become uid 65534, and setpriv)"
 fi
 
 # ---- uninstall ----

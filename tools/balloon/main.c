@@ -98,9 +98,9 @@ static void usage(FILE *f)
 "Output:\n"
 "  -j, --json             JSON on stdout instead of the table\n"
 "  -o, --plot=FILE        PNG of memory and huge-page coverage over time, made\n"
-"                         with gnuplot (default balloon.png; make demo writes\n"
-"                         docs/balloon.png)\n"
-"      --no-plot          no PNG\n"
+"                         with gnuplot (none without it; make demo writes\n"
+"                         docs/balloon.png); named after the tables\n"
+"      --no-plot          no PNG (undoes an earlier --plot)\n"
 "  -q, --quiet            no progress on stderr\n"
 "  -h, --help             this text\n"
 "  -V, --version          the version\n"
@@ -271,7 +271,7 @@ static int parse_args(int argc, char **argv, struct bl_config *cfg)
 	cfg->reads = 200000;
 	cfg->report = true;
 	cfg->collapse = true;
-	cfg->plot = "balloon.png";
+	cfg->plot = NULL; /* no file in the working directory unless asked */
 	for (int i = 0; i < BL_NR_POLICIES; i++)
 		cfg->policies[i] = true;
 	for (int i = 0; i < BL_NR_BACKENDS; i++)
@@ -572,7 +572,8 @@ int main(int argc, char **argv)
 		bl_print_json(&cfg, results, n);
 	else
 		bl_print_table(&cfg, results, n);
-	if (cfg.plot && bl_plot(&cfg, results, n, cfg.plot) == 0 && !cfg.quiet)
-		fprintf(stderr, "thpfs-balloon: plot written to %s\n", cfg.plot);
+	/* after the tables, on stdout: where the picture of them went */
+	if (cfg.plot && bl_plot(&cfg, results, n, cfg.plot) == 0 && !cfg.json)
+		printf("plot written to %s\n", cfg.plot);
 	return rc;
 }

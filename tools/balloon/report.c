@@ -253,12 +253,16 @@ void bl_print_table(const struct bl_config *cfg, const struct bl_result *r, int 
 		for (int p = 0; p < BL_NR_POLICIES; p++) {
 			const struct bl_result *a = find(r, n, BL_THPFS, p), *k = find(r, n, BL_KERNEL, p);
 
-			if (p == BL_SPLIT && a && k && k->inflate_s > 0 && a->inflate_s > 0)
-				printf("split inflates at %.0f pages/s on thpfs and %.0f on the "
-				       "kernel (thpfs at %.2fx the kernel's rate).\n",
-				       per_s((double)(a->ballooned >> BL_PAGE_SHIFT), a->inflate_s),
-				       per_s((double)(k->ballooned >> BL_PAGE_SHIFT), k->inflate_s),
-				       k->inflate_s / a->inflate_s);
+			double ra, rk;
+
+			/* a rate, and so a ratio, only of work done on both sides */
+			if (p != BL_SPLIT || !a || !k || !(a->ballooned >> BL_PAGE_SHIFT) ||
+			    !(k->ballooned >> BL_PAGE_SHIFT) || a->inflate_s <= 0 || k->inflate_s <= 0)
+				continue;
+			ra = per_s((double)(a->ballooned >> BL_PAGE_SHIFT), a->inflate_s);
+			rk = per_s((double)(k->ballooned >> BL_PAGE_SHIFT), k->inflate_s);
+			printf("split inflates at %.0f pages/s on thpfs and %.0f on the kernel "
+			       "(thpfs at %.2fx the kernel's rate).\n", ra, rk, ra / rk);
 		}
 		if (f->report_passes || f->reported_deflate || f->report_skipped)
 			printf("free page reporting: %.0f MiB reported after inflate, %.0f MiB "
