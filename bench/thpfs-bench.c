@@ -579,12 +579,15 @@ static void print_punch_text(const struct report *rp)
 		if (r->err || !r->have_stats)
 			continue;
 		printf("    %s: library says shmem %llu>%llu MiB, huge %llu>%llu MiB, "
-		       "split %llu, released %llu MiB, deferred queue %llu\n",
+		       "split %llu (migrated %llu, in place %llu), released %llu MiB, "
+		       "deferred queue %llu\n",
 		       rp->punch[i].b->name, (unsigned long long)r->st_fill.shmem_bytes >> 20,
 		       (unsigned long long)r->st_after.shmem_bytes >> 20,
 		       (unsigned long long)r->st_fill.shmem_huge_bytes >> 20,
 		       (unsigned long long)r->st_after.shmem_huge_bytes >> 20,
 		       (unsigned long long)(r->st_after.thp_split_page - r->st_fill.thp_split_page),
+		       (unsigned long long)(r->st_after.thp_split_migrate - r->st_fill.thp_split_migrate),
+		       (unsigned long long)(r->st_after.thp_split_inplace - r->st_fill.thp_split_inplace),
 		       (unsigned long long)(r->st_after.bytes_released - r->st_fill.bytes_released) >> 20,
 		       (unsigned long long)r->st_after.deferred_split_queue);
 	}
@@ -780,13 +783,16 @@ static void print_json(const struct report *rp)
 		       (long long)r->vm_split, (long long)r->vm_deferred);
 		if (r->have_stats)
 			printf(", \"lib\": {\"shmem_bytes\": [%llu, %llu], \"shmem_huge_bytes\": [%llu, %llu], "
-			       "\"thp_split_page\": %llu, \"bytes_released\": %llu, "
+			       "\"thp_split_page\": %llu, \"thp_split_migrate\": %llu, "
+			       "\"thp_split_inplace\": %llu, \"bytes_released\": %llu, "
 			       "\"deferred_split_queue\": %llu}",
 			       (unsigned long long)r->st_fill.shmem_bytes,
 			       (unsigned long long)r->st_after.shmem_bytes,
 			       (unsigned long long)r->st_fill.shmem_huge_bytes,
 			       (unsigned long long)r->st_after.shmem_huge_bytes,
 			       (unsigned long long)(r->st_after.thp_split_page - r->st_fill.thp_split_page),
+			       (unsigned long long)(r->st_after.thp_split_migrate - r->st_fill.thp_split_migrate),
+			       (unsigned long long)(r->st_after.thp_split_inplace - r->st_fill.thp_split_inplace),
 			       (unsigned long long)(r->st_after.bytes_released - r->st_fill.bytes_released),
 			       (unsigned long long)r->st_after.deferred_split_queue);
 		printf("}");

@@ -8,8 +8,18 @@
  *    errno on failure.  A failed call changes nothing that a later call can
  *    observe, except where noted (a short write).
  *  - Every function is safe to call from many threads at once, on one file or
- *    on many.  A struct thpfs_file may be shared between threads; closing it
- *    while another thread still uses it is the caller's bug.
+ *    on many.  A struct thpfs_file may be shared between threads, but
+ *    thpfs_close(f) must not run while another thread is inside a call on f
+ *    (thpfs_pread, thpfs_pwrite, thpfs_map, thpfs_fallocate, ...) or may
+ *    still start one: that call may use the file after the close let it go
+ *    (the last close of an unlinked file frees its data and inode), which
+ *    is the caller's bug and is not detected.  Two exceptions:
+ *    thpfs_pread_direct holds the file open itself, so f may be closed while
+ *    it runs; and a second thpfs_close of f, concurrent or later, returns
+ *    -EBADF and changes nothing (of two concurrent closes exactly one
+ *    returns 0).  A closed handle stays allocated until unmount: a call on
+ *    it returns -EBADF until a later open reuses it, after which the call
+ *    acts on that open file.
  *  - Offsets and lengths are bytes.  The largest file is THPFS_MAX_FILE_SIZE.
  *  - Paths are absolute within the mount ("/a/b"); "." and ".." components are
  *    resolved, a trailing '/' is allowed on directories.  Symbolic links are
@@ -222,8 +232,12 @@ int thpfs_collapse(struct thpfs_file *f, off_t off, off_t len);
  * queued pages, run the deferred split queue (pages punched while pinned or
  * while the kernel would not split their huge page, pages given to
  * thpfs_free_lazy), split huge pages beyond EOF; the memory is back with
- * the OS when it returns.  Returns bytes freed (>= 0, whatever other
- * threads allocate meanwhile). */
+ * the OS when it returns.  Returns the bytes the kernel really freed
+ * during the call through this thread's own release calls, less what they
+ * had to populate (a split=migrate copy) - never what it only asked for: a
+ * release the OS refuses counts nothing, and those pages stay charged (see
+ * unreleased_bytes).  >= 0 whatever other threads do meanwhile; pages
+ * another thread's flush releases are not counted. */
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
 
 /* ---- Mappings: guest RAM ---------------------------------------------------
@@ -463,19 +477,35 @@ struct thpfs_stats {
 					* kernel maps with huge PMDs right now (0
 					* when split_verify is 0) */
 	uint64_t split_verify;         /* what thpfs can ask the kernel: 0 nothing
-					* (Linux < 6.7: split=native migrates,
-					* huge frames are not verified), 1
+					* (split=native migrates, huge frames are
+					* not verified): Linux < 6.7, or
+					* /proc/self/pagemap could not be opened
+					* at mount (no /proc; a process made not
+					* dumpable by setresuid: mount before
+					* dropping root, or set PR_SET_DUMPABLE);
+					* thpfs_meminfo's SplitVerify line says
+					* why, e.g. "none (pagemap: EACCES)"; 1
 					* PAGEMAP_SCAN (PMD mappings), 2 also
 					* /proc/kpageflags (root: large folios) */
 	/* events */
 	uint64_t thp_file_alloc;        /* huge pages allocated for file data */
 	uint64_t thp_file_fallback;     /* huge page wanted, base pages used (no
 					 * frame, or the kernel gave 4 KiB pages) */
-	uint64_t thp_split_page;        /* huge pages split (verified with the
-					 * kernel when split=native) */
+	uint64_t thp_split_page;        /* huge pages the kernel split, as its
+					 * thp_split_page counts them: split=native
+					 * splits, each verified with the kernel */
 	uint64_t thp_split_page_failed; /* split attempts that failed: pinned, no
 					 * memory, or the kernel kept the THP
 					 * (extra references: pipe, GUP, I/O) */
+	uint64_t thp_split_migrate;     /* huge pages replaced by a copy of their
+					 * kept pages in 4 KiB pages and freed
+					 * whole (split=migrate, and split=native
+					 * where a split cannot be verified): no
+					 * kernel split */
+	uint64_t thp_split_inplace;     /* huge pages whose punched pages were
+					 * dropped inside the THP (split=inplace):
+					 * the kernel splits it later, from its
+					 * deferred split queue */
 	uint64_t thp_deferred_split_page; /* huge pages queued for a deferred split */
 	uint64_t thp_deferred_split_done; /* queued chunks later split or freed */
 	uint64_t thp_collapse_alloc;    /* huge pages made by collapse */
@@ -487,14 +517,23 @@ struct thpfs_stats {
 	uint64_t collapse_skipped_holes;  /* ranges with too many holes */
 	uint64_t collapse_full_scans;   /* passes of the collapse thread */
 	uint64_t bytes_released;        /* bytes of memory given back to the OS
-					  (counted when madvise succeeded) */
+					  (counted when madvise succeeded or a
+					  slot was mapped afresh) */
 	uint64_t release_failed_bytes;  /* bytes the OS refused to take back
 					  (e.g. mlocked on a kernel without
-					  MADV_DONTNEED_LOCKED): zeroed in place
-					  and reused, never handed out with old
-					  bytes */
+					  MADV_DONTNEED_LOCKED): zeroed in place,
+					  never handed out with old bytes; a
+					  whole 2 MiB frame is then mapped afresh
+					  (which frees it: bytes_released), 4 KiB
+					  pages stay held (unreleased_bytes) */
 	uint64_t punch_zeroed_bytes;    /* bytes zeroed in place instead of freed */
-	uint64_t reclaim_bytes;         /* bytes freed by thpfs_reclaim / ENOSPC reclaim */
+	uint64_t reclaim_bytes;         /* bytes the kernel really freed during
+					 * thpfs_reclaim / ENOSPC reclaim */
+	uint64_t unreleased_bytes;      /* gauge: bytes whose release the OS
+					 * refused, zeroed and still held: they
+					 * stay in shmem_bytes and charged to
+					 * size= until they are reused or their
+					 * 2 MiB range is freed (mapped afresh) */
 	/* mappings (thpfs_mmap) */
 	uint64_t mapped_bytes;          /* gauge: bytes of files under thpfs_mmap */
 	uint64_t mmap_faulted_pages;    /* 4 KiB pages learned from the kernel: touched

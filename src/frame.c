@@ -34,8 +34,18 @@
  * frees the pages and leaves the range locked.  Where both fail, release()
  * zeroes the range instead: MADV_POPULATE_WRITE leaves a page that is still
  * there as it is, so a slot or page handed out again must never hold old
- * bytes.  Such bytes stay with the process (counted in release_failed_bytes,
- * never in bytes_released) until the slot is released again or reused.
+ * bytes.  A counter says only what the kernel did: such pages are counted in
+ * release_failed_bytes, never in bytes_released, and they stay charged -
+ * to size= (held_bytes) and in Shmem, and shown in unreleased_bytes - until
+ * they are really released or reused.  Really released: a whole slot whose
+ * release fails is mapped afresh at once (mmap MAP_FIXED frees even locked
+ * pages; slot_release), and a block with such pages is mapped afresh when it
+ * is freed (block_free_flushed).  Reused: the block they are in populates
+ * them again (zero, no new charge).  fs->unreleased lists, per block, the
+ * pages held that way.  A slot that cannot be mapped afresh either (out of
+ * VMAs) keeps its charge and is never reused.  What a thread really gave
+ * back and populated is also kept per thread (_thpfs_mem_ledger), so that
+ * thpfs_reclaim can return what the kernel freed rather than what it asked.
  * Under mlockall(MCL_FUTURE) every new mapping would be populated at once; an
  * arena is therefore mapped PROT_NONE (never populated) and, if it came out
  * locked, turned into lock-on-fault (mlock2(MLOCK_ONFAULT)) before it is made
@@ -66,6 +76,13 @@ struct thpfs_arena {
 	struct thpfs_arena *next;
 	char *base;
 	size_t used; /* bytes handed out from the start */
+};
+
+/* Blocks holding pages whose release failed (see the top). */
+struct thpfs_unreleased {
+	struct thpfs_unreleased *next;
+	char *slot;
+	thpfs_bitmap_t pages;
 };
 
 static bool thp_enabled_in_sysfs(void)
@@ -131,6 +148,11 @@ void _thpfs_frames_destroy(struct thpfs *fs)
 	arenas_unmap(fs->base_arenas);
 	free(fs->huge_free);
 	free(fs->base_free);
+	while (fs->unreleased) {
+		struct thpfs_unreleased *u = fs->unreleased;
+		fs->unreleased = u->next;
+		free(u);
+	}
 	pthread_mutex_destroy(&fs->frame_lock);
 }
 
@@ -389,6 +411,101 @@ void thpfs_fault_inject_release(struct thpfs *fs, uint64_t nth, int repeat)
 	__atomic_store_n(&fs->release_fault_nth, nth, __ATOMIC_RELAXED);
 }
 
+/* Bytes this thread's calls really gave back to the OS and populated, since
+ * it started (see _thpfs_mem_ledger). */
+static __thread uint64_t ledger_released, ledger_populated;
+
+void _thpfs_mem_ledger(uint64_t *released, uint64_t *populated)
+{
+	*released = ledger_released;
+	*populated = ledger_populated;
+}
+
+/* Counts len bytes really given back to the OS. */
+static void count_released(struct thpfs *fs, uint64_t len)
+{
+	THPFS_STAT_ADD(fs, bytes_released, len);
+	ledger_released += len;
+}
+
+void _thpfs_count_released(struct thpfs *fs, uint64_t len)
+{
+	count_released(fs, len);
+}
+
+static char *slot_of(const char *p)
+{
+	return (char *)((uintptr_t)p & ~(uintptr_t)(THPFS_HUGE_SIZE - 1));
+}
+
+/* The entry of the slot holding p, or where it would go; frame_lock held. */
+static struct thpfs_unreleased **unreleased_find(struct thpfs *fs, const char *p)
+{
+	struct thpfs_unreleased **u = &fs->unreleased;
+	while (*u && (*u)->slot != slot_of(p))
+		u = &(*u)->next;
+	return u;
+}
+
+/* Records [p, p + len), whole pages inside one slot, as still held after a
+ * failed release: they stay charged to size=.  Returns false when there is
+ * no memory for the record; the caller then uncharges them as before (they
+ * are zero, and their block reuses them).  frame_lock held. */
+static bool unreleased_note(struct thpfs *fs, char *p, size_t len)
+{
+	struct thpfs_unreleased **u = unreleased_find(fs, p);
+	if (!*u) {
+		*u = calloc(1, sizeof(**u));
+		if (!*u)
+			return false;
+		(*u)->slot = slot_of(p);
+	}
+	unsigned from = (unsigned)((p - (*u)->slot) >> THPFS_PAGE_SHIFT);
+	unsigned to = from + (unsigned)(len >> THPFS_PAGE_SHIFT);
+	for (unsigned i = from; i < to; i++) {
+		if (thpfs_bit_test((*u)->pages, i))
+			continue;
+		thpfs_bit_set((*u)->pages, i);
+		THPFS_STAT_ADD(fs, unreleased_bytes, THPFS_PAGE_SIZE);
+	}
+	return true;
+}
+
+/* Takes pages [from, to) of the block at mem off the unreleased record
+ * (they are being reused, or were released for real); returns how many were
+ * on it.  Their charge is the caller's to keep or drop.  frame_lock held. */
+static unsigned unreleased_take(struct thpfs *fs, char *mem, unsigned from, unsigned to)
+{
+	struct thpfs_unreleased **u = unreleased_find(fs, mem);
+	if (!*u)
+		return 0;
+	unsigned n = 0;
+	for (unsigned i = from; i < to; i++) {
+		if (thpfs_bit_test((*u)->pages, i)) {
+			thpfs_bit_clear((*u)->pages, i);
+			n++;
+		}
+	}
+	THPFS_STAT_SUB(fs, unreleased_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
+	if (thpfs_bitmap_empty((*u)->pages)) {
+		struct thpfs_unreleased *dead = *u;
+		*u = dead->next;
+		free(dead);
+	}
+	return n;
+}
+
+/* How many of pages [from, to) of the block at mem are on the record;
+ * frame_lock held. */
+static unsigned unreleased_count(struct thpfs *fs, char *mem, unsigned from, unsigned to)
+{
+	struct thpfs_unreleased *u = *unreleased_find(fs, mem);
+	unsigned n = 0;
+	for (unsigned i = from; u && i < to; i++)
+		n += thpfs_bit_test(u->pages, i);
+	return n;
+}
+
 /*
  * release() for the frame layer's own frees: counts what really went back
  * (bytes_released) and what could only be zeroed (release_failed_bytes), and
@@ -406,10 +523,30 @@ static bool release_counted(struct thpfs *fs, char *p, size_t len)
 		gone = release(p, len);
 	}
 	if (gone)
-		THPFS_STAT_ADD(fs, bytes_released, len);
+		count_released(fs, len);
 	else
 		THPFS_STAT_ADD(fs, release_failed_bytes, len);
 	return gone;
+}
+
+static bool slot_remap(char *mem, bool huge);
+
+/*
+ * Gives a whole 2 MiB slot's memory back: MADV_DONTNEED (release_counted);
+ * if the OS refuses, the slot is mapped afresh, which frees its pages even
+ * when they are locked.  Returns true when the slot holds nothing and may be
+ * reused; false when it could not be remapped either: its 2 MiB (zeroed)
+ * stay with the process, and the caller records them (unreleased_note),
+ * keeps them charged and never reuses the slot.  Takes no lock.
+ */
+static bool slot_release(struct thpfs *fs, char *p, bool huge)
+{
+	if (release_counted(fs, p, THPFS_HUGE_SIZE))
+		return true;
+	if (!slot_remap(p, huge))
+		return false;
+	count_released(fs, THPFS_HUGE_SIZE);
+	return true;
 }
 
 bool _thpfs_release(char *p, size_t len)
@@ -469,10 +606,11 @@ static uint64_t pool_drain_locked(struct thpfs *fs)
 	while (fs->pool_n) {
 		pool_set_n(fs, fs->pool_n - 1);
 		char *p = fs->pool[fs->pool_n];
-		if (release_counted(fs, p, THPFS_HUGE_SIZE))
+		if (slot_release(fs, p, true) || !unreleased_note(fs, p, THPFS_HUGE_SIZE)) {
 			back += THPFS_HUGE_SIZE;
-		fs->held_bytes -= THPFS_HUGE_SIZE;
-		slot_put(fs, p, true);
+			fs->held_bytes -= THPFS_HUGE_SIZE;
+			slot_put(fs, p, true);
+		}
 		THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 	}
 	return back;
@@ -516,8 +654,9 @@ static bool pool_grow_one(struct thpfs *fs)
 		return false;
 	/* frame_is_huge starts the backoff when the kernel gave 4 KiB pages */
 	bool ok = populate(p, THPFS_HUGE_SIZE) == 0 && frame_is_huge(fs, p);
-	if (!ok)
-		release_counted(fs, p, THPFS_HUGE_SIZE);
+	if (ok)
+		ledger_populated += THPFS_HUGE_SIZE;
+	bool empty = !ok && slot_release(fs, p, true);
 	pthread_mutex_lock(&fs->frame_lock);
 	if (ok && fs->pool_n < fs->opt.prealloc) {
 		fs->pool[fs->pool_n] = p;
@@ -525,9 +664,11 @@ static bool pool_grow_one(struct thpfs *fs)
 		THPFS_STAT_ADD(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 	} else {
 		if (ok) /* the pool filled meanwhile (prealloc is per mount) */
-			release_counted(fs, p, THPFS_HUGE_SIZE);
-		fs->held_bytes -= THPFS_HUGE_SIZE;
-		slot_put(fs, p, true);
+			empty = slot_release(fs, p, true);
+		if (empty || !unreleased_note(fs, p, THPFS_HUGE_SIZE)) {
+			fs->held_bytes -= THPFS_HUGE_SIZE;
+			slot_put(fs, p, true);
+		}
 		ok = false;
 	}
 	pthread_mutex_unlock(&fs->frame_lock);
@@ -578,13 +719,16 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 		return NULL;
 	*err = populate(p, THPFS_HUGE_SIZE);
 	if (*err) {
-		release(p, THPFS_HUGE_SIZE);
+		bool empty = slot_release(fs, p, true);
 		pthread_mutex_lock(&fs->frame_lock);
-		fs->held_bytes -= THPFS_HUGE_SIZE;
-		slot_put(fs, p, true);
+		if (empty || !unreleased_note(fs, p, THPFS_HUGE_SIZE)) {
+			fs->held_bytes -= THPFS_HUGE_SIZE;
+			slot_put(fs, p, true);
+		}
 		pthread_mutex_unlock(&fs->frame_lock);
 		return NULL;
 	}
+	ledger_populated += THPFS_HUGE_SIZE;
 	THPFS_STAT_ADD(fs, huge_frames, 1);
 	THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 	THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
@@ -657,18 +801,23 @@ char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
 	return p;
 }
 
-/* The slot is empty or zeroed when it goes back on the free stack (see
- * release_counted). */
+/* The slot is empty when it goes back on the free stack (slot_release); one
+ * that could not be emptied stays charged (and in Shmem) and is not reused. */
 void _thpfs_huge_free(struct thpfs *fs, char *mem)
 {
-	release_counted(fs, mem, THPFS_HUGE_SIZE);
+	bool empty = slot_release(fs, mem, true);
 	pthread_mutex_lock(&fs->frame_lock);
-	fs->held_bytes -= THPFS_HUGE_SIZE;
-	slot_put(fs, mem, true);
+	if (!empty)
+		empty = !unreleased_note(fs, mem, THPFS_HUGE_SIZE);
+	if (empty) {
+		fs->held_bytes -= THPFS_HUGE_SIZE;
+		slot_put(fs, mem, true);
+	}
 	pthread_mutex_unlock(&fs->frame_lock);
 	THPFS_STAT_SUB(fs, huge_frames, 1);
 	THPFS_STAT_SUB(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
-	THPFS_STAT_SUB(fs, shmem_bytes, THPFS_HUGE_SIZE);
+	if (empty)
+		THPFS_STAT_SUB(fs, shmem_bytes, THPFS_HUGE_SIZE);
 }
 
 char *_thpfs_block_alloc(struct thpfs *fs, int *err)
@@ -721,8 +870,16 @@ static void block_free_flushed(struct thpfs *fs, char *mem)
 		return;
 	pt_uncharge(fs);
 	pthread_mutex_lock(&fs->frame_lock);
+	/* pages whose release failed went with the old mapping */
+	uint64_t held = (uint64_t)unreleased_take(fs, mem, 0, THPFS_PAGES_PER_HUGE) *
+			THPFS_PAGE_SIZE;
+	fs->held_bytes -= held;
 	slot_put(fs, mem, huge);
 	pthread_mutex_unlock(&fs->frame_lock);
+	if (held) {
+		count_released(fs, held);
+		THPFS_STAT_SUB(fs, shmem_bytes, held);
+	}
 }
 
 void _thpfs_block_free(struct thpfs *fs, char *mem)
@@ -758,21 +915,33 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 	 * collapse's retired block) may stay queued. */
 	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, mem))
 		_thpfs_release_flush(fs);
+	/* Pages of this block whose release failed are still held and
+	 * charged (zero): reusing them costs nothing new. */
 	pthread_mutex_lock(&fs->frame_lock);
-	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, n, credit);
+	uint64_t had = (uint64_t)unreleased_count(fs, mem, from, to) * THPFS_PAGE_SIZE;
+	int err = fault_hit(fs) ? -ENOMEM : budget_charge(fs, n - had, credit);
+	if (!err && had)
+		unreleased_take(fs, mem, from, to);
 	pthread_mutex_unlock(&fs->frame_lock);
 	if (err)
 		return err;
-	err = populate(mem + (size_t)from * THPFS_PAGE_SIZE, n);
+	char *p = mem + (size_t)from * THPFS_PAGE_SIZE;
+	err = populate(p, n);
 	if (err) {
-		release_counted(fs, mem + (size_t)from * THPFS_PAGE_SIZE, n);
+		bool gone = release_counted(fs, p, n);
 		pthread_mutex_lock(&fs->frame_lock);
-		fs->held_bytes -= n;
+		if (gone || !unreleased_note(fs, p, n))
+			fs->held_bytes -= n;
 		pthread_mutex_unlock(&fs->frame_lock);
+		if (gone)
+			THPFS_STAT_SUB(fs, shmem_bytes, had);
+		else
+			THPFS_STAT_ADD(fs, shmem_bytes, n - had);
 		return err;
 	}
+	ledger_populated += n - had;
 	THPFS_STAT_ADD(fs, base_pages, to - from);
-	THPFS_STAT_ADD(fs, shmem_bytes, n);
+	THPFS_STAT_ADD(fs, shmem_bytes, n - had);
 	return 0;
 }
 
@@ -804,8 +973,9 @@ static ssize_t release_batch_syscall(struct thpfs *fs, unsigned n)
  * lock so that nobody sees the queue empty while its pages are still live.
  * One process_madvise call does as much as it can; whatever it did not
  * advise (a partial return counts bytes from the first run) is released run
- * by run with release_counted, which zeroes what cannot be released.  The
- * pages are uncharged either way: they are no file's data any more.
+ * by run with release_counted, which zeroes what cannot be released.  Pages
+ * that went back are uncharged; pages that could not stay charged (and in
+ * Shmem) on the unreleased record until their block reuses or frees them.
  * Returns the bytes that really went back to the OS.
  */
 static uint64_t release_flush_locked(struct thpfs *fs)
@@ -813,8 +983,8 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 	if (!fs->release_n && !fs->nretired)
 		return 0;
 	ssize_t r = !fs->release_n ? 0 : release_batch_syscall(fs, fs->release_n);
-	uint64_t done = r > 0 ? (uint64_t)r : 0, back = done;
-	THPFS_STAT_ADD(fs, bytes_released, done);
+	uint64_t done = r > 0 ? (uint64_t)r : 0, back = done, kept = 0;
+	count_released(fs, done);
 	for (unsigned i = 0; i < fs->release_n; i++) {
 		char *base = fs->release_iov[i].iov_base;
 		size_t len = fs->release_iov[i].iov_len;
@@ -822,13 +992,20 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 			done -= len;
 			continue;
 		}
-		if (release_counted(fs, base + done, len - done))
+		if (release_counted(fs, base + done, len - done)) {
 			back += len - done;
+		} else {
+			pthread_mutex_lock(&fs->frame_lock);
+			if (unreleased_note(fs, base + done, len - done))
+				kept += len - done;
+			pthread_mutex_unlock(&fs->frame_lock);
+		}
 		done = 0;
 	}
 	pthread_mutex_lock(&fs->frame_lock);
-	fs->held_bytes -= fs->release_pages * THPFS_PAGE_SIZE;
+	fs->held_bytes -= fs->release_pages * THPFS_PAGE_SIZE - kept;
 	pthread_mutex_unlock(&fs->frame_lock);
+	THPFS_STAT_ADD(fs, shmem_bytes, kept); /* taken out when queued */
 	fs->release_n = 0;
 	__atomic_store_n(&fs->release_pages, 0, __ATOMIC_RELEASE);
 	/* every page of the retired blocks is gone now: the slots may be
@@ -917,16 +1094,22 @@ static void account_huge_as_base(struct thpfs *fs)
 	THPFS_STAT_ADD(fs, base_pages, THPFS_PAGES_PER_HUGE);
 }
 
-void _thpfs_huge_to_block(struct thpfs *fs, char *mem)
+int _thpfs_huge_to_block(struct thpfs *fs, char *mem)
 {
-	madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE);
+	/* Without MADV_NOHUGEPAGE khugepaged could collapse the range again
+	 * over the pages we are about to release, filling them back in. */
+	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
+		return -errno; /* e.g. ENOMEM: out of VMAs */
 	account_huge_as_base(fs);
+	return 0;
 }
 
 int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop)
 {
-	/* A split we cannot check is not trusted: the caller migrates. */
-	if (fs->verify == THPFS_VERIFY_NONE)
+	/* A split we cannot check is not trusted: the caller migrates.  That
+	 * is every split without PAGEMAP_SCAN, and, with PAGEMAP_SCAN alone,
+	 * one of a THP already mapped by 4 KiB entries (see kernel.c). */
+	if (!_thpfs_kernel_split_checkable(fs, mem))
 		return -EOPNOTSUPP;
 	/* Out of VMAs (vm.max_map_count): let the caller migrate instead. */
 	if (madvise(mem, THPFS_HUGE_SIZE, MADV_NOHUGEPAGE))
@@ -996,11 +1179,12 @@ void _thpfs_slot_refill(struct thpfs *fs, char *mem)
 	pthread_mutex_lock(&fs->frame_lock);
 	bool huge = in_huge_arena(fs, mem);
 	pthread_mutex_unlock(&fs->frame_lock);
-	if (mmap(mem, THPFS_HUGE_SIZE, PROT_READ | PROT_WRITE,
-		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
-		return; /* out of VMAs: the 2 MiB of address space stay unused */
-	madvise(mem, THPFS_HUGE_SIZE, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	madvise(mem, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	/* As any slot mapped afresh: PROT_NONE first, so that
+	 * mlockall(MCL_FUTURE) does not populate it, then writable and its
+	 * arena's advice.  A slot that did not get all of that (out of VMAs)
+	 * is never reused: its 2 MiB of address space stay unused. */
+	if (!slot_remap(mem, huge))
+		return;
 	pthread_mutex_lock(&fs->frame_lock);
 	slot_put(fs, mem, huge);
 	pthread_mutex_unlock(&fs->frame_lock);

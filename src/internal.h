@@ -293,6 +293,8 @@ struct thpfs {
 	char **huge_free, **base_free; /* stacks of free 2 MiB slots */
 	size_t nhuge_free, nbase_free, huge_free_cap, base_free_cap;
 	uint64_t held_bytes;  /* frames held, counted against opt.size */
+	struct thpfs_unreleased *unreleased; /* blocks with pages whose release
+					      * failed, still held (frame.c) */
 	uint64_t pt_bytes;    /* page tables of base blocks (frame.c); atomic */
 	uint64_t fault_nth, fault_count;
 	/* release batch (frame.c), release_lock: base pages waiting for one
@@ -342,6 +344,8 @@ struct thpfs {
 	int pagemap_fd;    /* /proc/self/pagemap, or -1 */
 	int kpageflags_fd; /* /proc/kpageflags when readable (root), or -1 */
 	int verify;        /* THPFS_VERIFY_*: what can be asked */
+	char verify_why[48]; /* what stopped it at that level ("pagemap:
+			      * EACCES"), or "" */
 	/* frame.c: until when (CLOCK_MONOTONIC ns) collapse does not ask for a
 	 * huge page, after the kernel gave one as 4 KiB pages */
 	uint64_t thp_backoff_until;
@@ -373,8 +377,9 @@ int _thpfs_pages_populate(struct thpfs *fs, char *mem, unsigned from, unsigned t
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to);
 /* Turns a huge frame into a base block in place (MADV_NOHUGEPAGE on it); the
  * 2 MiB stay charged as 512 base pages.  After this the slot is freed with
- * _thpfs_pages_release + _thpfs_block_free. */
-void _thpfs_huge_to_block(struct thpfs *fs, char *mem);
+ * _thpfs_pages_release + _thpfs_block_free.  Returns 0, or the madvise
+ * error with nothing changed (the frame is still a huge frame). */
+int _thpfs_huge_to_block(struct thpfs *fs, char *mem);
 /* Gives [p, p+len) back to the OS (MADV_DONTNEED, or _LOCKED on mlocked
  * memory), else zeroes it; counts bytes_released or release_failed_bytes.
  * Returns whether the memory went back.  No lock needed. */
@@ -428,6 +433,14 @@ void _thpfs_pool_trim_idle(struct thpfs *fs);
  * batch and the block goes back to the free stack after the batch's flush
  * (within scan_sleep_ms, or at once when the retired list is full). */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
+/* What the calling thread's frame-layer calls have really given back to the
+ * OS and populated since it started (monotonic; a failed release and the
+ * reuse of a page still held count neither).  thpfs_reclaim's result is the
+ * difference over its call. */
+void _thpfs_mem_ledger(uint64_t *released, uint64_t *populated);
+/* Counts len bytes the kernel was seen to free (bytes_released and the
+ * ledger), for a release made outside frame.c (mmap.c's MADV_PAGEOUT). */
+void _thpfs_count_released(struct thpfs *fs, uint64_t len);
 /* Bytes of frames held now for data (the size= budget's use, less the
  * prealloc pool, which gives way to data: statfs counts it as free). */
 uint64_t _thpfs_held_bytes(struct thpfs *fs);
@@ -449,9 +462,14 @@ void _thpfs_kernel_destroy(struct thpfs *fs);
 /* Bytes of [p, p + len) mapped by huge PMDs now (one PAGEMAP_SCAN call per
  * 64 separate huge ranges), or -EOPNOTSUPP without PAGEMAP_SCAN. */
 int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len);
-/* Whether the THP at p (2 MiB) has really been split: 1 when no huge PMD maps
- * it and (when kpageflags can be read) no page set in pages is still part of
- * a large folio; 0 when it is not split; -EOPNOTSUPP when it cannot tell. */
+/* Whether a split of the THP at p (2 MiB) asked for now could be told from
+ * no split: with kpageflags always; with PAGEMAP_SCAN only when a huge PMD
+ * maps all of it now (see kernel.c); never without PAGEMAP_SCAN. */
+bool _thpfs_kernel_split_checkable(struct thpfs *fs, const char *p);
+/* Whether the THP at p (2 MiB), checkable before the split was asked for,
+ * has really been split: 1 when no huge PMD maps it and (when kpageflags
+ * can be read) no page set in pages is still part of a large folio; 0 when
+ * it is not split; a negative errno when it cannot tell. */
 int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages);
 
 /* ---- Chunk operations (split.c) ----

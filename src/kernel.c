@@ -15,15 +15,30 @@
  *    PMD was split, or a kernel that queues a deferred split instead of
  *    splitting at once), which PAGEMAP_SCAN cannot see.
  *
- * fs->verify records what this process can ask (THPFS_VERIFY_*).  Without
- * PAGEMAP_SCAN nothing can be verified: split=native then migrates instead
- * and huge frames are counted as the kernel was asked for them (see
- * docs/design.md).  Nothing here takes a thpfs lock; the file descriptors
- * are set at mount and closed at unmount.
+ * fs->verify records what this process can ask (THPFS_VERIFY_*), and
+ * fs->verify_why why it cannot ask more.  Nothing can be verified on Linux
+ * older than 6.7 (no PAGEMAP_SCAN), and also on any kernel when the process
+ * may not open /proc/self/pagemap at mount: no /proc, or a process that is
+ * not dumpable (one that dropped root with setresuid and did not set
+ * PR_SET_DUMPABLE again: the open is refused with EACCES).  split=native
+ * then migrates instead and huge frames are counted as the kernel was asked
+ * for them (see docs/design.md).  The descriptor is opened at mount: a
+ * daemon that mounts before dropping root keeps it.
+ *
+ * PAGEMAP_SCAN alone can tell a split from no split only for a THP that a
+ * huge PMD maps before the split is asked for: "no huge PMD" afterwards
+ * then means the kernel split the PMD, and with it the page (MADV_FREE
+ * splits both or neither).  A THP already mapped by 4 KiB entries (the
+ * caller mprotected, mlocked or madvised part of a thpfs_map pointer) shows
+ * no huge PMD whether or not it is split: _thpfs_kernel_split_checkable
+ * says so first and the caller migrates instead.  kpageflags (root) reads
+ * the page itself and can always tell.  Nothing here takes a thpfs lock;
+ * the file descriptors are set at mount and closed at unmount.
  */
 #include "internal.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 
 /* The PAGEMAP_SCAN interface (include/uapi/linux/fs.h of Linux 6.7), for
@@ -148,6 +163,15 @@ static int pages_in_large_folio(struct thpfs *fs, const char *p, const uint64_t 
 	return 0;
 }
 
+bool _thpfs_kernel_split_checkable(struct thpfs *fs, const char *p)
+{
+	if (fs->verify == THPFS_VERIFY_FOLIO)
+		return true;
+	if (fs->verify == THPFS_VERIFY_NONE)
+		return false;
+	return _thpfs_kernel_pmd_bytes(fs, p, THPFS_HUGE_SIZE) == (int64_t)THPFS_HUGE_SIZE;
+}
+
 int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pages)
 {
 	int64_t huge = _thpfs_kernel_pmd_bytes(fs, p, THPFS_HUGE_SIZE);
@@ -156,10 +180,10 @@ int _thpfs_kernel_split_done(struct thpfs *fs, const char *p, const uint64_t *pa
 	if (huge)
 		return 0; /* still mapped by a huge PMD: not split */
 	if (fs->verify < THPFS_VERIFY_FOLIO)
-		return 1;
+		return 1; /* the caller checked it was PMD-mapped before */
 	int large = pages_in_large_folio(fs, p, pages);
 	if (large < 0)
-		return 1; /* PAGEMAP_SCAN said split; nothing more to ask */
+		return large; /* cannot tell: not proof of a split */
 	return !large;
 }
 
@@ -173,24 +197,45 @@ static bool pfns_visible(int pagemap_fd)
 	return pread(pagemap_fd, &e, 8, at) == 8 && (e & PM_PRESENT) && (e & PM_PFN_MASK);
 }
 
+/* Records in fs->verify_why what stopped verification at the level reached:
+ * "what: ERRNAME". */
+static void verify_stopped(struct thpfs *fs, const char *what, int err)
+{
+	const char *name = strerrorname_np(err);
+	if (name)
+		snprintf(fs->verify_why, sizeof(fs->verify_why), "%s: %s", what, name);
+	else
+		snprintf(fs->verify_why, sizeof(fs->verify_why), "%s: errno %d", what, err);
+}
+
 void _thpfs_kernel_init(struct thpfs *fs)
 {
 	fs->verify = THPFS_VERIFY_NONE;
+	fs->verify_why[0] = 0;
 	fs->kpageflags_fd = -1;
 	fs->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fs->pagemap_fd < 0)
+	if (fs->pagemap_fd < 0) {
+		/* EACCES: not dumpable (after setresuid); ENOENT: no /proc */
+		verify_stopped(fs, "pagemap", errno);
 		return;
+	}
 	/* Probe PAGEMAP_SCAN on one page of our own stack. */
 	char here;
 	uint64_t bytes = 0, page = (uintptr_t)&here & ~(uint64_t)(THPFS_PAGE_SIZE - 1);
-	if (!scan_huge(fs->pagemap_fd, page, page + THPFS_PAGE_SIZE, &bytes))
-		return; /* ENOTTY/EINVAL: a kernel older than 6.7 */
-	fs->verify = THPFS_VERIFY_PMD;
-	if (!pfns_visible(fs->pagemap_fd))
+	if (!scan_huge(fs->pagemap_fd, page, page + THPFS_PAGE_SIZE, &bytes)) {
+		verify_stopped(fs, "PAGEMAP_SCAN", errno); /* ENOTTY: Linux < 6.7 */
 		return;
+	}
+	fs->verify = THPFS_VERIFY_PMD;
+	if (!pfns_visible(fs->pagemap_fd)) {
+		verify_stopped(fs, "pagemap frame numbers", EPERM); /* no CAP_SYS_ADMIN */
+		return;
+	}
 	fs->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 	if (fs->kpageflags_fd >= 0)
 		fs->verify = THPFS_VERIFY_FOLIO;
+	else
+		verify_stopped(fs, "kpageflags", errno);
 }
 
 void _thpfs_kernel_destroy(struct thpfs *fs)

@@ -519,7 +519,7 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 	thpfs_bitmap_zero(c->pending);
 	gauges_adjust(fs, 0, -(int64_t)gone);
 	budget_adjust(fs, -(int64_t)gone * (int64_t)THPFS_PAGE_SIZE);
-	THPFS_STAT_ADD(fs, bytes_released, (uint64_t)gone * THPFS_PAGE_SIZE);
+	_thpfs_count_released(fs, (uint64_t)gone * THPFS_PAGE_SIZE); /* seen gone */
 	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
 	return (uint64_t)gone * THPFS_PAGE_SIZE;
 }

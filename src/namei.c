@@ -984,14 +984,38 @@ int thpfs_create_at(struct thpfs *fs, uint64_t parent, const char *name, int fla
 	return ret;
 }
 
-/* Closes f; the inode may die here (last close of an unlinked file). */
+/*
+ * Marks f closed if it is open: the test and the clear are one step under
+ * fs->file_lock, so of two threads closing the same handle at once exactly
+ * one wins.  Returns 0 for the winner, -EBADF otherwise.  f->fs of a handle
+ * is set before its first open and never changes (handles are not freed
+ * before unmount).
+ */
+static int file_mark_closed(struct thpfs_file *f)
+{
+	if (!f || !f->fs)
+		return -EBADF;
+	struct thpfs *fs = f->fs;
+	int ret = -EBADF;
+
+	pthread_mutex_lock(&fs->file_lock);
+	if (f->magic == THPFS_FILE_MAGIC) {
+		f->magic = 0;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&fs->file_lock);
+	return ret;
+}
+
+/* Closes f; the inode may die here (last close of an unlinked file).  A
+ * second close of f, concurrent or later, returns -EBADF and drops nothing
+ * (until a later open reuses the handle: see include/thpfs.h). */
 int thpfs_close(struct thpfs_file *f)
 {
-	int ret = thpfs_file_check(f);
+	int ret = file_mark_closed(f);
 
 	if (ret)
 		return ret;
-	f->magic = 0;
 	_thpfs_inode_put_open(f->fs, f->inode);
 	_thpfs_file_free(f->fs, f);
 	return 0;

@@ -154,12 +154,16 @@ static int populate_pages(struct thpfs *fs, char *mem, const uint64_t *want, uin
  * kernel kept the huge page (extra references on it) we return -EAGAIN and
  * the caller zeroes the pages and defers them (migrating would hold a copy of
  * the kept pages on top of a THP the references keep alive); when the split
- * cannot be done or checked (Linux < 6.7), we migrate.  migrate: the pages
+ * cannot be done or checked (no PAGEMAP_SCAN, or only PAGEMAP_SCAN and the
+ * THP is already mapped by 4 KiB entries: kernel.c), we migrate.  Counted as
+ * thp_split_page (native, verified), thp_split_migrate or thp_split_inplace.
+ * migrate: the pages
  * kept are copied into a new base block and the huge frame is freed whole,
  * so the memory of the dropped pages is back with the OS when this returns.
  * inplace: the huge frame becomes a base block and the dropped pages are
  * MADV_DONTNEED'd inside it; the kernel frees them only when its deferred
- * split shrinker gets to the THP.
+ * split shrinker gets to the THP.  If the range cannot be marked
+ * MADV_NOHUGEPAGE (out of VMAs), inplace migrates instead.
  * Returns 0, -EBUSY if pinned, -EAGAIN if the kernel would not split, or
  * -ENOMEM/-ENOSPC (chunk unchanged).
  */
@@ -179,6 +183,9 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 			return err; /* the kernel kept the huge page */
 		if (err)
 			mode = THPFS_SPLIT_MIGRATE;
+	} else if (mode == THPFS_SPLIT_INPLACE && _thpfs_huge_to_block(fs, c->mem)) {
+		mode = THPFS_SPLIT_MIGRATE; /* no MADV_NOHUGEPAGE: khugepaged
+					     * would fill the released pages */
 	}
 	if (mode == THPFS_SPLIT_MIGRATE) {
 		int err;
@@ -194,8 +201,6 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		_thpfs_huge_free(fs, c->mem);
 		c->mem = block;
 	} else {
-		if (mode == THPFS_SPLIT_INPLACE)
-			_thpfs_huge_to_block(fs, c->mem);
 		release_pages(fs, c->mem, drop);
 	}
 	c->huge = false;
@@ -205,7 +210,16 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		c->pending[k] &= keep[k];
 	}
 	thpfs_chunk_set_present(c, thpfs_bitmap_weight(c->present));
-	THPFS_STAT_ADD(fs, thp_split_page, 1);
+	/* Only a native split is one the kernel made (and checked): the
+	 * kernel's thp_split_page counts it too.  A migration frees the THP
+	 * whole; in place, the kernel splits it later from its deferred
+	 * queue (its thp_deferred_split_page). */
+	if (mode == THPFS_SPLIT_NATIVE)
+		THPFS_STAT_ADD(fs, thp_split_page, 1);
+	else if (mode == THPFS_SPLIT_MIGRATE)
+		THPFS_STAT_ADD(fs, thp_split_migrate, 1);
+	else
+		THPFS_STAT_ADD(fs, thp_split_inplace, 1);
 	_thpfs_chunk_check(c);
 	return 0;
 }

@@ -30,6 +30,33 @@ static uint64_t pinned_bytes(struct thpfs *fs)
 	return n;
 }
 
+/*
+ * Bytes of thpfs_mmap views the kernel maps with huge PMDs now: the chunks
+ * moved into a view are in no arena, so _thpfs_frames_pmd_mapped does not
+ * see them.  One PAGEMAP_SCAN per view, under ns_lock (read: the inodes
+ * stay) and the inode's lock (read: a view is made and removed with it held
+ * for writing).  -EOPNOTSUPP without PAGEMAP_SCAN.
+ */
+static int64_t mapped_pmd_bytes(struct thpfs *fs)
+{
+	int64_t sum = 0;
+	if (!__atomic_load_n(&fs->nr_mappings, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	for (struct thpfs_list *l = fs->inodes.next; l != &fs->inodes && sum >= 0; l = l->next) {
+		struct thpfs_inode *inode = thpfs_container_of(l, struct thpfs_inode, all);
+		if (!S_ISREG(inode->mode) || !__atomic_load_n(&inode->map, __ATOMIC_ACQUIRE))
+			continue;
+		pthread_rwlock_rdlock(&inode->lock);
+		const struct thpfs_mapping *m = inode->map;
+		int64_t n = m ? _thpfs_kernel_pmd_bytes(fs, m->addr, m->len) : 0;
+		sum = n < 0 ? n : sum + n;
+		pthread_rwlock_unlock(&inode->lock);
+	}
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return sum;
+}
+
 /* Takes ns_lock and inode locks (for pinned_bytes): not to be called with
  * any of the library's locks held. */
 int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
@@ -43,8 +70,8 @@ int thpfs_get_stats(struct thpfs *fs, struct thpfs_stats *st)
 	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	/* The kernel's view, asked now. */
-	int64_t pmd = _thpfs_frames_pmd_mapped(fs);
-	st->shmem_pmd_mapped = pmd > 0 ? (uint64_t)pmd : 0;
+	int64_t pmd = _thpfs_frames_pmd_mapped(fs), view = mapped_pmd_bytes(fs);
+	st->shmem_pmd_mapped = pmd >= 0 && view >= 0 ? (uint64_t)(pmd + view) : 0;
 	st->split_verify = (uint64_t)fs->verify;
 	st->pinned_bytes = st->pinned_pages ? pinned_bytes(fs) : 0;
 	return 0;
@@ -72,7 +99,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"SizeLimit:      %12llu kB\n"
 			"Prealloc:       %12llu kB\n"
 			"HugePagesAvailable: %s\n"
-			"SplitVerify: %s\n"
+			"SplitVerify: %s%s%s%s\n"
 			"huge_frames %llu\n"
 			"base_pages %llu\n"
 			"pinned_pages %llu\n"
@@ -82,6 +109,8 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"thp_file_fallback %llu\n"
 			"thp_split_page %llu\n"
 			"thp_split_page_failed %llu\n"
+			"thp_split_migrate %llu\n"
+			"thp_split_inplace %llu\n"
 			"thp_deferred_split_page %llu\n"
 			"thp_deferred_split_done %llu\n"
 			"thp_collapse_alloc %llu\n"
@@ -94,6 +123,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			"release_failed_bytes %llu\n"
 			"punch_zeroed_bytes %llu\n"
 			"reclaim_bytes %llu\n"
+			"Unreleased:     %12llu kB\n"
 			"MappedBytes:    %12llu kB\n"
 			"mmap_faulted_pages %llu\n"
 			"mmap_vanished_pages %llu\n"
@@ -106,12 +136,15 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.size_limit >> 10,
 			(unsigned long long)s.prealloc_bytes >> 10,
 			s.thp_available ? "yes" : "no", verify_name(s.split_verify),
+			fs->verify_why[0] ? " (" : "", fs->verify_why, fs->verify_why[0] ? ")" : "",
 			(unsigned long long)s.huge_frames, (unsigned long long)s.base_pages,
 			(unsigned long long)s.pinned_pages,
 			(unsigned long long)s.deferred_split_queue, (unsigned long long)s.inodes,
 			(unsigned long long)s.thp_file_alloc, (unsigned long long)s.thp_file_fallback,
 			(unsigned long long)s.thp_split_page,
 			(unsigned long long)s.thp_split_page_failed,
+			(unsigned long long)s.thp_split_migrate,
+			(unsigned long long)s.thp_split_inplace,
 			(unsigned long long)s.thp_deferred_split_page,
 			(unsigned long long)s.thp_deferred_split_done,
 			(unsigned long long)s.thp_collapse_alloc,
@@ -124,6 +157,7 @@ int thpfs_meminfo(struct thpfs *fs, char *buf, size_t len)
 			(unsigned long long)s.release_failed_bytes,
 			(unsigned long long)s.punch_zeroed_bytes,
 			(unsigned long long)s.reclaim_bytes,
+			(unsigned long long)s.unreleased_bytes >> 10,
 			(unsigned long long)s.mapped_bytes >> 10,
 			(unsigned long long)s.mmap_faulted_pages,
 			(unsigned long long)s.mmap_vanished_pages,

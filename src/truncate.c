@@ -277,13 +277,22 @@ static uint64_t shrink_eof_huge(struct thpfs *fs, struct thpfs_inode *inode)
  * holds for writing (or NULL).  Other inodes are reached under fs->ns_lock
  * (which keeps them alive), taken by trylock when self is held since ns_lock
  * comes before inode locks; if it is busy, only self is reclaimed from.
- * Counts what the release batch really gave back (not a difference of
- * fs->held_bytes, which other threads change meanwhile) plus the pages the
- * deferred queue and the EOF shrinker dropped; the pages this queued are
- * flushed before it returns, so the memory is back when the caller looks.
+ * Returns what the kernel really freed during the call through this
+ * thread's own system calls: the bytes its madvise/process_madvise/remap
+ * calls gave back less the bytes it populated (a split=migrate copy), from
+ * the thread's ledger (_thpfs_mem_ledger) - not what it asked for (a release
+ * the OS refuses frees nothing: those pages stay held and charged, see
+ * frame.c), and not a difference of fs->held_bytes, which other threads
+ * change meanwhile.  Pages another thread's flush takes are not counted;
+ * queued pages of other threads that this call's flush releases are.  The
+ * pages this queued are flushed before it returns, so the memory is back
+ * when the caller looks.  (want is compared with the bytes dropped, which
+ * is what the loop can know before the flush.)
  */
 uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t want)
 {
+	uint64_t released0, populated0, released1, populated1;
+	_thpfs_mem_ledger(&released0, &populated0);
 	/* the prealloc pool is no one's data: it goes first */
 	uint64_t freed = _thpfs_release_flush(fs) + _thpfs_pool_drain(fs);
 	bool ns = self ? pthread_rwlock_tryrdlock(&fs->ns_lock) == 0
@@ -315,8 +324,11 @@ uint64_t _thpfs_reclaim(struct thpfs *fs, struct thpfs_inode *self, uint64_t wan
 		pthread_rwlock_unlock(&fs->ns_lock);
 	}
 	_thpfs_release_flush(fs);
-	THPFS_STAT_ADD(fs, reclaim_bytes, freed);
-	return freed;
+	_thpfs_mem_ledger(&released1, &populated1);
+	uint64_t back = released1 - released0, made = populated1 - populated0;
+	back = back > made ? back - made : 0;
+	THPFS_STAT_ADD(fs, reclaim_bytes, back);
+	return back;
 }
 
 int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes)

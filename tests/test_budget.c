@@ -140,7 +140,7 @@ static void test_budget_collapse_at_limit(void **state)
 	assert_int_equal(held_now(fs), 4 * MIB - PG);
 	tl_write_pat(f, 100 * PG, PG, 5);
 	s1 = tl_stats(fs);
-	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(tl_splits(&s1), tl_splits(&s0) + 1);
 	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc + 1);
 	assert_int_equal(s1.huge_frames, 2);
 	assert_int_equal(s1.base_pages, 0);
@@ -427,7 +427,7 @@ static void test_budget_random(void **state)
 		      ", most held %" PRIu64 " KiB of %llu; fallback %" PRIu64 ", splits %" PRIu64
 		      ", collapses %" PRIu64 ", reclaimed %" PRIu64 " KiB\n",
 		      t.n_ok, t.n_short, t.n_nospc, t.max_held >> 10,
-		      (unsigned long long)RT_SIZE >> 10, s.thp_file_fallback, s.thp_split_page,
+		      (unsigned long long)RT_SIZE >> 10, s.thp_file_fallback, tl_splits(&s),
 		      s.thp_collapse_alloc, s.reclaim_bytes >> 10);
 	/* the test must have run into the limit to mean anything */
 	assert_true(t.n_nospc + t.n_short > 0);
@@ -542,7 +542,7 @@ static void test_fault_split_migrate(void **state)
 	thpfs_fault_inject(fs, 0, 0);
 	s1 = tl_stats(fs);
 	assert_int_equal(s1.thp_split_page_failed, s0.thp_split_page_failed + 1);
-	assert_int_equal(s1.thp_split_page, s0.thp_split_page);
+	assert_int_equal(tl_splits(&s1), tl_splits(&s0));
 	assert_int_equal(s1.thp_deferred_split_page, s0.thp_deferred_split_page + 1);
 	assert_int_equal(s1.deferred_split_queue, 1);
 	assert_int_equal(s1.punch_zeroed_bytes, s0.punch_zeroed_bytes + PG);
@@ -560,7 +560,7 @@ static void test_fault_split_migrate(void **state)
 	assert_int_equal(r, PG);
 	assert_int_equal(s1.deferred_split_queue, 0);
 	assert_int_equal(s1.thp_deferred_split_done, s0.thp_deferred_split_done + 1);
-	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(tl_splits(&s1), tl_splits(&s0) + 1);
 	assert_int_equal(s1.huge_frames, 0);
 	assert_int_equal(s1.base_pages, 511);
 	assert_int_equal(held_now(fs), 2 * MIB - PG);

@@ -167,7 +167,7 @@ static int64_t fill_and_punch(struct cg_fx *fx, const char *opts, uint64_t *punc
 	s = tl_stats(fx->fs);
 	printf("punched: huge_frames %" PRIu64 " base_pages %" PRIu64 " splits %" PRIu64
 	       " st_blocks %" PRId64 "\n",
-	       s.huge_frames, s.base_pages, s.thp_split_page, tl_blocks(fx->f));
+	       s.huge_frames, s.base_pages, tl_splits(&s), tl_blocks(fx->f));
 	/* what thpfs says it holds is the unpunched half */
 	assert_int_equal(tl_blocks(fx->f) * 512, (int64_t)(FILE_SIZE - *punched));
 	/* spot-check content */

@@ -181,9 +181,9 @@ static void test_refill_restores_huge(void **state)
 		punch(f, pgs[i] * PG, PG);
 	s1 = tl_stats(fs);
 	print_message("%s: after 3 punches split %" PRIu64 " huge %" PRIu64 " base %" PRIu64 "\n",
-		      TL_FX(state)->opts, s1.thp_split_page - s0.thp_split_page, s1.huge_frames,
+		      TL_FX(state)->opts, tl_splits(&s1) - tl_splits(&s0), s1.huge_frames,
 		      s1.base_pages);
-	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(tl_splits(&s1), tl_splits(&s0) + 1);
 	assert_int_equal(s1.huge_frames, 1);
 	assert_int_equal(s1.base_pages, 509);
 	assert_int_equal(s1.shmem_bytes, 4 * MIB - 3 * PG);
@@ -232,11 +232,11 @@ static struct thpfs_file *split_with_holes(struct thpfs *fs, const char *path, u
 					   const unsigned *holes, unsigned n)
 {
 	struct thpfs_file *f = tl_open(fs, path, O_RDWR | O_CREAT);
-	uint64_t splits = tl_stats(fs).thp_split_page;
+	uint64_t splits = tl_splits_now(fs);
 	tl_write_pat(f, 0, 2 * MIB, seed);
 	for (unsigned i = 0; i < n; i++)
 		punch(f, holes[i] * PG, PG);
-	assert_int_equal(tl_stats(fs).thp_split_page, splits + 1);
+	assert_int_equal(tl_splits_now(fs), splits + 1);
 	return f;
 }
 
@@ -555,7 +555,7 @@ static void test_collapse_no_frame_bg(void **state)
 	thpfs_fault_inject(fs, 1, 1);
 	punch(f, holes[0] * PG, 2 * PG); /* split=inplace: needs no allocation */
 	s1 = WAIT_STAT(fs, thp_collapse_alloc_failed, s0.thp_collapse_alloc_failed + 2);
-	assert_int_equal(s1.thp_split_page, s0.thp_split_page + 1);
+	assert_int_equal(tl_splits(&s1), tl_splits(&s0) + 1);
 	assert_int_equal(s1.thp_collapse_alloc, s0.thp_collapse_alloc);
 	assert_int_equal(s1.huge_frames, 0);
 	assert_int_equal(s1.base_pages, 510);

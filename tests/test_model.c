@@ -892,7 +892,7 @@ static void run_config(const char *opts, uint64_t seed, uint64_t salt, uint64_t 
 	print_message("%s: %" PRIu64 " ops in %.1fs; now huge %" PRIu64 " base %" PRIu64
 		      "; events: splits %" PRIu64 " deferred %" PRIu64 " collapsed %" PRIu64
 		      " fallback %" PRIu64 "\n",
-		      opts, nops, tl_now() - t0, s.huge_frames, s.base_pages, s.thp_split_page,
+		      opts, nops, tl_now() - t0, s.huge_frames, s.base_pages, tl_splits(&s),
 		      s.thp_deferred_split_page, s.thp_collapse_alloc, s.thp_file_fallback);
 	MCHECK(s.deferred_split_queue == 0 && s.pinned_pages == 0,
 	       "after the last unmap: deferred_split_queue %" PRIu64 ", pinned_pages %" PRIu64,
@@ -1125,7 +1125,7 @@ static void test_model_mapped(void **state)
 	struct thpfs_stats s = tl_stats(mm.fs);
 	print_message("%s%s mapped: %" PRIu64 " ops; huge %" PRIu64 " base %" PRIu64
 		      "; splits %" PRIu64 " collapsed %" PRIu64 " faulted-in pages %" PRIu64 "\n",
-		      opts, mm.lock ? " (mlocked)" : "", nops, s.huge_frames, s.base_pages, s.thp_split_page,
+		      opts, mm.lock ? " (mlocked)" : "", nops, s.huge_frames, s.base_pages, tl_splits(&s),
 		      s.thp_collapse_alloc, s.mmap_faulted_pages);
 	tl_close(mm.f);
 	assert_int_equal(thpfs_unlink(mm.fs, "/ram"), 0);

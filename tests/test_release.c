@@ -12,7 +12,10 @@
  *  - a partial process_madvise return, and madvise failures (fault injection:
  *    thpfs_fault_inject_release);
  *  - collapse=off: released pages leave within scan_sleep_ms with no call;
- *  - ShmemPinned's bytes; thpfs_reclaim's result under a racing writer.
+ *  - ShmemPinned's bytes; thpfs_reclaim's result under a racing writer;
+ *  - a failed release stays charged (size=, Shmem) and reclaim does not
+ *    claim it; thpfs_mmap under mlockall does not populate the slots it
+ *    empties.
  * Tests that need a cgroup (root, a memory controller) skip without one.
  */
 #include "testlib.h"
@@ -274,7 +277,79 @@ static void child_locked_run(struct thpfs_cg *cg, const char *opts)
 	fflush(stdout);
 	_exit(0);
 }
+/*
+ * The child: mlockall(MCL_CURRENT | MCL_FUTURE), then thpfs_mmap of a file
+ * whose data already exists.  The mapping takes the file's frames (no copy);
+ * the arena slots they leave are mapped afresh, and under MCL_FUTURE a new
+ * writable mapping is locked and populated at once: that must not happen, or
+ * the mapping doubles the memory of the data, unseen by any counter.
+ */
+static void child_mmap_locked(struct thpfs_cg *cg)
+{
+	CCHECK(thpfs_cg_enter(cg) == 0, "enter cgroup");
+	CCHECK(mlockall(MCL_CURRENT | MCL_FUTURE) == 0, "mlockall: %s", strerror(errno));
+	struct thpfs *fs;
+	CCHECK(thpfs_mount(&fs, "huge=always,collapse=off") == 0, "mount");
+	struct thpfs_file *f;
+	CCHECK(thpfs_open(fs, "/f", O_RDWR | O_CREAT, 0644, &f) == 0, "open");
+	child_write_pat(f, 0, 32 * MIB, 4);
+	int64_t u0 = child_usage(cg);
+	void *addr = NULL;
+	int r = thpfs_mmap(f, 0, 32 * MIB, &addr);
+	if (r == -EOPNOTSUPP) {
+		printf("  thpfs_mmap needs PAGEMAP_SCAN: skipping\n");
+		_exit(77);
+	}
+	CCHECK(r == 0, "thpfs_mmap = %d", r);
+	int64_t u1 = child_usage(cg);
+	printf("  mlockall: thpfs_mmap of 32 MiB of existing data: cgroup %+.1f MiB\n",
+	       (u1 - u0) / (double)MIB);
+	CCHECK(u1 - u0 < (int64_t)(4 * MIB), "thpfs_mmap took %.1f MiB more",
+	       (u1 - u0) / (double)MIB);
+	for (uint64_t off = 0; off < 32 * MIB; off += 4093)
+		CCHECK(((uint8_t *)addr)[off] == tl_pat(off, 4), "mapped byte %" PRIu64, off);
+	CCHECK(thpfs_munmap(f, addr, 32 * MIB) == 0, "munmap");
+	int64_t u2 = child_usage(cg);
+	printf("  after thpfs_munmap: cgroup %+.1f MiB\n", (u2 - u0) / (double)MIB);
+	CCHECK(u2 - u0 < (int64_t)(4 * MIB), "thpfs_munmap took %.1f MiB more",
+	       (u2 - u0) / (double)MIB);
+	CCHECK(thpfs_close(f) == 0 && thpfs_unmount(fs) == 0, "close, unmount");
+	fflush(stdout);
+	_exit(0);
+}
 #endif
+
+static void test_mmap_mlockall(void **state)
+{
+#ifdef SANITIZED
+	(void)state;
+	print_message("mlockall would fault in the sanitizer's shadow memory: skipping\n");
+	skip();
+#else
+	struct rel_fx *fx = *state;
+	cg_make(fx, false);
+	char p[600];
+	snprintf(p, sizeof(p), "%s/%s", fx->cg.dir,
+		 fx->cg.v2 ? "memory.max" : "memory.limit_in_bytes");
+	FILE *lf = fopen(p, "w");
+	assert_non_null(lf);
+	fprintf(lf, "%llu\n", 256 * MIB);
+	assert_int_equal(fclose(lf), 0);
+	fflush(stdout);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_mmap_locked(&fx->cg);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (WIFSIGNALED(st))
+		fail_msg("child killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(st), 0);
+#endif
+}
 
 static void test_mlockall(void **state, const char *opts)
 {
@@ -353,10 +428,15 @@ static void test_partial_process_madvise(void **state)
 /*
  * Every release fails (as on a kernel without MADV_DONTNEED_LOCKED, for
  * mlocked memory): the frames are zeroed in place, counted as not released,
- * and whoever gets them next reads zeros.  The cgroup confirms the memory was
- * not given back and nothing claims it was.
+ * and whoever gets them next reads zeros.  4 KiB pages inside a block stay
+ * with the process (and charged, unreleased_bytes) until their block reuses
+ * them: the cgroup confirms they were not given back and nothing claims they
+ * were.  A whole 2 MiB frame is mapped afresh instead (whole_slot), which
+ * frees it even though madvise refused: the cgroup sees it go, and only then
+ * is it counted in bytes_released.
  */
-static void test_release_failure(void **state, const char *opts, uint64_t punch_len)
+static void test_release_failure(void **state, const char *opts, uint64_t punch_len,
+				 bool whole_slot)
 {
 	struct rel_fx *fx = *state;
 	cg_make(fx, true);
@@ -377,8 +457,18 @@ static void test_release_failure(void **state, const char *opts, uint64_t punch_
 	       (s1.release_failed_bytes - s0.release_failed_bytes) >> 10,
 	       s1.bytes_released - s0.bytes_released);
 	assert_int_equal(s1.release_failed_bytes - s0.release_failed_bytes, punch_len);
-	assert_int_equal(s1.bytes_released, s0.bytes_released);
-	assert_true(u0 - u1 < (int64_t)(punch_len / 2)); /* and indeed it stayed */
+	if (whole_slot) {
+		/* mapped afresh: gone, and counted once it is */
+		assert_int_equal(s1.bytes_released - s0.bytes_released, punch_len);
+		assert_true(u0 - u1 >= (int64_t)(punch_len * 95 / 100));
+		assert_int_equal(s1.unreleased_bytes, 0);
+		assert_int_equal(s1.shmem_bytes, s0.shmem_bytes - punch_len);
+	} else {
+		assert_int_equal(s1.bytes_released, s0.bytes_released);
+		assert_true(u0 - u1 < (int64_t)(punch_len / 2)); /* and indeed it stayed */
+		assert_int_equal(s1.unreleased_bytes, punch_len); /* still held, */
+		assert_int_equal(s1.shmem_bytes, s0.shmem_bytes); /* still counted */
+	}
 	tl_check_zero(a, 0, punch_len);
 	tl_check_pat(a, punch_len, 4 * MIB - punch_len, 9);
 	/* the zeroed frames are reused and read as zeros */
@@ -388,18 +478,19 @@ static void test_release_failure(void **state, const char *opts, uint64_t punch_
 		check_fresh_page(b, off);
 	for (uint64_t off = 0; off < punch_len; off += PG)
 		check_fresh_page(a, off + 17);
+	assert_int_equal(tl_stats(fx->fs).unreleased_bytes, 0); /* reused */
 	tl_close(b);
 	tl_close(a);
 }
 
 static void test_release_failure_huge(void **state)
 {
-	test_release_failure(state, "huge=always,collapse=off", 2 * MIB);
+	test_release_failure(state, "huge=always,collapse=off", 2 * MIB, true);
 }
 
 static void test_release_failure_base(void **state)
 {
-	test_release_failure(state, "huge=never,collapse=off", 100 * PG);
+	test_release_failure(state, "huge=never,collapse=off", 100 * PG, false);
 }
 
 /* ---- collapse=off: the scan_sleep_ms promise ---- */
@@ -563,6 +654,126 @@ static void test_reclaim_race(void **state)
 	assert_true(most <= (int64_t)(8 * MIB));
 }
 
+/* ---- A release that fails stays charged ---- */
+
+/*
+ * thpfs_free_lazy of 1 MiB in each of four 2 MiB ranges, then thpfs_reclaim
+ * with every release failing (as on a kernel that refuses mlocked memory):
+ * reclaim must not report (or count in reclaim_bytes) memory the cgroup did
+ * not see go, and the zeroed pages stay charged to size= and Shmem until they
+ * are really released or reused: another file cannot take their place (the
+ * process would hold more than size=), their own file can write them again
+ * without a new charge, and unlinking the file gives them back for real.
+ */
+/* Static buffers, so that the test's own memory does not move the cgroup
+ * reading (a heap buffer may sit in AddressSanitizer's quarantine). */
+static uint8_t stat_buf[MIB], stat_want[MIB];
+
+/* Writes the pattern (or zero when seed is 0) over [off, off + len) in 1 MiB
+ * pieces. */
+static void write_static(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed)
+{
+	for (uint64_t o = off; o < off + len; o += MIB) {
+		tl_fill(stat_buf, MIB, o, seed);
+		assert_int_equal(thpfs_pwrite(f, stat_buf, MIB, (off_t)o), (ssize_t)MIB);
+	}
+}
+
+/* Checks [off, off + len) holds the pattern (seed) or zeros (seed 0). */
+static void check_static(struct thpfs_file *f, uint64_t off, uint64_t len, unsigned seed)
+{
+	for (uint64_t o = off; o < off + len; o += MIB) {
+		assert_int_equal(thpfs_pread(f, stat_buf, MIB, (off_t)o), (ssize_t)MIB);
+		if (seed)
+			tl_fill(stat_want, MIB, o, seed);
+		else
+			memset(stat_want, 0, MIB);
+		if (memcmp(stat_buf, stat_want, MIB))
+			fail_msg("wrong bytes in [%" PRIu64 ", +1 MiB)", o);
+	}
+}
+
+static void test_failed_release_stays_charged(void **state)
+{
+	struct rel_fx *fx = *state;
+	cg_make(fx, true);
+	fx->fs = tl_mount("huge=never,collapse=off,size=8m");
+	memset(stat_buf, 1, MIB); /* both faulted in before the first reading */
+	memset(stat_want, 1, MIB);
+	int64_t ubase = usage(fx);
+	struct thpfs_file *a = tl_open(fx->fs, "/a", O_RDWR | O_CREAT);
+	write_static(a, 0, 8 * MIB, 11);
+	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
+	struct thpfs_stats s0 = tl_stats(fx->fs);
+	int64_t u0 = usage(fx);
+	for (uint64_t off = 0; off < 8 * MIB; off += HPG)
+		assert_int_equal(thpfs_free_lazy(a, (off_t)off, (off_t)MIB), 0);
+	thpfs_fault_inject_release(fx->fs, 1, 1);
+	int64_t r = thpfs_reclaim(fx->fs, 0);
+	int64_t u1 = usage(fx);
+	struct thpfs_stats s1 = tl_stats(fx->fs);
+	printf("4 MiB lazily freed, every release fails: thpfs_reclaim returned %.1f MiB, "
+	       "reclaim_bytes +%.1f MiB, cgroup fell %.1f MiB; Shmem %.1f MiB, "
+	       "release_failed_bytes +%.1f MiB\n", r / (double)MIB,
+	       (s1.reclaim_bytes - s0.reclaim_bytes) / (double)MIB, (u0 - u1) / (double)MIB,
+	       s1.shmem_bytes / (double)MIB,
+	       (s1.release_failed_bytes - s0.release_failed_bytes) / (double)MIB);
+	assert_int_equal(s1.release_failed_bytes - s0.release_failed_bytes, 4 * MIB);
+	assert_true(u0 - u1 < (int64_t)MIB); /* the kernel kept it */
+	assert_true(r <= (u0 - u1 > 0 ? u0 - u1 : 0) + (int64_t)MIB);
+	assert_int_equal(s1.reclaim_bytes - s0.reclaim_bytes, (uint64_t)r);
+	assert_int_equal(s1.shmem_bytes, 8 * MIB); /* still held */
+	assert_int_equal(s1.unreleased_bytes, 4 * MIB);
+
+	/* size= still counts them: another file gets nothing... */
+	struct thpfs_file *b = tl_open(fx->fs, "/b", O_RDWR | O_CREAT);
+	ssize_t w = thpfs_pwrite(b, stat_buf, MIB, 0);
+	int64_t u2 = usage(fx);
+	printf("another file's 1 MiB write: %zd; the process holds %.1f MiB with size=8m\n", w,
+	       (u2 - ubase) / (double)MIB);
+	assert_int_equal(w, -ENOSPC);
+	assert_true(u2 - ubase <= (int64_t)(8 * MIB + MIB));
+	thpfs_fault_inject_release(fx->fs, 0, 0);
+	tl_close(b);
+
+	/* ...the file itself reuses them (zeroed, no new memory)... */
+	for (uint64_t off = 0; off < 8 * MIB; off += HPG) {
+		check_static(a, off, MIB, 0);
+		write_static(a, off, MIB, 12);
+	}
+	int64_t u3 = usage(fx);
+	struct thpfs_stats s3 = tl_stats(fx->fs);
+	printf("rewritten in place: cgroup %+.1f MiB, Shmem %.1f MiB\n", (u3 - u0) / (double)MIB,
+	       s3.shmem_bytes / (double)MIB);
+	assert_true(u3 - u0 < (int64_t)MIB);
+	assert_int_equal(s3.shmem_bytes, 8 * MIB);
+	assert_int_equal(s3.unreleased_bytes, 0);
+	for (uint64_t off = 0; off < 8 * MIB; off += HPG) {
+		check_static(a, off, MIB, 12);
+		check_static(a, off + MIB, MIB, 11);
+	}
+
+	/* ...and it all goes when the file does. */
+	for (uint64_t off = 0; off < 8 * MIB; off += HPG)
+		assert_int_equal(thpfs_free_lazy(a, (off_t)off, (off_t)MIB), 0);
+	thpfs_fault_inject_release(fx->fs, 1, 1);
+	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
+	thpfs_fault_inject_release(fx->fs, 0, 0);
+	tl_close(a);
+	assert_int_equal(thpfs_unlink(fx->fs, "/a"), 0);
+	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
+	int64_t u4 = usage(fx);
+	struct thpfs_stats s4 = tl_stats(fx->fs);
+	printf("file unlinked: cgroup fell %.1f MiB of 8.0 MiB, Shmem %.1f MiB\n",
+	       (u0 - u4) / (double)MIB, s4.shmem_bytes / (double)MIB);
+	assert_true(u0 - u4 >= (int64_t)(7 * MIB));
+	assert_int_equal(s4.shmem_bytes, 0);
+	assert_int_equal(s4.unreleased_bytes, 0);
+	struct thpfs_statfs sf;
+	assert_int_equal(thpfs_statfs(fx->fs, &sf), 0);
+	assert_int_equal(sf.bfree * sf.bsize, 8 * MIB); /* size= holds nothing */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -570,14 +781,21 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mlocked_base, rel_setup, rel_teardown),
 		cmocka_unit_test_setup_teardown(test_mlockall_huge, rel_setup, rel_teardown),
 		cmocka_unit_test_setup_teardown(test_mlockall_base, rel_setup, rel_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_mlockall, rel_setup, rel_teardown),
 		cmocka_unit_test_setup_teardown(test_partial_process_madvise, rel_setup,
 						rel_teardown),
 		cmocka_unit_test_setup_teardown(test_release_failure_huge, rel_setup, rel_teardown),
 		cmocka_unit_test_setup_teardown(test_release_failure_base, rel_setup, rel_teardown),
 		cmocka_unit_test_setup_teardown(test_release_without_collapse, rel_setup,
 						rel_teardown),
+		cmocka_unit_test_setup_teardown(test_failed_release_stays_charged, rel_setup,
+						rel_teardown),
 		TL_TEST(test_shmem_pinned, "huge=always,collapse=off"),
 		TL_TEST(test_reclaim_race, "huge=always,collapse=off"),
 	};
+	/* THPFS_TEST_FILTER=name runs only the matching cases. */
+	const char *only = getenv("THPFS_TEST_FILTER");
+	if (only)
+		cmocka_set_test_filter(only);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

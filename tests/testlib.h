@@ -109,6 +109,19 @@ void tl_skip_check(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Non-negative integer from the environment, or def. */
 uint64_t tl_env_u64(const char *name, uint64_t def);
 
+/* Huge pages broken up by any split mode: the kernel's own splits
+ * (thp_split_page: split=native) plus migrations (thp_split_migrate) and
+ * in-place drops (thp_split_inplace). */
+static inline uint64_t tl_splits(const struct thpfs_stats *s)
+{
+	return s->thp_split_page + s->thp_split_migrate + s->thp_split_inplace;
+}
+static inline uint64_t tl_splits_now(struct thpfs *fs)
+{
+	struct thpfs_stats s = tl_stats(fs);
+	return tl_splits(&s);
+}
+
 /* Per-test fixture: a fresh mount.  Pass the mount options as the cmocka
  * initial state (cmocka_unit_test_prestate_setup_teardown); NULL means
  * "huge=always".  Teardown unmounts. */

@@ -129,13 +129,20 @@ static long long field_value(const char *text, const char *name)
 /* Huge-page coverage as the kernel sees it: the bytes of thpfs frames it
  * maps with huge PMDs (PAGEMAP_SCAN) over the bytes thpfs holds.  thpfs's
  * own ShmemHugePages counter is not used: it cannot disagree with itself. */
-static int print_coverage(const char *text)
+static int print_coverage(const char *prog, const char *text)
 {
 	long long pmd = field_value(text, "ShmemPmdMapped"), shmem = field_value(text, "Shmem");
 	const char *verify = strstr(text, "SplitVerify: none");
 
-	if (pmd < 0 || shmem < 0 || verify)
-		return -1; /* an older daemon, or a kernel without PAGEMAP_SCAN */
+	if (verify) {
+		/* The daemon cannot ask the kernel (Linux < 6.7, or it could not
+		 * open /proc/self/pagemap); the line says why. */
+		fprintf(stderr, "%s: coverage cannot be asked: %.*s\n", prog,
+			(int)strcspn(verify, "\n"), verify);
+		return -2;
+	}
+	if (pmd < 0 || shmem < 0)
+		return -1; /* an older daemon */
 	printf("%.1f\n", shmem ? 100.0 * (double)pmd / (double)shmem : 0.0);
 	return 0;
 }
@@ -173,11 +180,12 @@ int main(int argc, char *argv[])
 		fputs(text, stdout);
 	} else {
 		for (int i = 2; i < argc; i++) {
-			if (!strcmp(argv[i], "coverage") ? print_coverage(text) < 0
-							    : print_field(text, argv[i]) < 0) {
+			int r = !strcmp(argv[i], "coverage") ? print_coverage(argv[0], text)
+							      : print_field(text, argv[i]);
+			if (r == -1)
 				fprintf(stderr, "%s: no statistic named %s\n", argv[0], argv[i]);
+			if (r < 0)
 				ret = 2;
-			}
 		}
 	}
 	free(text);

@@ -314,7 +314,10 @@ static void tb_counters(struct bl_backend *be, struct bl_thp_counters *c)
 	memset(c, 0, sizeof(*c));
 	if (thpfs_get_stats(tb(be)->fs, &st))
 		return;
-	c->split = st.thp_split_page;
+	/* Huge pages broken up however thpfs did it: the kernel's own splits
+	 * (thp_split_page, split=native), copies (thp_split_migrate) and
+	 * in-place drops (thp_split_inplace). */
+	c->split = st.thp_split_page + st.thp_split_migrate + st.thp_split_inplace;
 	c->split_failed = st.thp_split_page_failed;
 	c->deferred = st.thp_deferred_split_page;
 	c->collapse_alloc = st.thp_collapse_alloc;
