@@ -15,7 +15,11 @@
  *     thpfs_free_lazy, thpfs_collapse, thpfs_reclaim, fadvise, fstat,
  *     on offsets and lengths a caller should not pass: negative, near
  *     THPFS_MAX_FILE_SIZE, off+len overflowing, near 2 MiB boundaries;
- *   - closed (stale) handles, which must give -EBADF.
+ *   - closed (stale) handles, which must give -EBADF;
+ *   - with the second opcode table (bit 7 of the second byte; inputs
+ *     without it decode as before): thpfs_mmap/munmap with stores and loads
+ *     through the view, thpfs_pread_direct, thpfs_mknod(_at), and the
+ *     xattr calls by path and by inode, POSIX ACLs valid and broken.
  *
  * The model holds the namespace (a tree of names, inodes with link counts)
  * and each regular file's bytes and size (sparse 4 KiB pages).  It predicts
@@ -2618,6 +2622,105 @@ static void op_pread_direct(struct in *in, struct handle *h)
 	      c.calls, c.len, want);
 }
 
+/* chmod's effect on a stored access ACL (include/thpfs.h "chmod updates a
+ * stored access ACL"): USER_OBJ, MASK (GROUP_OBJ without one) and OTHER
+ * take the new permission bits. */
+static void model_acl_chmod(struct mnode *n, mode_t mode)
+{
+	struct mxattr *x = mx_find(n, THPFS_XATTR_ACL_ACCESS);
+	if (!x || x->size < 4)
+		return;
+	size_t cnt = (x->size - 4) / 8;
+	bool has_mask = false;
+	for (size_t i = 0; i < cnt; i++)
+		has_mask |= (x->val[4 + 8 * i] | x->val[5 + 8 * i] << 8) == A_MASK;
+	for (size_t i = 0; i < cnt; i++) {
+		uint8_t *e = x->val + 4 + 8 * i;
+		unsigned tag = e[0] | e[1] << 8, perm;
+		if (tag == A_UOBJ)
+			perm = (mode >> 6) & 7;
+		else if (tag == A_MASK || (tag == A_GOBJ && !has_mask))
+			perm = (mode >> 3) & 7;
+		else if (tag == A_OTHER)
+			perm = mode & 7;
+		else
+			continue;
+		e[2] = (uint8_t)perm;
+		e[3] = 0;
+	}
+}
+
+static void op_setattr(struct in *in)
+{
+	struct mnode *n = pick_node(in);
+	uint64_t ino = n ? n->ino : bogus_ino;
+	unsigned sel = U8(in);
+	int to_set = 0;
+	struct stat attr;
+	memset(&attr, 0, sizeof(attr));
+	if (sel & 1)
+		to_set |= THPFS_SET_MODE;
+	if (sel & 2)
+		to_set |= THPFS_SET_SIZE;
+	if (sel & 4)
+		to_set |= THPFS_SET_UID;
+	if (sel & 8)
+		to_set |= THPFS_SET_MTIME_NOW;
+	if (sel & 0x10) {
+		to_set |= THPFS_SET_MTIME;
+		attr.st_mtim.tv_nsec = (sel & 0x20) ? 2000000000L : 5;
+	}
+	attr.st_mode = (mode_t)(U16(in) & 07777);
+	attr.st_uid = 1000;
+	attr.st_size = gen_off(in, n && n->type == M_REG ? n->size : 0);
+	int e = 0;
+	if (!n)
+		e = -ENOENT;
+	else if ((to_set & THPFS_SET_SIZE) && n->type == M_DIR)
+		e = -EISDIR;
+	else if ((to_set & THPFS_SET_SIZE) && (n->type != M_REG || attr.st_size < 0))
+		e = -EINVAL;
+	else if ((to_set & THPFS_SET_SIZE) && attr.st_size > MAXF)
+		e = -EFBIG;
+	else if ((to_set & THPFS_SET_MTIME) && !(to_set & THPFS_SET_MTIME_NOW) && (sel & 0x20))
+		e = -EINVAL;
+	else if ((to_set & THPFS_SET_SIZE) && n->map_len && (uint64_t)attr.st_size != n->size &&
+		 (uint64_t)attr.st_size < n->map_off + n->map_len)
+		e = -EBUSY; /* a size setattr below a view */
+	mode_t before = n ? node_mode(n) : 0;
+	note("setattr(ino %" PRIu64 ", %#x, mode %#o, size %" PRId64 ")", ino, to_set,
+	     (unsigned)attr.st_mode, (int64_t)attr.st_size);
+	struct stat out;
+	int r = thpfs_setattr(fs, ino, &attr, to_set, &out);
+	check_errno(r, "setattr");
+	bool tolerated = !e && (to_set & THPFS_SET_SIZE) && (r == -ENOSPC || r == -ENOMEM);
+	if (!tolerated)
+		CHECK(r == e, "setattr(ino %" PRIu64 ", %#x, size %" PRId64 ") = %d, model %d", ino,
+		      to_set, (int64_t)attr.st_size, r, e);
+	if (!n)
+		return;
+	if (r) {
+		CHECK(node_mode(n) == before, "failed setattr changed the mode");
+		verify_xattrs(n, "failed setattr");
+		if (n->type == M_REG)
+			check_node_range(n, 0, 8192, "failed setattr");
+		return;
+	}
+	if (to_set & THPFS_SET_SIZE)
+		model_set_size(n, (uint64_t)attr.st_size);
+	if (to_set & THPFS_SET_MODE) {
+		model_acl_chmod(n, attr.st_mode);
+		CHECK((node_mode(n) & 07777) == (attr.st_mode & 07777), "setattr mode %#o, asked %#o",
+		      (unsigned)node_mode(n), (unsigned)attr.st_mode);
+	}
+	CHECK(out.st_ino == n->ino && (n->type != M_REG || (uint64_t)out.st_size == n->size),
+	      "setattr: returned stat (size %" PRId64 ", model %" PRIu64 ")", (int64_t)out.st_size,
+	      n->size);
+	verify_xattrs(n, "setattr");
+	if (n->type == M_REG && (to_set & THPFS_SET_SIZE))
+		check_node_range(n, attr.st_size - 5000, 10000, "setattr size");
+}
+
 /* Data calls of the second table: 0..13 as op_data, then the new ones. */
 static void op_data2(struct in *in, unsigned what)
 {
@@ -2703,7 +2806,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned op = U8(&in);
 		if (v2) {
 			/* 0..13 as below; 14 mknod, 15 mknod_at, 16 xattrs,
-			 * 17..31 the 19 data calls of op_data2 */
+			 * 17 setattr, 18..31 the 19 data calls of op_data2 */
 			switch (op % 32) {
 			case 0: case 1: op_open(&in); break;
 			case 2: op_close(&in); break;
@@ -2721,7 +2824,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case 14: op_mknod(&in); break;
 			case 15: op_mknod_at(&in); break;
 			case 16: op_xattr(&in); break;
-			default: op_data2(&in, (op % 32 - 17 + 15 * (op / 32)) % 19); break;
+			case 17: op_setattr(&in); break;
+			default: op_data2(&in, (op % 32 - 18 + 14 * (op / 32)) % 19); break;
 			}
 			if (nops % VERIFY_EVERY == 0)
 				verify_all();
