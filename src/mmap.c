@@ -611,6 +611,12 @@ static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx
 	_thpfs_chunk_check(c);
 }
 
+/* 2 MiB ranges scanned at a time: the state lives on the stack (18 KiB),
+ * so a sync takes no memory in proportion to the view and cannot fail to
+ * allocate (a 64 TiB view once took 2.3 GiB per call, and a failed malloc
+ * skipped the sync). */
+#define SYNC_BATCH 256
+
 void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t start,
 			    uint64_t end)
 {
@@ -620,17 +626,17 @@ void _thpfs_mmap_sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_
 	start = thpfs_max(start, m->start) & ~(uint64_t)(THPFS_HUGE_SIZE - 1);
 	end = thpfs_min(end, m->start + m->len);
 	size_t n = (size_t)((end - start + THPFS_HUGE_SIZE - 1) >> THPFS_HUGE_SHIFT);
-	struct range_state one, *st = n == 1 ? &one : malloc(n * sizeof(*st));
-	if (!st)
-		return;
+	struct range_state st[SYNC_BATCH];
 	char *addr = m->addr + (start - m->start);
-	if (scan_ranges(fs, addr, n, st) == 0) {
-		uint64_t first = start >> THPFS_HUGE_SHIFT;
-		for (size_t k = 0; k < n; k++)
-			sync_range(fs, inode, first + k, addr + k * THPFS_HUGE_SIZE, &st[k]);
+	uint64_t first = start >> THPFS_HUGE_SHIFT;
+	for (size_t done = 0; done < n; done += SYNC_BATCH) {
+		size_t k = thpfs_min(n - done, (size_t)SYNC_BATCH);
+		char *batch = addr + done * THPFS_HUGE_SIZE;
+		if (scan_ranges(fs, batch, k, st))
+			break;
+		for (size_t i = 0; i < k; i++)
+			sync_range(fs, inode, first + done + i, batch + i * THPFS_HUGE_SIZE, &st[i]);
 	}
-	if (st != &one)
-		free(st);
 	mapping_fix(fs, inode);
 }
 
