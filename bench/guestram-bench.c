@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include "bench-common.h"
 #include "cgroup.h"
+#include "pagemap.h"
 
 #include <errno.h>
 #include <linux/falloc.h>
@@ -44,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,44 +54,12 @@
 #define NPG 512
 #define MSG_PFNS 256
 
-/* ---- PAGEMAP_SCAN (Linux 6.7) ---- */
-struct b_region {
-	uint64_t start, end, categories;
-};
-struct b_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define B_PAGEMAP_SCAN _IOWR('f', 16, struct b_scan_arg)
-#define B_PRESENT (1ULL << 3)
-#define B_PFNZERO (1ULL << 5)
-#define B_HUGE (1ULL << 6)
-
-/* 2 MiB ranges of [p, p+len) mapped by one (non-zero) huge PMD. */
+/* 2 MiB ranges of [p, p+len) mapped by one (non-zero) huge PMD, by
+ * PAGEMAP_SCAN (tools/pagemap.h); -1 if the kernel cannot tell. */
 static long huge_ranges(const char *p, size_t len)
 {
-	static int fd = -1;
-	if (fd < 0)
-		fd = open("/proc/self/pagemap", O_RDONLY);
-	if (fd < 0)
-		return -1;
-	struct b_region vec[1024];
-	uint64_t start = (uint64_t)(uintptr_t)p, end = start + len, huge = 0;
-	while (start < end) {
-		struct b_scan_arg a = { .size = sizeof(a), .start = start, .end = end,
-					.vec = (uint64_t)(uintptr_t)vec, .vec_len = 1024,
-					.category_mask = B_HUGE, .return_mask = B_HUGE | B_PFNZERO };
-		long n = ioctl(fd, B_PAGEMAP_SCAN, &a);
-		if (n < 0)
-			return -1;
-		for (long i = 0; i < n; i++)
-			if (!(vec[i].categories & B_PFNZERO))
-				huge += vec[i].end - vec[i].start;
-		if (n < 1024 || a.walk_end <= start)
-			break;
-		start = a.walk_end;
-	}
-	return (long)(huge / HPG);
+	int64_t huge = thpfs_pagemap_huge_bytes(p, len);
+	return huge < 0 ? -1 : (long)((uint64_t)huge / HPG);
 }
 
 /* ---- The balloon's pattern ---- */

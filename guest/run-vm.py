@@ -92,20 +92,27 @@ class Cgroup:
         log("run-vm: could not remove cgroup %s" % self.dir)
 
 
+def connect_unix(path, timeout, poll):
+    """A stream socket connected to the unix socket at path, retried every
+    poll seconds until it is there (QEMU makes it after starting); the last
+    error once timeout seconds have passed."""
+    deadline = time.time() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError:
+            sock.close()
+            if time.time() > deadline:
+                raise
+            time.sleep(poll)
+
+
 # ---------------------------------------------------------------- QMP
 class QMP:
     def __init__(self, path, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
+        self.sock = connect_unix(path, timeout, 0.1)
         self.buf = b""
         self._read()  # greeting
         self.cmd("qmp_capabilities")
@@ -139,17 +146,7 @@ class Console:
     commands out."""
 
     def __init__(self, path, logfile, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout, 0.05)
         self.lines = []
         self.cond = threading.Condition()
         self.closed = False

@@ -4,8 +4,8 @@
 #   make $(B)/thpfs-balloon   the program (part of `make all` via `tools`)
 #   make test-balloon         build it and run tests/balloon/run.sh $(B)
 #                             (needs root for the cgroup and the kernel side)
-BALLOON_SRC := $(wildcard tools/balloon/*.c) tools/cgroup.c
-BALLOON_HDRS := tools/balloon/balloon.h tools/cgroup.h include/thpfs.h
+BALLOON_SRC := $(wildcard tools/balloon/*.c) tools/cgroup.c tools/pagemap.c
+BALLOON_HDRS := tools/balloon/balloon.h tools/cgroup.h tools/pagemap.h include/thpfs.h
 # The unit tests link the program's model parts, not main.c.
 BALLOON_MODEL_SRC := tools/balloon/guest.c tools/balloon/balloon.c tools/balloon/host.c
 

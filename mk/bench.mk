@@ -3,8 +3,8 @@
 # rewrite, collapse latency) and release-bench (4 KiB releases one madvise at
 # a time against process_madvise batches).  `make run-bench` runs them (needs
 # root for the kernel side; they print numbers, they never fail on timing).
-BENCH_COMMON = bench/bench-common.c tools/cgroup.c
-BENCH_HDRS = bench/bench-common.h tools/cgroup.h include/thpfs.h
+BENCH_COMMON = bench/bench-common.c tools/cgroup.c tools/pagemap.c
+BENCH_HDRS = bench/bench-common.h tools/cgroup.h tools/pagemap.h include/thpfs.h
 BENCH_ARGS ?=
 COLLAPSE_BENCH_ARGS ?=
 

@@ -17,6 +17,8 @@ TESTS_CG_BIN := $(B)/tests/test_cgroup $(B)/tests/test_bounds $(B)/tests/test_ke
 		$(B)/tests/test_release $(B)/tests/test_mmap
 TESTS_CG_BIN += $(B)/tests/test_prealloc
 TESTS_CG_OBJ := $(B)/tests/obj/cgroup.o
+# testlib's cgroup helpers use it, so every test links it.
+TESTS_LIB_OBJ += $(TESTS_CG_OBJ)
 # The concurrency tests, the only ones check-tsan runs.
 TESTS_TSAN := test_stress test_collapse test_release test_mmap
 TESTS_TSAN += test_prealloc
@@ -29,7 +31,7 @@ TESTS_LIBS := -lcmocka -lpthread
 
 tests: $(TESTS_BIN)
 
-$(B)/tests/obj/%.o: tests/%.c tests/testlib.h $(HDRS)
+$(B)/tests/obj/%.o: tests/%.c tests/testlib.h tools/cgroup.h $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TESTS_CFLAGS) -c $< -o $@
 

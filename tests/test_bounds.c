@@ -220,45 +220,13 @@ static void test_sparse_blocks_charged(void **state)
 	tl_close(f);
 }
 
-struct cg_fx {
-	struct thpfs_cg cg;
-	bool made;
-	struct thpfs *fs;
-};
-
-static int cg_setup(void **state)
-{
-	*state = calloc(1, sizeof(struct cg_fx));
-	return *state ? 0 : -1;
-}
-
-static int cg_teardown(void **state)
-{
-	struct cg_fx *fx = *state;
-	int ret = 0;
-	if (fx->fs && thpfs_unmount(fx->fs))
-		ret = -1;
-	if (fx->made && thpfs_cg_destroy(&fx->cg))
-		ret = -1;
-	free(fx);
-	return ret;
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
 #define SPARSE_SIZE (64 * MIB)
 /* Memory the daemon may hold past size= for this file: the chunk structs
  * and the index (about 300 bytes per 2 MiB range, not charged, as tmpfs
  * does not charge its struct pages) and the allocator's slack; under
  * AddressSanitizer also the redzones and shadow of those.  Without the
  * page-table charge the file holds twice size= (128 MiB measured). */
-#ifdef ASAN
+#ifdef TL_ASAN
 #define SPARSE_SLACK (16 * MIB)
 #else
 #define SPARSE_SLACK (8 * MIB)
@@ -271,16 +239,8 @@ static int cg_teardown(void **state)
  */
 static void test_sparse_blocks_cgroup(void **state)
 {
-	struct cg_fx *fx = *state;
-	int r = thpfs_cg_create(&fx->cg, "thpfs-bounds");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): skipping\n", strerror(-r));
-		skip();
-	}
-	fx->made = true;
-	r = thpfs_cg_enter(&fx->cg);
-	if (r)
-		fail_msg("cannot enter cgroup %s: %s", fx->cg.dir, strerror(-r));
+	struct tl_cg_fx *fx = *state;
+	tl_cg_start(fx, "thpfs-bounds", true);
 	fx->fs = tl_mount("huge=never,collapse=off,size=64m");
 	struct thpfs_file *f = tl_open(fx->fs, "/sparse", O_RDWR | O_CREAT);
 	int64_t before = thpfs_cg_usage(&fx->cg);
@@ -315,7 +275,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		/* first, before the other tests leave heap charged elsewhere */
-		cmocka_unit_test_setup_teardown(test_sparse_blocks_cgroup, cg_setup, cg_teardown),
+		cmocka_unit_test_setup_teardown(test_sparse_blocks_cgroup, tl_cg_setup, tl_cg_teardown),
 		TL_TEST(test_links_take_inodes, "nr_inodes=100"),
 		TL_TEST(test_link_at_takes_inodes, "nr_inodes=10"),
 		TL_TEST(test_long_symlinks_take_pages, "size=64m"),

@@ -26,45 +26,6 @@
 #define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
 #define SEED 20240601ULL
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
-/* Bytes of AddressSanitizer shadow memory resident now (0 without ASan).
- * The shadow is charged to the cgroup too, so under ASan its growth during
- * the punches is taken out of the measurement (and printed). */
-static int64_t asan_shadow_rss(void)
-{
-#ifdef ASAN
-	/* x86_64 shadow: [0x7fff8000, 0x10007fff8000) */
-	const unsigned long lo = 0x7fff8000UL, hi = 0x10007fff8000UL;
-	char line[512];
-	int64_t sum = 0;
-	bool in = false;
-	FILE *fp = fopen("/proc/self/smaps", "r");
-	if (!fp)
-		return 0;
-	while (fgets(line, sizeof(line), fp)) {
-		unsigned long a, b;
-		size_t tok = strcspn(line, " \t\n");
-		if (!(tok > 0 && line[tok - 1] == ':') && sscanf(line, "%lx-%lx ", &a, &b) == 2) {
-			in = a >= lo && b <= hi;
-			continue;
-		}
-		if (in && !strncmp(line, "Rss:", 4))
-			sum += strtoll(line + 4, NULL, 10) * 1024;
-	}
-	fclose(fp);
-	return sum;
-#else
-	return 0;
-#endif
-}
-
 struct cg_fx {
 	struct thpfs_cg cg;
 	bool made;
@@ -121,15 +82,10 @@ static uint32_t *pick_pages(uint64_t seed)
 /* Fills the file, punches the chosen pages, returns the usage drop. */
 static int64_t fill_and_punch(struct cg_fx *fx, const char *opts, uint64_t *punched)
 {
-	int r = thpfs_cg_create(&fx->cg, "thpfs-test");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): skipping\n", strerror(-r));
+	if (!tl_cg_create(&fx->cg, "thpfs-test", "skipping"))
 		skip();
-	}
 	fx->made = true;
-	r = thpfs_cg_enter(&fx->cg);
-	if (r)
-		fail_msg("cannot enter cgroup %s: %s", fx->cg.dir, strerror(-r));
+	tl_cg_enter(&fx->cg);
 
 	printf("seed %llu: punching %llu of %llu pages at random\n", (unsigned long long)SEED,
 	       (unsigned long long)(NPAGES / 2), (unsigned long long)NPAGES);
@@ -149,14 +105,14 @@ static int64_t fill_and_punch(struct cg_fx *fx, const char *opts, uint64_t *punc
 	printf("filled: huge_frames %" PRIu64 " base_pages %" PRIu64 "\n", s.huge_frames,
 	       s.base_pages);
 
-	int64_t shadow0 = asan_shadow_rss();
+	int64_t shadow0 = tl_asan_shadow_rss();
 	int64_t before = thpfs_cg_usage(&fx->cg);
 	assert_true(before > 0);
 	for (uint32_t i = 0; i < NPAGES / 2; i++)
 		assert_int_equal(thpfs_fallocate(fx->f, PUNCH, (off_t)fx->pages[i] * PG, PG), 0);
 	int64_t after = thpfs_cg_usage(&fx->cg);
 	assert_true(after > 0);
-	int64_t shadow = asan_shadow_rss() - shadow0;
+	int64_t shadow = tl_asan_shadow_rss() - shadow0;
 	if (shadow0 || shadow) {
 		printf("AddressSanitizer shadow grew by %.1f MiB during the punches; not counted\n",
 		       shadow / (double)MIB);

@@ -165,15 +165,9 @@ static double mib(int64_t b)
  * it).  Sets mem[k] to the memory of huge page k. */
 static void pipe_prepare(struct pipe_fx *fx, const char *opts, char **mem)
 {
-	int r = thpfs_cg_create(&fx->cg, "thpfs-kernel");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): the page table is the "
-			      "only judge\n", strerror(-r));
-	} else {
+	if (tl_cg_create(&fx->cg, "thpfs-kernel", "the page table is the only judge")) {
 		fx->made = true;
-		r = thpfs_cg_enter(&fx->cg);
-		if (r)
-			fail_msg("cannot enter cgroup %s: %s", fx->cg.dir, strerror(-r));
+		tl_cg_enter(&fx->cg);
 	}
 	fx->fs = tl_mount(opts);
 	need_kernel_view(fx->fs);
@@ -457,16 +451,7 @@ static void test_split_counter_is_kernels(void **state)
 /* ---- An unprivileged process (a daemon after setresuid) ---- */
 #include <sys/wait.h>
 
-/* A check in a forked child: print and exit 1. */
-#define CCHECK(cond, ...)                                                        \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "child: line %d: ", __LINE__);            \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-			_exit(1);                                                 \
-		}                                                                \
-	} while (0)
+#define CCHECK TL_CCHECK /* testlib.h: a check in a forked child */
 
 /* Becomes nobody (uid 65534), as a daemon that drops root does; dumpable
  * or not (a setresuid clears it: /proc/self/pagemap is then refused). */
@@ -507,23 +492,13 @@ static void child_check_halves(struct thpfs_file *f, unsigned k, unsigned seed)
 /* Runs fn in a forked child (in cg when given) and fails if it did. */
 static void run_child(void (*fn)(struct thpfs_cg *cg), struct thpfs_cg *cg)
 {
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	pid_t pid = tl_fork();
 	if (pid == 0) {
 		fn(cg);
 		fflush(stdout);
 		_exit(0);
 	}
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (WIFSIGNALED(st))
-		fail_msg("child killed by signal %d", WTERMSIG(st));
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	tl_wait_child(pid);
 }
 
 /* The SplitVerify line of thpfs_meminfo, without its newline. */
@@ -663,11 +638,8 @@ static void child_ptemapped_pipe(struct thpfs_cg *cg)
 static void test_ptemapped_pipe_unprivileged(void **state)
 {
 	struct pipe_fx *fx = *state;
-	int r = thpfs_cg_create(&fx->cg, "thpfs-kernel");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): skipping\n", strerror(-r));
+	if (!tl_cg_create(&fx->cg, "thpfs-kernel", "skipping"))
 		skip();
-	}
 	fx->made = true;
 	run_child(child_ptemapped_pipe, &fx->cg);
 }

@@ -366,46 +366,6 @@ static void test_fixed_address(void **state)
 
 /* ---- Memory goes back, the address stays ---- */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
-/* Bytes of AddressSanitizer shadow memory resident now (0 without ASan).
- * The shadow is charged to the cgroup too, so under ASan its growth during
- * the punches is taken out of the measurement (and printed). */
-static int64_t asan_shadow_rss(void)
-{
-#ifdef ASAN
-	/* x86_64 shadow: [0x7fff8000, 0x10007fff8000) */
-	const unsigned long lo = 0x7fff8000UL, hi = 0x10007fff8000UL;
-	char line[512];
-	int64_t sum = 0;
-	bool in = false;
-	FILE *fp = fopen("/proc/self/smaps", "r");
-	if (!fp)
-		return 0;
-	while (fgets(line, sizeof(line), fp)) {
-		unsigned long a, b;
-		size_t tok = strcspn(line, " \t\n");
-		if (!(tok > 0 && line[tok - 1] == ':') && sscanf(line, "%lx-%lx ", &a, &b) == 2) {
-			in = a >= lo && b <= hi;
-			continue;
-		}
-		if (in && !strncmp(line, "Rss:", 4))
-			sum += strtoll(line + 4, NULL, 10) * 1024;
-	}
-	fclose(fp);
-	return sum;
-#else
-	return 0;
-#endif
-}
-
-
 struct cgx {
 	struct thpfs_cg cg;
 	bool made;
@@ -413,15 +373,10 @@ struct cgx {
 
 static bool cg_start(struct cgx *x)
 {
-	int r = thpfs_cg_create(&x->cg, "thpfs-mmap");
-	if (r) {
-		print_message("no child memory cgroup (%s): skipping\n", strerror(-r));
+	if (!tl_cg_create(&x->cg, "thpfs-mmap", "skipping"))
 		return false;
-	}
 	x->made = true;
-	r = thpfs_cg_enter(&x->cg);
-	if (r)
-		fail_msg("cannot enter cgroup: %s", strerror(-r));
+	tl_cg_enter(&x->cg);
 	return true;
 }
 
@@ -463,7 +418,7 @@ static void punch_returns_memory(void **state, bool lock)
 			if (tl_rand_below(&seed, 2))
 				punched[r * NPG + i] = 1;
 	}
-	int64_t shadow0 = asan_shadow_rss();
+	int64_t shadow0 = tl_asan_shadow_rss();
 	int64_t before = thpfs_cg_usage(&x.cg);
 	for (uint64_t p = 0; p < npages; p++) {
 		if (!punched[p])
@@ -472,7 +427,7 @@ static void punch_returns_memory(void **state, bool lock)
 		assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)(p * PG), (off_t)PG), 0);
 	}
 	int64_t after = thpfs_cg_usage(&x.cg);
-	int64_t shadow = asan_shadow_rss() - shadow0;
+	int64_t shadow = tl_asan_shadow_rss() - shadow0;
 	if (shadow0 || shadow) {
 		printf("AddressSanitizer shadow grew by %.1f MiB during the punches; not counted\n",
 		       shadow / (double)MIB);

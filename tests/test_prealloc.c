@@ -17,14 +17,9 @@
 /* ASan's shadow memory and quarantine are charged to the cgroup too: there
  * the memory figures are printed, not asserted (the code paths still run
  * under the sanitizers). */
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef TL_ASAN
 #define CG_EXACT 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CG_EXACT 0
-#endif
-#endif
-#ifndef CG_EXACT
+#else
 #define CG_EXACT 1
 #endif
 #define assert_cg(cond)                                                        \
@@ -35,55 +30,14 @@
 			print_message("ASan build: not asserted: %s\n", #cond); \
 	} while (0)
 
-struct pa_fx {
-	struct thpfs_cg cg;
-	bool made;
-	struct thpfs *fs;
-};
-
-static int pa_setup(void **state)
-{
-	struct pa_fx *fx = calloc(1, sizeof(*fx));
-	if (!fx)
-		return -1;
-	*state = fx;
-	return 0;
-}
-
-static int pa_teardown(void **state)
-{
-	struct pa_fx *fx = *state;
-	int ret = 0;
-	if (fx->fs && thpfs_unmount(fx->fs))
-		ret = -1;
-	if (fx->made && thpfs_cg_destroy(&fx->cg))
-		ret = -1;
-	free(fx);
-	return ret;
-}
-
 /* Enters a child memory cgroup, or skips the test. */
-static void cg_enter(struct pa_fx *fx)
+static void cg_enter(struct tl_cg_fx *fx)
 {
 #if defined(__SANITIZE_THREAD__)
 	print_message("ThreadSanitizer build: no cgroup measurement, skipping\n");
 	skip();
 #endif
-	int r = thpfs_cg_create(&fx->cg, "thpfs-prealloc");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): skipping\n", strerror(-r));
-		skip();
-	}
-	fx->made = true;
-	if ((r = thpfs_cg_enter(&fx->cg)))
-		fail_msg("cannot enter cgroup %s: %s", fx->cg.dir, strerror(-r));
-}
-
-static int64_t usage(struct pa_fx *fx)
-{
-	int64_t u = thpfs_cg_usage(&fx->cg);
-	assert_true(u > 0);
-	return u;
+	tl_cg_start(fx, "thpfs-prealloc", true);
 }
 
 /* Waits up to ms for the pool to hold exactly want bytes; returns the last
@@ -122,17 +76,17 @@ static void assert_kernel_huge(struct thpfs_file *f, uint64_t off)
  */
 static void test_pool_fill_take_reclaim(void **state)
 {
-	struct pa_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_enter(fx);
 	fx->fs = tl_mount("huge=always,collapse=off,prealloc=4,scan_sleep_ms=60000");
 	if (!tl_stats(fx->fs).thp_available)
 		skip();
 	struct thpfs_file *f = tl_open(fx->fs, "/f", O_RDWR | O_CREAT);
 	assert_int_equal(tl_stats(fx->fs).prealloc_bytes, 0); /* nothing before use */
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	tl_write_pat(f, 0, HPG, 1); /* the first frame: the pool starts filling */
 	assert_int_equal(wait_pool(fx->fs, 4 * HPG, 2000), 4 * HPG);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	printf("prealloc=4: file 2 MiB + pool 8 MiB: cgroup rose %.2f MiB\n",
 	       (double)(u1 - u0) / MIB);
 	assert_cg(u1 - u0 >= (int64_t)(10 * MIB - MIB / 2));
@@ -151,9 +105,9 @@ static void test_pool_fill_take_reclaim(void **state)
 
 	/* refilled to 4 again; then reclaim empties it and the cgroup sees it */
 	assert_int_equal(wait_pool(fx->fs, 4 * HPG, 2000), 4 * HPG);
-	int64_t u2 = usage(fx);
+	int64_t u2 = tl_cg_usage(&fx->cg);
 	int64_t freed = thpfs_reclaim(fx->fs, 0);
-	int64_t u3 = usage(fx);
+	int64_t u3 = tl_cg_usage(&fx->cg);
 	printf("thpfs_reclaim freed %" PRId64 " MiB; cgroup fell %.2f MiB\n", freed >> 20,
 	       (double)(u2 - u3) / MIB);
 	assert_true(freed >= (int64_t)(4 * HPG));
@@ -167,7 +121,7 @@ static void test_pool_fill_take_reclaim(void **state)
  * passes (scan_sleep_ms each), also with collapse=off. */
 static void test_pool_idle_trim(void **state)
 {
-	struct pa_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_enter(fx);
 	fx->fs = tl_mount("huge=always,collapse=off,prealloc=3,scan_sleep_ms=50");
 	if (!tl_stats(fx->fs).thp_available)
@@ -182,7 +136,7 @@ static void test_pool_idle_trim(void **state)
 	}
 	assert_int_equal(seen, 3 * HPG);
 	assert_int_equal(wait_pool(fx->fs, 0, 1000), 0);
-	int64_t u = usage(fx);
+	int64_t u = tl_cg_usage(&fx->cg);
 	printf("idle pool emptied; cgroup holds %.2f MiB (file 2 MiB)\n", (double)u / MIB);
 	assert_cg(u < (int64_t)(2 * HPG + 3 * MIB / 2));
 	tl_check_pat(f, 0, HPG, 2);
@@ -196,7 +150,7 @@ static void test_pool_idle_trim(void **state)
  */
 static void test_pool_gives_way_to_size(void **state)
 {
-	struct pa_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	fx->fs = tl_mount("huge=always,collapse=off,prealloc=4,size=8m,scan_sleep_ms=60000");
 	if (!tl_stats(fx->fs).thp_available)
 		skip();
@@ -218,9 +172,9 @@ static void test_pool_gives_way_to_size(void **state)
 /* Unmount with a full pool gives everything back (ASan: nothing leaks). */
 static void test_pool_unmount(void **state)
 {
-	struct pa_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_enter(fx);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	struct thpfs *fs = tl_mount("huge=always,prealloc=4,scan_sleep_ms=60000");
 	if (!tl_stats(fs).thp_available) {
 		tl_unmount(fs);
@@ -231,7 +185,7 @@ static void test_pool_unmount(void **state)
 	tl_close(f);
 	assert_int_equal(wait_pool(fs, 4 * HPG, 2000), 4 * HPG);
 	tl_unmount(fs);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	printf("after unmount the cgroup holds %.2f MiB more than before mount\n",
 	       (double)(u1 - u0) / MIB);
 	/* the pool was 8 MiB; malloc may keep a little of the mount's
@@ -258,22 +212,22 @@ static void test_prealloc_option(void **state)
  */
 static void test_collapse_retired_block(void **state)
 {
-	struct pa_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_enter(fx);
 	fx->fs = tl_mount("huge=never,collapse=off,scan_sleep_ms=50");
 	if (!tl_stats(fx->fs).thp_available)
 		skip();
 	struct thpfs_file *f = tl_open(fx->fs, "/f", O_RDWR | O_CREAT);
 	tl_write_pat(f, 0, 2 * HPG, 5);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	assert_int_equal(thpfs_collapse(f, 0, (off_t)(2 * HPG)), 2);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	assert_int_equal(tl_stats(fx->fs).huge_frames, 2);
 	assert_int_equal(tl_stats(fx->fs).base_pages, 0);
 	assert_kernel_huge(f, 0);
 	assert_kernel_huge(f, HPG);
 	usleep(200 * 1000);
-	int64_t u2 = usage(fx);
+	int64_t u2 = tl_cg_usage(&fx->cg);
 	printf("collapse of 2 x 2 MiB: cgroup %+.2f MiB right after, %+.2f MiB 200 ms later "
 	       "(scan_sleep_ms=50)\n", (double)(u1 - u0) / MIB, (double)(u2 - u0) / MIB);
 	assert_cg(u2 - u0 < (int64_t)(MIB / 4));
@@ -386,12 +340,12 @@ static void test_pool_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_pool_fill_take_reclaim, pa_setup, pa_teardown),
-		cmocka_unit_test_setup_teardown(test_pool_idle_trim, pa_setup, pa_teardown),
-		cmocka_unit_test_setup_teardown(test_pool_gives_way_to_size, pa_setup, pa_teardown),
-		cmocka_unit_test_setup_teardown(test_pool_unmount, pa_setup, pa_teardown),
+		cmocka_unit_test_setup_teardown(test_pool_fill_take_reclaim, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_pool_idle_trim, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_pool_gives_way_to_size, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_pool_unmount, tl_cg_setup, tl_cg_teardown),
 		cmocka_unit_test(test_prealloc_option),
-		cmocka_unit_test_setup_teardown(test_collapse_retired_block, pa_setup, pa_teardown),
+		cmocka_unit_test_setup_teardown(test_collapse_retired_block, tl_cg_setup, tl_cg_teardown),
 		TL_TEST(test_retired_slot_not_reused, "huge=always,collapse=off,scan_sleep_ms=60000"),
 		TL_TEST(test_pool_concurrent, "huge=always,prealloc=4,size=20m,scan_sleep_ms=5"),
 	};

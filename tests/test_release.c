@@ -29,44 +29,13 @@
 
 #define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if defined(TL_ASAN) || defined(TL_TSAN)
 #define SANITIZED 1
 #endif
-#endif
-
-struct rel_fx {
-	struct thpfs_cg cg;
-	bool made;
-	struct thpfs *fs;
-};
-
-static int rel_setup(void **state)
-{
-	struct rel_fx *fx = calloc(1, sizeof(*fx));
-	if (!fx)
-		return -1;
-	*state = fx;
-	return 0;
-}
-
-static int rel_teardown(void **state)
-{
-	struct rel_fx *fx = *state;
-	int ret = 0;
-	if (fx->fs && thpfs_unmount(fx->fs))
-		ret = -1;
-	if (fx->made && thpfs_cg_destroy(&fx->cg))
-		ret = -1;
-	free(fx);
-	return ret;
-}
 
 /* Makes the child cgroup (skipping the test without one); enters it unless
  * the caller will put a child process there. */
-static void cg_make(struct rel_fx *fx, bool enter)
+static void cg_make(struct tl_cg_fx *fx, bool enter)
 {
 #if defined(__SANITIZE_THREAD__)
 	/* ThreadSanitizer's own memory grows by hundreds of KiB at random
@@ -74,21 +43,7 @@ static void cg_make(struct rel_fx *fx, bool enter)
 	print_message("ThreadSanitizer build: no cgroup measurement, skipping\n");
 	skip();
 #endif
-	int r = thpfs_cg_create(&fx->cg, "thpfs-release");
-	if (r) {
-		print_message("cannot create a child memory cgroup (%s): skipping\n", strerror(-r));
-		skip();
-	}
-	fx->made = true;
-	if (enter && (r = thpfs_cg_enter(&fx->cg)))
-		fail_msg("cannot enter cgroup %s: %s", fx->cg.dir, strerror(-r));
-}
-
-static int64_t usage(struct rel_fx *fx)
-{
-	int64_t u = thpfs_cg_usage(&fx->cg);
-	assert_true(u > 0);
-	return u;
+	tl_cg_start(fx, "thpfs-release", enter);
 }
 
 static void punch(struct thpfs_file *f, uint64_t off, uint64_t len)
@@ -129,7 +84,7 @@ static void check_zero_mem(const uint8_t *p, size_t len, const char *what)
  */
 static void test_mlocked_frame(void **state, const char *opts)
 {
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, true);
 	fx->fs = tl_mount(opts);
 	struct thpfs_file *a = tl_open(fx->fs, "/a", O_RDWR | O_CREAT);
@@ -140,10 +95,10 @@ static void test_mlocked_frame(void **state, const char *opts)
 	assert_int_equal(mlock(addr, len), 0);
 	assert_int_equal(thpfs_unmap(a, addr), 0);
 	tl_close(a);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	assert_int_equal(thpfs_unlink(fx->fs, "/a"), 0);
 	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s = tl_stats(fx->fs);
 	printf("%s: unlink of a file with a mlocked page: cgroup fell %.1f MiB of 2.0 MiB "
 	       "(bytes_released %" PRIu64 ", release_failed_bytes %" PRIu64 ")\n",
@@ -174,16 +129,7 @@ static void test_mlocked_base(void **state)
 /* ---- mlockall in a child ---- */
 #ifndef SANITIZED
 
-/* A check in the forked child: print and exit 1. */
-#define CCHECK(cond, ...)                                                        \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "child: line %d: ", __LINE__);            \
-			fprintf(stderr, __VA_ARGS__);                             \
-			fprintf(stderr, "\n");                                    \
-			_exit(1);                                                 \
-		}                                                                \
-	} while (0)
+#define CCHECK TL_CCHECK /* testlib.h: a check in the forked child */
 
 static int64_t child_usage(struct thpfs_cg *cg)
 {
@@ -326,28 +272,13 @@ static void test_mmap_mlockall(void **state)
 	print_message("mlockall would fault in the sanitizer's shadow memory: skipping\n");
 	skip();
 #else
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, false);
-	char p[600];
-	snprintf(p, sizeof(p), "%s/%s", fx->cg.dir,
-		 fx->cg.v2 ? "memory.max" : "memory.limit_in_bytes");
-	FILE *lf = fopen(p, "w");
-	assert_non_null(lf);
-	fprintf(lf, "%llu\n", 256 * MIB);
-	assert_int_equal(fclose(lf), 0);
-	fflush(stdout);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	tl_cg_set_limit(&fx->cg, (int64_t)(256 * MIB));
+	pid_t pid = tl_fork();
 	if (pid == 0)
 		child_mmap_locked(&fx->cg);
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (WIFSIGNALED(st))
-		fail_msg("child killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	tl_wait_child(pid);
 #endif
 }
 
@@ -359,28 +290,15 @@ static void test_mlockall(void **state, const char *opts)
 	print_message("mlockall would fault in the sanitizer's shadow memory: skipping\n");
 	skip();
 #else
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, false);
 	/* A limit far below an arena: populating one gets the child killed
 	 * instead of the machine's memory. */
-	char p[600];
-	snprintf(p, sizeof(p), "%s/%s", fx->cg.dir,
-		 fx->cg.v2 ? "memory.max" : "memory.limit_in_bytes");
-	FILE *lf = fopen(p, "w");
-	assert_non_null(lf);
-	fprintf(lf, "%llu\n", 256 * MIB);
-	assert_int_equal(fclose(lf), 0);
-	fflush(stdout);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
+	tl_cg_set_limit(&fx->cg, (int64_t)(256 * MIB));
+	pid_t pid = tl_fork();
 	if (pid == 0)
 		child_locked_run(&fx->cg, opts);
-	int st;
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (WIFSIGNALED(st))
-		fail_msg("child killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	tl_wait_child(pid);
 #endif
 }
 
@@ -403,17 +321,17 @@ static void test_mlockall_base(void **state)
  */
 static void test_partial_process_madvise(void **state)
 {
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, true);
 	fx->fs = tl_mount("huge=never,collapse=off");
 	struct thpfs_file *f = tl_open(fx->fs, "/f", O_RDWR | O_CREAT);
 	tl_write_pat(f, 0, 1 * MIB, 3);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	thpfs_fault_inject_release(fx->fs, 1, 0);
 	for (unsigned i = 0; i < 64; i++)
 		punch(f, (uint64_t)i * 2 * PG, PG); /* the 64th flushes the batch */
 	thpfs_fault_inject_release(fx->fs, 0, 0);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s = tl_stats(fx->fs);
 	printf("partial process_madvise: cgroup fell %" PRId64 " KiB of 256 KiB; bytes_released %" PRIu64
 	       "\n", (u0 - u1) >> 10, s.bytes_released);
@@ -438,18 +356,18 @@ static void test_partial_process_madvise(void **state)
 static void test_release_failure(void **state, const char *opts, uint64_t punch_len,
 				 bool whole_slot)
 {
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, true);
 	fx->fs = tl_mount(opts);
 	struct thpfs_file *a = tl_open(fx->fs, "/a", O_RDWR | O_CREAT);
 	tl_write_pat(a, 0, 4 * MIB, 9);
 	struct thpfs_stats s0 = tl_stats(fx->fs);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	thpfs_fault_inject_release(fx->fs, 1, 1);
 	punch(a, 0, punch_len);
 	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
 	thpfs_fault_inject_release(fx->fs, 0, 0);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s1 = tl_stats(fx->fs);
 	printf("%s: failed releases of %" PRIu64 " KiB: cgroup fell %" PRId64
 	       " KiB, release_failed_bytes +%" PRIu64 " KiB, bytes_released +%" PRIu64 "\n",
@@ -512,7 +430,7 @@ static bool page_resident(void *p)
  */
 static void test_release_without_collapse(void **state)
 {
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, true);
 	fx->fs = tl_mount("huge=never,collapse=off,scan_sleep_ms=50");
 	struct thpfs_file *f = tl_open(fx->fs, "/f", O_RDWR | O_CREAT);
@@ -524,11 +442,11 @@ static void test_release_without_collapse(void **state)
 	char *block = addr; /* page i of the file is at block + i * 4 KiB */
 	for (unsigned i = 0; i < 32; i++)
 		assert_true(page_resident(block + (size_t)i * 4 * PG));
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	for (unsigned i = 0; i < 32; i++)
 		punch(f, (uint64_t)i * 4 * PG, PG);
 	usleep(150 * 1000);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	unsigned left = 0;
 	for (unsigned i = 0; i < 32; i++)
 		left += page_resident(block + (size_t)i * 4 * PG);
@@ -695,22 +613,22 @@ static void check_static(struct thpfs_file *f, uint64_t off, uint64_t len, unsig
 
 static void test_failed_release_stays_charged(void **state)
 {
-	struct rel_fx *fx = *state;
+	struct tl_cg_fx *fx = *state;
 	cg_make(fx, true);
 	fx->fs = tl_mount("huge=never,collapse=off,size=8m");
 	memset(stat_buf, 1, MIB); /* both faulted in before the first reading */
 	memset(stat_want, 1, MIB);
-	int64_t ubase = usage(fx);
+	int64_t ubase = tl_cg_usage(&fx->cg);
 	struct thpfs_file *a = tl_open(fx->fs, "/a", O_RDWR | O_CREAT);
 	write_static(a, 0, 8 * MIB, 11);
 	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
 	struct thpfs_stats s0 = tl_stats(fx->fs);
-	int64_t u0 = usage(fx);
+	int64_t u0 = tl_cg_usage(&fx->cg);
 	for (uint64_t off = 0; off < 8 * MIB; off += HPG)
 		assert_int_equal(thpfs_free_lazy(a, (off_t)off, (off_t)MIB), 0);
 	thpfs_fault_inject_release(fx->fs, 1, 1);
 	int64_t r = thpfs_reclaim(fx->fs, 0);
-	int64_t u1 = usage(fx);
+	int64_t u1 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s1 = tl_stats(fx->fs);
 	printf("4 MiB lazily freed, every release fails: thpfs_reclaim returned %.1f MiB, "
 	       "reclaim_bytes +%.1f MiB, cgroup fell %.1f MiB; Shmem %.1f MiB, "
@@ -728,7 +646,7 @@ static void test_failed_release_stays_charged(void **state)
 	/* size= still counts them: another file gets nothing... */
 	struct thpfs_file *b = tl_open(fx->fs, "/b", O_RDWR | O_CREAT);
 	ssize_t w = thpfs_pwrite(b, stat_buf, MIB, 0);
-	int64_t u2 = usage(fx);
+	int64_t u2 = tl_cg_usage(&fx->cg);
 	printf("another file's 1 MiB write: %zd; the process holds %.1f MiB with size=8m\n", w,
 	       (u2 - ubase) / (double)MIB);
 	assert_int_equal(w, -ENOSPC);
@@ -741,7 +659,7 @@ static void test_failed_release_stays_charged(void **state)
 		check_static(a, off, MIB, 0);
 		write_static(a, off, MIB, 12);
 	}
-	int64_t u3 = usage(fx);
+	int64_t u3 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s3 = tl_stats(fx->fs);
 	printf("rewritten in place: cgroup %+.1f MiB, Shmem %.1f MiB\n", (u3 - u0) / (double)MIB,
 	       s3.shmem_bytes / (double)MIB);
@@ -762,7 +680,7 @@ static void test_failed_release_stays_charged(void **state)
 	tl_close(a);
 	assert_int_equal(thpfs_unlink(fx->fs, "/a"), 0);
 	assert_true(thpfs_reclaim(fx->fs, 0) >= 0);
-	int64_t u4 = usage(fx);
+	int64_t u4 = tl_cg_usage(&fx->cg);
 	struct thpfs_stats s4 = tl_stats(fx->fs);
 	printf("file unlinked: cgroup fell %.1f MiB of 8.0 MiB, Shmem %.1f MiB\n",
 	       (u0 - u4) / (double)MIB, s4.shmem_bytes / (double)MIB);
@@ -777,19 +695,19 @@ static void test_failed_release_stays_charged(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_mlocked_huge, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_mlocked_base, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_mlockall_huge, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_mlockall_base, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_mmap_mlockall, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_partial_process_madvise, rel_setup,
-						rel_teardown),
-		cmocka_unit_test_setup_teardown(test_release_failure_huge, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_release_failure_base, rel_setup, rel_teardown),
-		cmocka_unit_test_setup_teardown(test_release_without_collapse, rel_setup,
-						rel_teardown),
-		cmocka_unit_test_setup_teardown(test_failed_release_stays_charged, rel_setup,
-						rel_teardown),
+		cmocka_unit_test_setup_teardown(test_mlocked_huge, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_mlocked_base, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_mlockall_huge, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_mlockall_base, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_mlockall, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_partial_process_madvise, tl_cg_setup,
+						tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_failure_huge, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_failure_base, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_without_collapse, tl_cg_setup,
+						tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_failed_release_stays_charged, tl_cg_setup,
+						tl_cg_teardown),
 		TL_TEST(test_shmem_pinned, "huge=always,collapse=off"),
 		TL_TEST(test_reclaim_race, "huge=always,collapse=off"),
 	};

@@ -4,6 +4,7 @@
 #include "testlib.h"
 
 #include <inttypes.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* Line-buffer stdout so that cmocka's messages (stdout) and its errors
@@ -366,4 +367,111 @@ void tl_skip_check(const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	print_message("[  SKIPPED ] check: %s\n", why);
+}
+
+bool tl_cg_create(struct thpfs_cg *cg, const char *name, const char *then)
+{
+	int r = thpfs_cg_create(cg, name);
+	if (r) {
+		print_message("cannot create a child memory cgroup (%s): %s\n", strerror(-r), then);
+		return false;
+	}
+	return true;
+}
+
+void tl_cg_enter(struct thpfs_cg *cg)
+{
+	int r = thpfs_cg_enter(cg);
+	if (r)
+		fail_msg("cannot enter cgroup %s: %s", cg->dir, strerror(-r));
+}
+
+int64_t tl_cg_usage(const struct thpfs_cg *cg)
+{
+	int64_t u = thpfs_cg_usage(cg);
+	assert_true(u > 0);
+	return u;
+}
+
+void tl_cg_set_limit(const struct thpfs_cg *cg, int64_t bytes)
+{
+	int r = thpfs_cg_set_limit(cg, bytes);
+	if (r)
+		fail_msg("cannot set the memory limit of %s: %s", cg->dir, strerror(-r));
+}
+
+int tl_cg_setup(void **state)
+{
+	*state = calloc(1, sizeof(struct tl_cg_fx));
+	return *state ? 0 : -1;
+}
+
+int tl_cg_teardown(void **state)
+{
+	struct tl_cg_fx *fx = *state;
+	int ret = 0;
+	if (fx->fs && thpfs_unmount(fx->fs))
+		ret = -1;
+	if (fx->made && thpfs_cg_destroy(&fx->cg))
+		ret = -1;
+	free(fx);
+	return ret;
+}
+
+void tl_cg_start(struct tl_cg_fx *fx, const char *name, bool enter)
+{
+	if (!tl_cg_create(&fx->cg, name, "skipping"))
+		skip();
+	fx->made = true;
+	if (enter)
+		tl_cg_enter(&fx->cg);
+}
+
+int64_t tl_asan_shadow_rss(void)
+{
+#ifdef TL_ASAN
+	/* x86_64 shadow: [0x7fff8000, 0x10007fff8000) */
+	const unsigned long lo = 0x7fff8000UL, hi = 0x10007fff8000UL;
+	char line[512];
+	int64_t sum = 0;
+	bool in = false;
+	FILE *fp = fopen("/proc/self/smaps", "r");
+	if (!fp)
+		return 0;
+	while (fgets(line, sizeof(line), fp)) {
+		unsigned long a, b;
+		size_t tok = strcspn(line, " \t\n");
+		if (!(tok > 0 && line[tok - 1] == ':') && sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+			in = a >= lo && b <= hi;
+			continue;
+		}
+		if (in && !strncmp(line, "Rss:", 4))
+			sum += strtoll(line + 4, NULL, 10) * 1024;
+	}
+	fclose(fp);
+	return sum;
+#else
+	return 0;
+#endif
+}
+
+pid_t tl_fork(void)
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	return pid;
+}
+
+void tl_wait_child(pid_t pid)
+{
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (WIFSIGNALED(st))
+		fail_msg("child killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(st), 0);
 }

@@ -22,9 +22,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "thpfs.h"
+#include "cgroup.h" /* tools/: the child memory cgroup that judges memory */
+
+/* TL_ASAN / TL_TSAN: built with AddressSanitizer / ThreadSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TL_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TL_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(TL_ASAN)
+#define TL_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(TL_TSAN)
+#define TL_TSAN 1
+#endif
+#endif
 
 #define KIB 1024ULL
 #define MIB (1024ULL * 1024)
@@ -135,5 +153,55 @@ int tl_teardown(void **state);
 #define TL_FS(state) (TL_FX(state)->fs)
 #define TL_TEST(fn, opts) \
 	cmocka_unit_test_prestate_setup_teardown(fn, tl_setup, tl_teardown, (void *)(opts))
+
+/* ---- A child memory cgroup as the judge of memory (tools/cgroup.h) ---- */
+
+/* Creates a child memory cgroup named name; if none can be made, prints
+ * "cannot create a child memory cgroup (why): then" and returns false. */
+bool tl_cg_create(struct thpfs_cg *cg, const char *name, const char *then);
+/* Moves the process into cg, failing the test if it cannot. */
+void tl_cg_enter(struct thpfs_cg *cg);
+/* The cgroup's usage now, asserting the kernel reports one (> 0). */
+int64_t tl_cg_usage(const struct thpfs_cg *cg);
+/* Sets the cgroup's memory limit, asserting success. */
+void tl_cg_set_limit(const struct thpfs_cg *cg, int64_t bytes);
+
+/* Per-test fixture of a cgroup test: the cgroup (removed by the teardown
+ * if made) and a mount (unmounted by the teardown if set).  The state is
+ * the struct tl_cg_fx itself. */
+struct tl_cg_fx {
+	struct thpfs_cg cg;
+	bool made;
+	struct thpfs *fs;
+};
+int tl_cg_setup(void **state);
+int tl_cg_teardown(void **state);
+/* Creates fx's cgroup named name (the test skips without one) and enters
+ * it unless enter is false (a forked child will). */
+void tl_cg_start(struct tl_cg_fx *fx, const char *name, bool enter);
+
+/* Bytes of AddressSanitizer shadow memory resident now (0 without ASan).
+ * The shadow is charged to the cgroup too, so a test can take its growth
+ * out of a measurement. */
+int64_t tl_asan_shadow_rss(void);
+
+/* ---- Forked children ---- */
+
+/* A check in a forked child (no cmocka there): print and exit 1. */
+#define TL_CCHECK(cond, ...)                                                     \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			fprintf(stderr, "child: line %d: ", __LINE__);            \
+			fprintf(stderr, __VA_ARGS__);                             \
+			fprintf(stderr, "\n");                                   \
+			_exit(1);                                                 \
+		}                                                                \
+	} while (0)
+/* Forks (flushing stdio first, so nothing is printed twice); returns the
+ * pid, 0 in the child. */
+pid_t tl_fork(void);
+/* Waits for child pid: fails if it was killed or exited non-zero; exit
+ * status 77 means the child could not check: the test skips. */
+void tl_wait_child(pid_t pid);
 
 #endif

@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "balloon.h"
+#include "pagemap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -247,7 +248,7 @@ static void kb_touch_present(struct bl_backend *be)
 static int64_t kb_huge_bytes(struct bl_backend *be)
 {
 	kb_touch_present(be);
-	return bl_pagemap_huge_bytes(kb(be)->map, be->size);
+	return thpfs_pagemap_huge_bytes(kb(be)->map, be->size);
 }
 
 static const char *kb_guest_path(struct bl_backend *be)

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "balloon.h"
+#include "pagemap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -300,7 +301,7 @@ static int64_t tb_huge_bytes(struct bl_backend *be)
 	int err;
 
 	if (t->map)
-		return bl_pagemap_huge_bytes(t->map, t->map_len);
+		return thpfs_pagemap_huge_bytes(t->map, t->map_len);
 	err = thpfs_get_stats(t->fs, &st);
 	if (err)
 		return err;

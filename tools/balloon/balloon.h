@@ -226,11 +226,6 @@ enum bl_host_state {
 	BL_H_DISCARDED,		/* punched: memory given back */
 };
 
-/* Bytes of [addr, addr+len) the kernel maps with huge pages (PAGEMAP_SCAN
- * on /proc/self/pagemap, PAGE_IS_HUGE; Linux 6.7+), -ENOSYS on an older
- * kernel (pagemap.c). */
-int64_t bl_pagemap_huge_bytes(const void *addr, size_t len);
-
 struct bl_host {
 	int policy;
 	struct bl_backend *be;
