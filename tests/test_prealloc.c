@@ -174,17 +174,25 @@ static void test_pool_unmount(void **state)
 {
 	struct tl_cg_fx *fx = *state;
 	cg_enter(fx);
-	int64_t u0 = tl_cg_usage(&fx->cg);
-	struct thpfs *fs = tl_mount("huge=always,prealloc=4,scan_sleep_ms=60000");
-	if (!tl_stats(fs).thp_available) {
+	/* One mount, pool and unmount first: what a process keeps after its
+	 * first background thread (glibc's per-thread malloc arena, the
+	 * thread's stack cache) is charged once and is not the pool's; the
+	 * measured cycle then sees only what the mount itself leaves. */
+	int64_t u0 = 0;
+	for (int cycle = 0; cycle < 2; cycle++) {
+		if (cycle == 1)
+			u0 = tl_cg_usage(&fx->cg);
+		struct thpfs *fs = tl_mount("huge=always,prealloc=4,scan_sleep_ms=60000");
+		if (!tl_stats(fs).thp_available) {
+			tl_unmount(fs);
+			skip();
+		}
+		struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+		tl_write_pat(f, 0, HPG, 4);
+		tl_close(f);
+		assert_int_equal(wait_pool(fs, 4 * HPG, 2000), 4 * HPG);
 		tl_unmount(fs);
-		skip();
 	}
-	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
-	tl_write_pat(f, 0, HPG, 4);
-	tl_close(f);
-	assert_int_equal(wait_pool(fs, 4 * HPG, 2000), 4 * HPG);
-	tl_unmount(fs);
 	int64_t u1 = tl_cg_usage(&fx->cg);
 	printf("after unmount the cgroup holds %.2f MiB more than before mount\n",
 	       (double)(u1 - u0) / MIB);
