@@ -836,7 +836,13 @@ static void reset_hwm(void)
 static void test_sync_of_huge_view_bounded_memory(void **state)
 {
 	struct thpfs *fs = TL_FS(state);
+	/* ASan's shadow layout leaves no 16 TiB hole: 4 TiB there (the old
+	 * code still took 144 MiB per call for that) */
+#ifdef TL_ASAN
+	const uint64_t size = 4ULL << 40;
+#else
 	const uint64_t size = 16ULL << 40;
+#endif
 	char *v;
 	struct thpfs_file *f = make_mapped(fs, size, &v);
 	fill_view(v, 0, PG, 3);
@@ -846,7 +852,7 @@ static void test_sync_of_huge_view_bounded_memory(void **state)
 	long before = vm_hwm_kib();
 	assert_int_equal(thpfs_fstat(f, &st), 0);
 	long grew = vm_hwm_kib() - before;
-	print_message("fstat of a 16 TiB view: peak RSS grew %ld KiB\n", grew);
+	print_message("fstat of a %llu TiB view: peak RSS grew %ld KiB\n", (unsigned long long)(size >> 40), grew);
 	assert_true(grew < 16 * 1024);
 	/* both touched pages were learned from the kernel */
 	assert_true(st.st_blocks >= (blkcnt_t)(2 * (PG / 512)));
