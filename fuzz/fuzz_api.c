@@ -1485,6 +1485,8 @@ static void op_truncate(struct in *in, struct handle *h)
 	check_range(h, size - 5000, 10000, "ftruncate");
 }
 
+static bool free_end(int64_t off, int64_t len, uint64_t *end);
+
 static void op_fallocate(struct in *in, struct handle *h)
 {
 	static const int modes[] = {
@@ -1511,9 +1513,12 @@ static void op_fallocate(struct in *in, struct handle *h)
 	const int known = THPFS_FALLOC_KEEP_SIZE | THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_ZERO_RANGE;
 	bool punch = mode & THPFS_FALLOC_PUNCH_HOLE, zero = mode & THPFS_FALLOC_ZERO_RANGE;
 	bool keep = mode & THPFS_FALLOC_KEEP_SIZE;
+	uint64_t fend = 0;
 	bool fails = n->type == M_DIR || !writable(h) || off < 0 || len <= 0 || (mode & ~known) ||
-		     (punch && (zero || !keep)) || (uint64_t)off > (uint64_t)MAXF ||
-		     (uint64_t)len > (uint64_t)MAXF - (uint64_t)off;
+		     (punch && (zero || !keep)) ||
+		     (punch ? !free_end(off, len, &fend)
+			    : (uint64_t)off > (uint64_t)MAXF ||
+				      (uint64_t)len > (uint64_t)MAXF - (uint64_t)off);
 	if (fails) {
 		CHECK(r < 0, "fallocate(%#x, %" PRId64 ", %" PRId64 ") that must fail = %d", mode, off,
 		      len, r);
@@ -1522,14 +1527,14 @@ static void op_fallocate(struct in *in, struct handle *h)
 			check_range(h, off, 8192, "failed fallocate");
 		return;
 	}
-	uint64_t end = (uint64_t)off + (uint64_t)len;
+	uint64_t end = punch ? fend : (uint64_t)off + (uint64_t)len;
 	if (r == -ENOSPC && !punch) {
 		check_size(h, "fallocate ENOSPC");
 		check_range(h, off, 8192, "fallocate ENOSPC");
 		return;
 	}
 	CHECK(r == 0, "fallocate(%#x, %" PRId64 ", %" PRId64 ") = %d", mode, off, len, r);
-	if (punch || zero)
+	if ((punch || zero) && (uint64_t)off < end)
 		model_zero(n, (uint64_t)off, end);
 	if (!punch && !keep && end > n->size)
 		n->size = end;
@@ -1537,6 +1542,18 @@ static void op_fallocate(struct in *in, struct handle *h)
 	check_range(h, off - 100, 8192, "fallocate");
 	if (len > 8192)
 		check_range(h, (int64_t)end - 4096, 8192, "fallocate end");
+}
+
+/* The end of a range that frees (a punch, a lazy free), as the header
+ * promises: clamped to the largest file (nothing lies past it; "punch to the
+ * end" succeeds as on tmpfs); false when off + len passes INT64_MAX (-EFBIG). */
+static bool free_end(int64_t off, int64_t len, uint64_t *end)
+{
+	int64_t e;
+	if (__builtin_add_overflow(off, len, &e))
+		return false;
+	*end = (uint64_t)e < (uint64_t)MAXF ? (uint64_t)e : (uint64_t)MAXF;
+	return true;
 }
 
 /* FUZZ_NO_LAZY=1 leaves thpfs_free_lazy out, to fuzz the rest while a known
@@ -1558,14 +1575,16 @@ static void op_free_lazy(struct in *in, struct handle *h)
 	note("free_lazy(%" PRId64 ", %" PRId64 ")", off, len);
 	int r = thpfs_free_lazy(h->f, off, len);
 	check_errno(r, "free_lazy");
+	uint64_t end = 0;
 	bool fails = n->type == M_DIR || !writable(h) || off < 0 || len <= 0 ||
-		     (uint64_t)off > (uint64_t)MAXF || (uint64_t)len > (uint64_t)MAXF - (uint64_t)off;
+		     !free_end(off, len, &end);
 	if (fails) {
 		CHECK(r < 0, "free_lazy(%" PRId64 ", %" PRId64 ") that must fail = %d", off, len, r);
 		return;
 	}
 	CHECK(r == 0, "free_lazy(%" PRId64 ", %" PRId64 ") = %d", off, len, r);
-	model_zero(n, (uint64_t)off, (uint64_t)off + (uint64_t)len);
+	if ((uint64_t)off < end)
+		model_zero(n, (uint64_t)off, end);
 	check_size(h, "free_lazy");
 	check_range(h, off - 100, 8192, "free_lazy");
 }
