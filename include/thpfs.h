@@ -237,7 +237,12 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  *  - *addr == NULL: thpfs chooses the address.  *addr != NULL: the mapping
  *    is placed exactly there (2 MiB aligned, else -EINVAL), replacing
  *    whatever the caller had mapped there, like MAP_FIXED (QEMU reserves the
- *    range PROT_NONE first).  *addr receives the address.
+ *    range PROT_NONE first).  *addr receives the address.  A fixed range
+ *    that overlaps memory of this mount (its arenas, which hold every
+ *    unmapped file's pages, or another file's mapping) is refused with
+ *    -EEXIST and nothing changes; placing it over anything else the program
+ *    still uses (another mount's memory included) is the caller's error, as
+ *    with MAP_FIXED.
  *  - One mapping per file: a second thpfs_mmap of the same file is -EBUSY.
  *  - The mapping is PROT_READ|PROT_WRITE and needs an O_RDWR handle
  *    (-EACCES otherwise): it is the storage, and thpfs stores to it too

@@ -712,6 +712,29 @@ static bool range_pinned(struct thpfs_inode *inode, uint64_t start, uint64_t len
 	return false;
 }
 
+/* Whether [p, p+len) overlaps memory of the mount: an arena or another
+ * file's view.  A fixed address there would replace file data under the
+ * library (and then crash it); frame_lock held. */
+static bool range_in_use(struct thpfs *fs, const char *p, size_t len)
+{
+	if (_thpfs_arena_overlaps(fs, p, len))
+		return true;
+	for (struct thpfs_list *l = fs->views.next; l != &fs->views; l = l->next) {
+		const struct thpfs_mapping *v = thpfs_container_of(l, struct thpfs_mapping, link);
+		if (p < v->addr + v->len && v->addr < p + len)
+			return true;
+	}
+	return false;
+}
+
+/* Forgets view m once its range no longer holds file memory. */
+static void view_forget(struct thpfs *fs, struct thpfs_mapping *m)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	thpfs_list_del(&m->link);
+	pthread_mutex_unlock(&fs->frame_lock);
+}
+
 /* Maps the view: at want (MAP_FIXED) or at a 2 MiB aligned address of our
  * choosing.  Returns it, or NULL with *err set. */
 static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
@@ -852,7 +875,8 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 	 * punch): it needs a read-write handle */
 	if ((f->flags & O_ACCMODE) != O_RDWR)
 		return -EACCES;
-	if (off < 0 || !len || ((uint64_t)off | len | (uintptr_t)*addr) & (THPFS_HUGE_SIZE - 1))
+	if (off < 0 || !len || ((uint64_t)off | len | (uintptr_t)*addr) & (THPFS_HUGE_SIZE - 1) ||
+	    (uintptr_t)*addr > UINTPTR_MAX - len)
 		return -EINVAL;
 	if (len > THPFS_MAX_FILE_SIZE || (uint64_t)off > THPFS_MAX_FILE_SIZE - len)
 		return -ENXIO;
@@ -883,9 +907,20 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 		err = -ENXIO;
 	else if (range_pinned(inode, m->start, len))
 		err = -EBUSY;
-	if (!err)
-		m->addr = view_create(len, *addr, PROT_READ | PROT_WRITE,
-				      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT), &err);
+	if (!err) {
+		/* checked and mapped under frame_lock: no arena or other view
+		 * can take the range in between */
+		pthread_mutex_lock(&fs->frame_lock);
+		if (*addr && range_in_use(fs, *addr, len))
+			err = -EEXIST;
+		else
+			m->addr = view_create(len, *addr, PROT_READ | PROT_WRITE,
+					      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT),
+					      &err);
+		if (!err)
+			thpfs_list_add_tail(&m->link, &fs->views);
+		pthread_mutex_unlock(&fs->frame_lock);
+	}
 	if (!err) {
 		/* queued releases point at arena slots we are about to move */
 		_thpfs_release_flush(fs);
@@ -903,6 +938,7 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 					   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 					   -1, 0) == MAP_FAILED)
 				(void)munmap(m->addr, len); /* only address space if it fails */
+			view_forget(fs, m);
 		}
 	}
 	pthread_rwlock_unlock(&inode->lock);
@@ -953,6 +989,7 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		 * and the caller is told. */
 		if (munmap(m->addr, m->len))
 			unmap_err = -errno;
+		view_forget(fs, m);
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	if (err)

@@ -364,6 +364,54 @@ static void test_fixed_address(void **state)
 	tl_close(f);
 }
 
+/* A fixed address over the library's own memory (an arena slot holding
+ * another file's page) or over another file's mapping is refused with
+ * -EEXIST, and nothing of the other files changes. */
+static void test_fixed_address_overlap_refused(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *a = tl_open(fs, "/a", O_RDWR | O_CREAT);
+	struct thpfs_file *b = tl_open(fs, "/b", O_RDWR | O_CREAT);
+	struct thpfs_file *c = tl_open(fs, "/c", O_RDWR | O_CREAT);
+	tl_write_pat(a, 0, 2 * MIB, 3);
+	assert_int_equal(thpfs_ftruncate(b, (off_t)(4 * MIB)), 0);
+	assert_int_equal(thpfs_ftruncate(c, (off_t)(2 * MIB)), 0);
+	void *p;
+	size_t l;
+	assert_int_equal(thpfs_map(a, 0, &p, &l), 0);
+	char *slot = (char *)((uintptr_t)p & ~(uintptr_t)(HPG - 1));
+	assert_int_equal(thpfs_unmap(a, p), 0);
+	/* over a's arena slot, exactly and overlapping by its last 2 MiB */
+	void *want = slot;
+	assert_int_equal(thpfs_mmap(b, 0, 2 * MIB, &want), -EEXIST);
+	want = slot - 2 * MIB;
+	assert_int_equal(thpfs_mmap(b, 0, 4 * MIB, &want), -EEXIST);
+	tl_check_pat(a, 0, 2 * MIB, 3);
+	/* over c's mapping */
+	void *vc = NULL;
+	assert_int_equal(thpfs_mmap(c, 0, 2 * MIB, &vc), 0);
+	memset(vc, 'C', 2 * MIB);
+	want = (char *)vc - 2 * MIB;
+	assert_int_equal(thpfs_mmap(b, 0, 4 * MIB, &want), -EEXIST);
+	assert_int_equal(((char *)vc)[0], 'C');
+	assert_int_equal(((char *)vc)[2 * MIB - 1], 'C');
+	char ch;
+	assert_int_equal(thpfs_pread(c, &ch, 1, 0), 1);
+	assert_int_equal(ch, 'C');
+	assert_int_equal(thpfs_munmap(c, vc, 2 * MIB), 0);
+	/* once c's mapping is gone, its range may be used */
+	want = vc;
+	assert_int_equal(thpfs_mmap(b, 0, 2 * MIB, &want), 0);
+	assert_ptr_equal(want, vc);
+	assert_int_equal(thpfs_munmap(b, want, 2 * MIB), 0);
+	assert_int_equal(thpfs_pread(c, &ch, 1, 0), 1);
+	assert_int_equal(ch, 'C');
+	tl_check_pat(a, 0, 2 * MIB, 3);
+	tl_close(a);
+	tl_close(b);
+	tl_close(c);
+}
+
 /* ---- Memory goes back, the address stays ---- */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -858,6 +906,7 @@ int main(void)
 		TL_TEST(test_bad_arguments, "huge=always"),
 		TL_TEST(test_rdonly_handle, "huge=always"),
 		TL_TEST(test_fixed_address, "huge=always"),
+		TL_TEST(test_fixed_address_overlap_refused, "huge=always"),
 		TL_TEST(test_punch_returns_memory, "huge=always"),
 		TL_TEST(test_mlocked_punch_returns_memory, "huge=always"),
 		TL_TEST(test_rewrite_huge_by_thread, "huge=always,scan_sleep_ms=20"),
