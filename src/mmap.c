@@ -735,14 +735,39 @@ static void view_forget(struct thpfs *fs, struct thpfs_mapping *m)
 	pthread_mutex_unlock(&fs->frame_lock);
 }
 
-/* Maps the view: at want (MAP_FIXED) or at a 2 MiB aligned address of our
- * choosing.  Returns it, or NULL with *err set. */
-static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
+/*
+ * Makes view range [p, p+len), mapped PROT_NONE and already advised,
+ * readable and writable without populating it.  Under mlockall(MCL_FUTURE)
+ * the range came out VM_LOCKED, and making a locked range writable (or
+ * mapping it writable in the first place) faults all of it in at once, with
+ * 4 KiB pages, before a first write could get a huge page.  So a locked range
+ * is made lock-on-fault first: each page, huge or not, is locked as it is
+ * faulted in, which is what mlockall's caller asked for.  MADV_DONTNEED is
+ * refused (EINVAL) only on locked memory, and the range holds nothing yet,
+ * so asking it loses nothing.  Linux has mlock2 wherever PAGEMAP_SCAN
+ * exists (6.7), so its failure is an error, not a reason to unlock.
+ */
+static int view_make_writable(char *p, size_t len)
+{
+	if (madvise(p, len, MADV_DONTNEED)) {
+		if (errno != EINVAL)
+			return -errno;
+		if (mlock2(p, len, MLOCK_ONFAULT))
+			return -errno;
+	}
+	return mprotect(p, len, PROT_READ | PROT_WRITE) ? -errno : 0;
+}
+
+/* Maps the view, PROT_NONE, at want (MAP_FIXED) or at a 2 MiB aligned
+ * address of our choosing, gives it its advice and then makes it writable
+ * (view_make_writable: in that order, so mlockall cannot populate it with
+ * 4 KiB pages).  Returns it, or NULL with *err set. */
+static char *view_create(size_t len, void *want, bool huge, int *err)
 {
 	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 	char *p;
 	if (want) {
-		p = mmap(want, len, prot, flags | MAP_FIXED, -1, 0);
+		p = mmap(want, len, PROT_NONE, flags | MAP_FIXED, -1, 0);
 		if (p == MAP_FAILED) {
 			*err = -errno;
 			return NULL;
@@ -757,20 +782,20 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 		size_t head = (size_t)(p - raw);
 		/* Trimming the alignment slack: a refusal (out of VMAs) only
 		 * leaves some PROT_NONE address space reserved; the view is
-		 * what matters, and its own mmap below is checked. */
+		 * what matters, and its own calls below are checked. */
 		if (head)
 			(void)munmap(raw, head);
 		if (THPFS_HUGE_SIZE - head)
 			(void)munmap(p + len, THPFS_HUGE_SIZE - head);
-		if (mmap(p, len, prot, flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
-			*err = -errno;
-			(void)munmap(p, len); /* the PROT_NONE reservation */
-			return NULL;
-		}
 	}
+	int e = 0;
 	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
-	    madvise(p, len, MADV_DONTFORK)) {
-		*err = -errno;
+	    madvise(p, len, MADV_DONTFORK))
+		e = -errno;
+	else
+		e = view_make_writable(p, len);
+	if (e) {
+		*err = e;
 		/* holds nothing yet; the caller's range is reserved again */
 		if (!want || mmap(p, len, PROT_NONE, flags | MAP_FIXED, -1, 0) == MAP_FAILED)
 			(void)munmap(p, len);
@@ -914,7 +939,7 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 		if (*addr && range_in_use(fs, *addr, len))
 			err = -EEXIST;
 		else
-			m->addr = view_create(len, *addr, PROT_READ | PROT_WRITE,
+			m->addr = view_create(len, *addr,
 					      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT),
 					      &err);
 		if (!err)

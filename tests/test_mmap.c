@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #define PUNCH (THPFS_FALLOC_PUNCH_HOLE | THPFS_FALLOC_KEEP_SIZE)
 #define NPG (HPG / PG) /* 512 */
@@ -42,8 +43,11 @@ struct kview {
 static struct kview kscan(const void *p, size_t len)
 {
 	static int fd = -1;
-	if (fd < 0)
+	static pid_t owner;
+	if (fd < 0 || owner != getpid()) { /* a fork child asks about itself */
 		fd = open("/proc/self/pagemap", O_RDONLY);
+		owner = getpid();
+	}
 	assert_true(fd >= 0);
 	struct kview v = { 0, 0 };
 	struct t_region vec[512];
@@ -564,6 +568,51 @@ static void test_mlocked_punch_returns_memory(void **state)
 	punch_returns_memory(state, true);
 }
 
+/* Under mlockall(MCL_FUTURE) (QEMU mem-lock=on), a new mapping still gets
+ * huge pages on its first writes: it must not be populated with 4 KiB pages
+ * by mmap before its MADV_HUGEPAGE.  Run in a child (mlockall is
+ * process-wide) on its own mount without the collapse thread, so that only
+ * the first faults can give huge pages. */
+static void test_mlockall_view_huge_at_first_write(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct thpfs *fs;
+		if (thpfs_mount(&fs, "huge=always,collapse=off"))
+			_exit(10);
+		struct thpfs_file *f;
+		if (thpfs_open(fs, "/f", O_RDWR | O_CREAT, 0644, &f) ||
+		    thpfs_ftruncate(f, (off_t)(16 * MIB)))
+			_exit(11);
+		if (mlockall(MCL_CURRENT | MCL_FUTURE))
+			_exit(12);
+		void *a = NULL;
+		if (thpfs_mmap(f, 0, 16 * MIB, &a))
+			_exit(13);
+		struct kview k0 = kscan(a, 16 * MIB);
+		memset(a, 1, 16 * MIB);
+		struct kview k = kscan(a, 16 * MIB);
+		printf("mlockall child: present before writes %" PRIu64 " KiB; after: %" PRIu64
+		       " MiB present, %" PRIu64 " MiB huge\n",
+		       k0.present >> 10, k.present >> 20, k.huge >> 20);
+		fflush(stdout);
+		if (k.huge != 16 * MIB)
+			_exit(1);
+		if (!vmflag(a, "lf") && !vmflag(a, "lo"))
+			_exit(2); /* must still be locked */
+		munlockall();
+		if (thpfs_munmap(f, a, 16 * MIB) || thpfs_close(f) || thpfs_unmount(fs))
+			_exit(14);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- Huge again after a rewrite, without khugepaged ---- */
 
 static void rewrite_becomes_huge(void **state, bool thread)
@@ -909,6 +958,7 @@ int main(void)
 		TL_TEST(test_fixed_address_overlap_refused, "huge=always"),
 		TL_TEST(test_punch_returns_memory, "huge=always"),
 		TL_TEST(test_mlocked_punch_returns_memory, "huge=always"),
+		TL_TEST(test_mlockall_view_huge_at_first_write, "huge=always"),
 		TL_TEST(test_rewrite_huge_by_thread, "huge=always,scan_sleep_ms=20"),
 		TL_TEST(test_rewrite_huge_by_collapse, "huge=always,collapse=off"),
 		TL_TEST(test_holes_never_filled, "huge=always,scan_sleep_ms=20"),
