@@ -298,8 +298,10 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  * thpfs_munmap(f, addr, len) takes any open handle of the same file and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
  * file keeps its data and the range is unmapped, as munmap(2) does.  If the
- * range cannot be unlocked first (munlock fails) nothing changes and the
- * error is returned.  If the kernel refuses the final munmap (out of VMAs),
+ * arena slots the data moves back to cannot be had (-ENOMEM) or the range
+ * cannot be unlocked (munlock fails), nothing changes and the error is
+ * returned; after that it cannot fail part way (memory the kernel will not
+ * move is copied).  A failed thpfs_mmap leaves the file as it was.  If the kernel refuses the final munmap (out of VMAs),
  * the file is no longer mapped but the range stays mapped, empty (anonymous
  * zero memory), and its error is returned.
  */

@@ -335,6 +335,9 @@ struct thpfs {
 
 	/* mappings (mmap.c): atomic */
 	uint64_t nr_mappings;
+	/* test hook (atomic): from the nth mremap of a chunk between an arena
+	 * slot and a view on, every one fails with ENOMEM (0 = off) */
+	uint64_t move_fault_nth;
 	/* every thpfs_mapping of the mount (its link), under frame_lock, so
 	 * that a fixed address is checked against them and the arenas */
 	struct thpfs_list views;

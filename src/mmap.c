@@ -804,14 +804,30 @@ static char *view_create(size_t len, void *want, bool huge, int *err)
 	return p;
 }
 
-/* Moves chunk c's memory (an arena slot) to dst in the view, no copy, and
- * gives the slot back.  c is not pinned. */
-static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
+/* mremap of one chunk's 2 MiB from src to dst, or -errno; the test hook
+ * fs->move_fault_nth makes the nth from now and every later one fail as the
+ * kernel does when it is out of VMAs (ENOMEM, nothing moved). */
+static int chunk_remap(struct thpfs *fs, char *src, char *dst)
 {
-	char *src = c->mem;
+	uint64_t nth = __atomic_load_n(&fs->move_fault_nth, __ATOMIC_RELAXED);
+	if (nth == 1)
+		return -ENOMEM;
+	if (nth)
+		__atomic_store_n(&fs->move_fault_nth, nth - 1, __ATOMIC_RELAXED);
 	if (mremap(src, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) ==
 	    MAP_FAILED)
 		return -errno;
+	return 0;
+}
+
+/* Moves chunk c's memory (an arena slot) to dst in the view, no copy, and
+ * gives the slot back.  c is not pinned.  On failure nothing changed. */
+static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
+{
+	char *src = c->mem;
+	int err = chunk_remap(fs, src, dst);
+	if (err)
+		return err;
 	c->mem = dst;
 	c->mapped = true;
 	_thpfs_slot_refill(fs, src);
@@ -824,65 +840,91 @@ static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
 	return 0;
 }
 
-/* Moves chunk c's memory from the view to the empty arena slot, with the
- * advice an arena slot of its kind must have (khugepaged must not fill a
- * base block, fork must not copy file memory).  If the slot cannot be given
- * it, the memory moves back and the error is returned. */
-static int move_out(struct thpfs_chunk *c, char *slot)
+/*
+ * Moves chunk c's memory from the view to slot, an empty arena slot of its
+ * kind taken beforehand, and gives it the advice such a slot must have
+ * (khugepaged must not fill a base block, fork must not copy file memory).
+ * Cannot fail, so that a view is never unmapped with file memory in it: if
+ * the kernel will not move the memory (mremap: out of VMAs), the chunk's
+ * present pages are copied into the slot instead and dropped from the view
+ * (best effort: the caller unmaps or replaces the view next).  A huge
+ * chunk copied so gets a huge page if the kernel has one at the copy's
+ * first fault (the slot is MADV_HUGEPAGE); if not, its data is whole but
+ * the kernel maps it with 4 KiB pages until it is split or freed.  Needs
+ * the sync that makes c->present cover every page stored through the view.
+ */
+static void move_out(struct thpfs *fs, struct thpfs_chunk *c, char *slot)
 {
 	char *view = c->mem;
-	if (mremap(view, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) ==
-	    MAP_FAILED)
-		return -errno;
-	if (madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 &&
-	    madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK) == 0) {
-		c->mem = slot;
-		c->mapped = false;
-		return 0;
+	if (chunk_remap(fs, view, slot) == 0) {
+		/* a refused madvise only leaves the advice off (as in
+		 * _thpfs_slot_refill); the data is in place */
+		(void)madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		(void)madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	} else {
+		for (unsigned i = 0; i < THPFS_PAGES_PER_HUGE; i++)
+			if (c->huge || (c->present[i / 64] >> (i % 64) & 1))
+				memcpy(slot + ((size_t)i << THPFS_PAGE_SHIFT),
+				       view + ((size_t)i << THPFS_PAGE_SHIFT), THPFS_PAGE_SIZE);
+		(void)madvise(view, THPFS_HUGE_SIZE, MADV_DONTNEED);
 	}
-	int err = -errno;
-	if (mremap(slot, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, view) ==
-	    MAP_FAILED) {
-		/* The data stays whole in the slot; only its advice is off. */
-		c->mem = slot;
-		c->mapped = false;
-		return 0;
-	}
-	return err;
+	c->mem = slot;
+	c->mapped = false;
 }
 
-/* Moves every chunk of the view back into arena slots (taken first, so that
- * only mremap can fail); the view keeps holes where chunks were. */
-static int move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+/* The chunks of m's file range, first to last. */
+#define for_each_view_chunk(c, inode, m)                                                      \
+	for (struct thpfs_chunk *c = _thpfs_index_next(&(inode)->pages, (m)->start >> THPFS_HUGE_SHIFT); \
+	     c && c->index < ((m)->start + (m)->len) >> THPFS_HUGE_SHIFT;                      \
+	     c = _thpfs_index_next(&(inode)->pages, c->index + 1))
+
+/* Takes one empty arena slot of the right kind for every chunk of m's range
+ * (those with mapped == want_mapped), in index order.  All or nothing:
+ * returns the array (free it) or NULL with *err set and nothing taken. */
+static char **slots_take_for(struct thpfs *fs, struct thpfs_inode *inode,
+			     const struct thpfs_mapping *m, bool want_mapped, size_t *nr, int *err)
 {
-	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
-	int err = 0;
-	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
-	     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
-		if (!c->mapped)
+	size_t n = 0, k = 0;
+	for_each_view_chunk(c, inode, m)
+		n += c->mapped == want_mapped;
+	char **slots = calloc(n ? n : 1, sizeof(char *));
+	if (!slots) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	for_each_view_chunk(c, inode, m) {
+		if (c->mapped != want_mapped)
 			continue;
-		char *slot = _thpfs_slot_take(fs, c->huge, &err);
-		if (!slot)
-			return err;
-		err = move_out(c, slot);
-		if (err) {
-			_thpfs_slot_refill(fs, slot);
-			return err;
+		slots[k] = _thpfs_slot_take(fs, c->huge, err);
+		if (!slots[k]) {
+			while (k)
+				_thpfs_slot_refill(fs, slots[--k]);
+			free(slots);
+			return NULL;
 		}
+		k++;
 	}
-	return 0;
+	*nr = n;
+	*err = 0;
+	return slots;
 }
 
-/* Undoes a move_all_out that failed part way: moves the chunks it took out
- * back into the view, so that the view shows the whole file range again.
- * A chunk that cannot move back keeps its data in its arena slot. */
-static void move_all_in(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+/* Moves every mapped chunk of the view, the k-th to slots[k] (taken by
+ * slots_take_for); cannot fail.  The view keeps holes where chunks were. */
+static void move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m,
+			 char **slots)
 {
-	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
-	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
-	     c = _thpfs_index_next(&inode->pages, c->index + 1))
-		if (!c->mapped)
-			(void)move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+	size_t k = 0;
+	for_each_view_chunk(c, inode, m)
+		if (c->mapped)
+			move_out(fs, c, slots[k++]);
+}
+
+/* Gives back n slots taken by slots_take_for and not used. */
+static void slots_put_back(struct thpfs *fs, char **slots, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		_thpfs_slot_refill(fs, slots[k]);
 }
 
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
@@ -949,13 +991,27 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 	if (!err) {
 		/* queued releases point at arena slots we are about to move */
 		_thpfs_release_flush(fs);
-		inode->map = m;
-		uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (len >> THPFS_HUGE_SHIFT);
-		for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first);
-		     c && c->index < last && !err; c = _thpfs_index_next(&inode->pages, c->index + 1))
-			err = move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+		/* Slots to move the chunks back to if a move fails part way,
+		 * taken first: undoing must not fail, or the view would be
+		 * unmapped below with file memory in it. */
+		size_t total = 0, n = 0;
+		char **undo = slots_take_for(fs, inode, m, false, &total, &err);
+		if (undo) {
+			inode->map = m;
+			uint64_t first = m->start >> THPFS_HUGE_SHIFT;
+			for_each_view_chunk(c, inode, m) {
+				err = move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+				if (err)
+					break;
+				n++;
+			}
+			/* the k-th chunk moved in goes back to undo[k] */
+			if (err)
+				move_all_out(fs, inode, m, undo);
+			slots_put_back(fs, undo + (err ? n : 0), total - (err ? n : 0));
+			free(undo);
+		}
 		if (err) {
-			move_all_out(fs, inode, m);
 			inode->map = NULL;
 			/* give the caller a reservation back; if that cannot
 			 * be had, the range is left empty and unmapped */
@@ -994,18 +1050,24 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		err = -EINVAL;
 	else if (range_pinned(inode, m->start, m->len))
 		err = -EBUSY;
+	/* Every slot first (all or nothing), then the unlock: after those,
+	 * moving out cannot fail, so the view is never unmapped with file
+	 * memory in it, and a refusal changes nothing. */
+	size_t nslots = 0;
+	char **slots = NULL;
 	if (!err) {
 		_thpfs_mmap_sync(fs, inode); /* adopt what was touched last */
-		/* arena slots are never locked: refuse rather than move locked
-		 * memory into them */
-		if (munlock(m->addr, m->len))
-			err = -errno;
+		slots = slots_take_for(fs, inode, m, true, &nslots, &err);
 	}
-	if (!err) {
-		err = move_all_out(fs, inode, m);
-		if (err)
-			move_all_in(fs, inode, m); /* the mapping stays whole */
+	/* arena slots are never locked: refuse rather than move locked
+	 * memory into them */
+	if (!err && munlock(m->addr, m->len)) {
+		err = -errno;
+		slots_put_back(fs, slots, nslots);
 	}
+	if (!err)
+		move_all_out(fs, inode, m, slots);
+	free(slots);
 	int unmap_err = 0;
 	if (!err) {
 		inode->map = NULL;

@@ -416,6 +416,57 @@ static void test_fixed_address_overlap_refused(void **state)
 	tl_close(c);
 }
 
+/* A mremap that fails part way through thpfs_mmap (out of VMAs, injected)
+ * and again while undoing: the file keeps all its data and no chunk is left
+ * pointing into the dropped view. */
+static void test_mmap_move_failure_keeps_data(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 6 * MIB, 21);
+	void *a = NULL;
+	__atomic_store_n(&fs->move_fault_nth, 2, __ATOMIC_RELAXED);
+	assert_int_equal(thpfs_mmap(f, 0, 6 * MIB, &a), -ENOMEM);
+	__atomic_store_n(&fs->move_fault_nth, 0, __ATOMIC_RELAXED);
+	assert_null(a);
+	tl_check_pat(f, 0, 6 * MIB, 21);
+	/* punch, then map for real: all of it still there */
+	assert_int_equal(thpfs_fallocate(f, PUNCH, (off_t)PG, (off_t)PG), 0);
+	assert_int_equal(thpfs_mmap(f, 0, 6 * MIB, &a), 0);
+	check_view(a, 0, PG, 21);
+	check_view_zero(a, PG, PG);
+	check_view(a, 2 * PG, 6 * MIB - 2 * PG, 21);
+	assert_int_equal(thpfs_munmap(f, a, 6 * MIB), 0);
+	tl_close(f);
+}
+
+/* The same in thpfs_munmap: it completes (copying what the kernel will not
+ * move) and every byte stored through the mapping is in the file. */
+static void munmap_move_failure(void **state, const char *what)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 6 * MIB, &v);
+	fill_view(v, 0, 6 * MIB, 22);
+	__atomic_store_n(&fs->move_fault_nth, 2, __ATOMIC_RELAXED);
+	int r = thpfs_munmap(f, v, 6 * MIB);
+	__atomic_store_n(&fs->move_fault_nth, 0, __ATOMIC_RELAXED);
+	printf("%s: thpfs_munmap with mremap failing from the 2nd on: %d\n", what, r);
+	tl_check_pat(f, 0, 6 * MIB, 22);
+	assert_int_equal(r, 0);
+	/* the data is in arena slots: punch frees it (the kernel says so) */
+	assert_int_equal(thpfs_fallocate(f, PUNCH, 0, (off_t)(6 * MIB)), 0);
+	struct stat st;
+	assert_int_equal(thpfs_fstat(f, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	tl_close(f);
+}
+
+static void test_munmap_move_failure_keeps_data(void **state)
+{
+	munmap_move_failure(state, TL_FX(state)->opts);
+}
+
 /* ---- Memory goes back, the address stays ---- */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -956,6 +1007,9 @@ int main(void)
 		TL_TEST(test_rdonly_handle, "huge=always"),
 		TL_TEST(test_fixed_address, "huge=always"),
 		TL_TEST(test_fixed_address_overlap_refused, "huge=always"),
+		TL_TEST(test_mmap_move_failure_keeps_data, "huge=always"),
+		TL_TEST(test_munmap_move_failure_keeps_data, "huge=always"),
+		TL_TEST(test_munmap_move_failure_keeps_data, "huge=never"),
 		TL_TEST(test_punch_returns_memory, "huge=always"),
 		TL_TEST(test_mlocked_punch_returns_memory, "huge=always"),
 		TL_TEST(test_mlockall_view_huge_at_first_write, "huge=always"),
