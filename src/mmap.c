@@ -485,8 +485,14 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 	}
 	/* The pages were zeroed when they became pending.  One that is not
 	 * zero now was written again through the view before our MADV_FREE:
-	 * store to it (a no-op atomic add) so it is dirty and reclaim keeps
-	 * it.  One written after our MADV_FREE is dirty already.  Reclaim
+	 * store to it so it is dirty and reclaim (ours now, the kernel's
+	 * later) keeps it.  The store is a compare-and-swap of the word with
+	 * itself: it writes nothing new, so it cannot undo a store the program
+	 * makes meanwhile; if the program's store comes first the CAS fails,
+	 * and that store came after our MADV_FREE, so it dirtied the page
+	 * already.  (A no-op atomic add does not do: clang compiles an
+	 * idempotent read-modify-write to a plain load, and the page stayed
+	 * clean.)  One written after our MADV_FREE is dirty already.  Reclaim
 	 * (MADV_PAGEOUT) then discards only clean lazily freed pages; one it
 	 * cannot take now stays as data (zero). */
 	for (unsigned i = 0; i < THPFS_PAGES_PER_HUGE; i++) {
@@ -495,7 +501,10 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 		uint64_t *w = (uint64_t *)(mem + (size_t)i * THPFS_PAGE_SIZE);
 		for (unsigned j = 0; j < THPFS_PAGE_SIZE / sizeof(*w); j++) {
 			if (__atomic_load_n(&w[j], __ATOMIC_RELAXED)) {
-				__atomic_fetch_add(&w[0], 0, __ATOMIC_RELAXED);
+				uint64_t v = __atomic_load_n(&w[0], __ATOMIC_RELAXED);
+				(void)__atomic_compare_exchange_n(&w[0], &v, v, false,
+								  __ATOMIC_RELAXED,
+								  __ATOMIC_RELAXED);
 				thpfs_bit_clear(p, i);
 				break;
 			}

@@ -766,6 +766,27 @@ static void test_free_lazy_keeps_rewritten_pages(void **state)
 	tl_close(f);
 }
 
+/* A page written again before reclaim's MADV_FREE must be left dirty by
+ * reclaim, or the kernel's own reclaim discards it later as a clean lazily
+ * freed page.  MADV_PAGEOUT here stands in for the kernel's reclaim.  (With
+ * clang, a no-op atomic add compiled to a plain load and this failed.) */
+static void test_reclaim_leaves_rewritten_pages_dirty(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 2 * MIB, &v);
+	fill_view(v, 0, 2 * MIB, 17);
+	assert_int_equal(thpfs_free_lazy(f, 0, (off_t)(64 * PG)), 0);
+	fill_view(v, 5 * PG, 3 * PG, 18);
+	assert_true(thpfs_reclaim(fs, 0) > 0);
+	check_view(v, 5 * PG, 3 * PG, 18);
+	assert_int_equal(madvise(v, 64 * PG, MADV_PAGEOUT), 0);
+	check_view(v, 5 * PG, 3 * PG, 18);
+	assert_int_equal(thpfs_munmap(f, v, 2 * MIB), 0);
+	tl_check_pat(f, 5 * PG, 3 * PG, 18);
+	tl_close(f);
+}
+
 /* ---- A writer thread during punch, split, collapse, reclaim ---- */
 
 #define W_RANGES 16
@@ -1017,6 +1038,7 @@ int main(void)
 		TL_TEST(test_rewrite_huge_by_collapse, "huge=always,collapse=off"),
 		TL_TEST(test_holes_never_filled, "huge=always,scan_sleep_ms=20"),
 		TL_TEST(test_free_lazy_keeps_rewritten_pages, "huge=always,collapse=off"),
+		TL_TEST(test_reclaim_leaves_rewritten_pages_dirty, "huge=always,collapse=off"),
 		TL_TEST(test_writer_during_punch_split_collapse, "huge=always,collapse=off"),
 		TL_TEST(test_unseen_store_survives_drop, "huge=never,collapse=off"),
 		TL_TEST(test_page_tables_charged, "huge=never,collapse=off,size=8m"),
