@@ -191,7 +191,11 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
  * truncate, punch, split or collapse touches the file until fn returns, so
  * fn sees exactly the bytes thpfs_pread would return, never a mix of old
  * and new; fn must be short, must not write data, and must call no thpfs
- * function that changes this file (it would deadlock); data is read-only
+ * function on this file, through any handle, and no mount-wide one
+ * (thpfs_get_stats, thpfs_reclaim, thpfs_unmount, ...): on a file under
+ * thpfs_mmap even thpfs_fstat, SEEK_DATA and thpfs_get_stats take the
+ * file's lock for writing (to learn from the kernel what was touched) and
+ * would deadlock; data is read-only
  * and invalid after fn returns.  Nothing is pinned.  f must be open when
  * the call starts; another thread may close it while fn runs (the inode
  * stays until the call returns).  -ENODATA, fn not called, when the range
@@ -295,7 +299,9 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  * thpfs_collapse makes it one huge page again at the same address
  * (MADV_COLLAPSE, verified with PAGEMAP_SCAN).
  *
- * thpfs_munmap(f, addr, len) takes any open handle of the same file and
+ * thpfs_munmap(f, addr, len) takes any open handle of the same file (once
+ * every handle is closed and the file unlinked, the mapping still holds
+ * it: thpfs_open_ino of its inode number gives a handle) and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
  * file keeps its data and the range is unmapped, as munmap(2) does.  If the
  * arena slots the data moves back to cannot be had (-ENOMEM) or the range

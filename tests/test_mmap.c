@@ -467,6 +467,25 @@ static void test_munmap_move_failure_keeps_data(void **state)
 	munmap_move_failure(state, TL_FX(state)->opts);
 }
 
+/* After close and unlink of every handle, the mapping is unmapped through a
+ * handle from thpfs_open_ino (the header says so). */
+static void test_munmap_after_unlink_via_open_ino(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	char *v;
+	struct thpfs_file *f = make_mapped(fs, 2 * MIB, &v);
+	v[0] = 5;
+	struct stat st;
+	assert_int_equal(thpfs_fstat(f, &st), 0);
+	tl_close(f);
+	assert_int_equal(thpfs_unlink(fs, "/f"), 0);
+	assert_int_equal(v[0], 5);
+	struct thpfs_file *g;
+	assert_int_equal(thpfs_open_ino(fs, (uint64_t)st.st_ino, O_RDWR, &g), 0);
+	assert_int_equal(thpfs_munmap(g, v, 2 * MIB), 0);
+	tl_close(g);
+}
+
 /* ---- Memory goes back, the address stays ---- */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -1029,6 +1048,7 @@ int main(void)
 		TL_TEST(test_fixed_address, "huge=always"),
 		TL_TEST(test_fixed_address_overlap_refused, "huge=always"),
 		TL_TEST(test_mmap_move_failure_keeps_data, "huge=always"),
+		TL_TEST(test_munmap_after_unlink_via_open_ino, "huge=always"),
 		TL_TEST(test_munmap_move_failure_keeps_data, "huge=always"),
 		TL_TEST(test_munmap_move_failure_keeps_data, "huge=never"),
 		TL_TEST(test_punch_returns_memory, "huge=always"),
