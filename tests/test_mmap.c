@@ -658,6 +658,11 @@ static void test_mlockall_view_huge_at_first_write(void **state)
 			_exit(11);
 		if (mlockall(MCL_CURRENT | MCL_FUTURE))
 			_exit(12);
+		/* AddressSanitizer makes mlockall a no-op: nothing to test */
+		void *probe = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				   -1, 0);
+		if (probe == MAP_FAILED || !vmflag(probe, "lo"))
+			_exit(3);
 		void *a = NULL;
 		if (thpfs_mmap(f, 0, 16 * MIB, &a))
 			_exit(13);
@@ -670,7 +675,7 @@ static void test_mlockall_view_huge_at_first_write(void **state)
 		fflush(stdout);
 		if (k.huge != 16 * MIB)
 			_exit(1);
-		if (!vmflag(a, "lf") && !vmflag(a, "lo"))
+		if (!vmflag(a, "lo"))
 			_exit(2); /* must still be locked */
 		munlockall();
 		if (thpfs_munmap(f, a, 16 * MIB) || thpfs_close(f) || thpfs_unmount(fs))
@@ -680,6 +685,10 @@ static void test_mlockall_view_huge_at_first_write(void **state)
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 3) {
+		print_message("mlockall locks nothing here (sanitizer?): skipping\n");
+		skip();
+	}
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
