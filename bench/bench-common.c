@@ -44,6 +44,40 @@ double bench_median(double *v, int n)
 	return (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+double bench_percentile(double *v, int n, double p)
+{
+	if (n <= 0)
+		return NAN;
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	int k = (int)ceil(p * n) - 1;
+	return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+int bench_paired_ratios(const double *a, const double *b, int n, double m[3])
+{
+	double r[BENCH_MAX_RUNS];
+	int k = 0;
+
+	m[0] = m[1] = m[2] = NAN;
+	if (n > BENCH_MAX_RUNS)
+		n = BENCH_MAX_RUNS;
+	/* NAN has no order: in qsort's comparison it would scramble the
+	 * median, so runs without a ratio are left out */
+	for (int i = 0; i < n; i++)
+		if (b[i] > 0 && isfinite(a[i] / b[i]))
+			r[k++] = a[i] / b[i];
+	n = k;
+	if (!n)
+		return 0;
+	m[0] = bench_median(r, n);
+	m[1] = m[2] = r[0];
+	for (int i = 1; i < n; i++) {
+		m[1] = r[i] < m[1] ? r[i] : m[1];
+		m[2] = r[i] > m[2] ? r[i] : m[2];
+	}
+	return n;
+}
+
 uint64_t bench_rand(uint64_t *state)
 {
 	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);

@@ -27,6 +27,13 @@
 double bench_now(void);
 /* Median of v[0..n) (sorts v); NAN when n is 0. */
 double bench_median(double *v, int n);
+/* The value below which a fraction p (0..1) of v[0..n) lies, nearest rank
+ * (sorts v); NAN when n is 0. */
+double bench_percentile(double *v, int n, double p);
+/* Ratios a[i] / b[i] of paired runs i < n into m: median, min, max; a run
+ * whose ratio is not a number (b[i] <= 0, a failed run) is left out.
+ * Returns how many runs count; m is NAN when none. */
+int bench_paired_ratios(const double *a, const double *b, int n, double m[3]);
 /* splitmix64: the next number of the sequence kept in *state. */
 uint64_t bench_rand(uint64_t *state);
 /* A random permutation of 0..n-1 from seed (Fisher-Yates); NULL on ENOMEM. */

@@ -316,7 +316,7 @@ struct latency_result {
 	char what[160];
 	const char *setup;     /* how the base-page ranges were made */
 	uint64_t ranges;
-	double collapse_med, collapse_mean; /* seconds per 2 MiB */
+	double collapse_med, collapse_mean, collapse_p90; /* seconds per 2 MiB */
 	double memcpy_med;     /* 2 MiB memcpy, populated destination */
 	double memcpy_hot;     /* same two 2 MiB buffers again and again */
 	double memcpy_fresh;   /* new THP destination each time (fault + copy) */
@@ -484,7 +484,7 @@ static void latency_thpfs(const struct cbench_opts *o, struct latency_result *r)
 	char *buf = malloc(BENCH_MIB);
 	int err;
 
-	r->collapse_med = r->collapse_mean = NAN;
+	r->collapse_med = r->collapse_mean = r->collapse_p90 = NAN;
 	if (!v || !buf) {
 		lfail(r, -ENOMEM, "malloc");
 		goto out;
@@ -510,6 +510,7 @@ static void latency_thpfs(const struct cbench_opts *o, struct latency_result *r)
 	if (!r->err) {
 		r->collapse_mean = sum / (double)n;
 		r->collapse_med = bench_median(v, (int)n);
+		r->collapse_p90 = bench_percentile(v, (int)n, 0.9);
 		thpfs_get_stats(b.fs, &r->st);
 		r->verified = verify_stamped(&f, o->lat_size, buf, &err) == UINT64_MAX && !err;
 	}
@@ -735,8 +736,9 @@ static void print_latency_text(const struct cbench_opts *o, const struct latency
 	if (l->err) {
 		printf("  thpfs_collapse: error: %s: %s\n", l->what, strerror(-l->err));
 	} else {
-		printf("  thpfs_collapse          %8.1f us  (mean %.1f us; setup %s; data %s)\n",
-		       l->collapse_med * 1e6, l->collapse_mean * 1e6, l->setup, l->verified ? "ok" : "WRONG");
+		printf("  thpfs_collapse          %8.1f us  (p90 %.1f us, mean %.1f us; setup %s; data %s)\n",
+		       l->collapse_med * 1e6, l->collapse_p90 * 1e6, l->collapse_mean * 1e6, l->setup,
+		       l->verified ? "ok" : "WRONG");
 	}
 	printf("  memcpy 2 MiB            %8.1f us  (source and destination populated, streamed)\n",
 	       l->memcpy_med * 1e6);
@@ -820,6 +822,8 @@ static void print_json(const struct cbench_opts *o, const struct restore_result 
 		else
 			printf("\"setup\": \"%s\", \"data_ok\": %s, ", l->setup, l->verified ? "true" : "false");
 		json_num("collapse_us", l->err ? NAN : l->collapse_med * 1e6, ", ");
+		json_num("collapse_p90_us", l->err ? NAN : l->collapse_p90 * 1e6, ", ");
+		json_num("collapse_mean_us", l->err ? NAN : l->collapse_mean * 1e6, ", ");
 		json_num("memcpy_us", l->memcpy_med * 1e6, ", ");
 		json_num("memcpy_hot_us", l->memcpy_hot * 1e6, ", ");
 		json_num("fault_memcpy_us", l->memcpy_fresh * 1e6, ", ");

@@ -355,20 +355,7 @@ struct io_results {
  * when there are none. */
 static void paired_ratios(const double *a, int na, const double *b, int nb, double m[3])
 {
-	double r[BENCH_MAX_RUNS];
-	int n = na < nb ? na : nb;
-
-	m[0] = m[1] = m[2] = NAN;
-	for (int i = 0; i < n; i++)
-		r[i] = b[i] > 0 ? a[i] / b[i] : NAN;
-	if (!n)
-		return;
-	m[0] = bench_median(r, n);
-	m[1] = m[2] = r[0];
-	for (int i = 1; i < n; i++) {
-		m[1] = r[i] < m[1] ? r[i] : m[1];
-		m[2] = r[i] > m[2] ? r[i] : m[2];
-	}
+	bench_paired_ratios(a, b, na < nb ? na : nb, m);
 }
 
 /*

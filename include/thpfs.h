@@ -204,7 +204,11 @@ int thpfs_map_existing(struct thpfs_file *f, off_t off, void **addr, size_t *len
  * truncate, punch, split or collapse touches the file until fn returns, so
  * fn sees exactly the bytes thpfs_pread would return, never a mix of old
  * and new; fn must be short, must not write data, and must call no thpfs
- * function that changes this file (it would deadlock); data is read-only
+ * function on this file, through any handle, and no mount-wide one
+ * (thpfs_get_stats, thpfs_reclaim, thpfs_unmount, ...): on a file under
+ * thpfs_mmap even thpfs_fstat, SEEK_DATA and thpfs_get_stats take the
+ * file's lock for writing (to learn from the kernel what was touched) and
+ * would deadlock; data is read-only
  * and invalid after fn returns.  Nothing is pinned.  f must be open when
  * the call starts; another thread may close it while fn runs (the inode
  * stays until the call returns).  -ENODATA, fn not called, when the range
@@ -254,7 +258,12 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  *  - *addr == NULL: thpfs chooses the address.  *addr != NULL: the mapping
  *    is placed exactly there (2 MiB aligned, else -EINVAL), replacing
  *    whatever the caller had mapped there, like MAP_FIXED (QEMU reserves the
- *    range PROT_NONE first).  *addr receives the address.
+ *    range PROT_NONE first).  *addr receives the address.  A fixed range
+ *    that overlaps memory of this mount (its arenas, which hold every
+ *    unmapped file's pages, or another file's mapping) is refused with
+ *    -EEXIST and nothing changes; placing it over anything else the program
+ *    still uses (another mount's memory included) is the caller's error, as
+ *    with MAP_FIXED.
  *  - One mapping per file: a second thpfs_mmap of the same file is -EBUSY.
  *  - The mapping is PROT_READ|PROT_WRITE and needs an O_RDWR handle
  *    (-EACCES otherwise): it is the storage, and thpfs stores to it too
@@ -307,11 +316,15 @@ int64_t thpfs_reclaim(struct thpfs *fs, uint64_t bytes);
  * thpfs_collapse makes it one huge page again at the same address
  * (MADV_COLLAPSE, verified with PAGEMAP_SCAN).
  *
- * thpfs_munmap(f, addr, len) takes any open handle of the same file and
+ * thpfs_munmap(f, addr, len) takes any open handle of the same file (once
+ * every handle is closed and the file unlinked, the mapping still holds
+ * it: thpfs_open_ino of its inode number gives a handle) and
  * exactly the address and length of the mapping (-EINVAL otherwise); the
  * file keeps its data and the range is unmapped, as munmap(2) does.  If the
- * range cannot be unlocked first (munlock fails) nothing changes and the
- * error is returned.  If the kernel refuses the final munmap (out of VMAs),
+ * arena slots the data moves back to cannot be had (-ENOMEM) or the range
+ * cannot be unlocked (munlock fails), nothing changes and the error is
+ * returned; after that it cannot fail part way (memory the kernel will not
+ * move is copied).  A failed thpfs_mmap leaves the file as it was.  If the kernel refuses the final munmap (out of VMAs),
  * the file is no longer mapped but the range stays mapped, empty (anonymous
  * zero memory), and its error is returned.
  */

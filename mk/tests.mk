@@ -41,6 +41,13 @@ $(TESTS_CG_OBJ): tools/cgroup.c tools/cgroup.h
 
 $(TESTS_CG_BIN): $(TESTS_CG_OBJ)
 
+# test_benchstats checks the benchmarks' statistics (bench/bench-common.c).
+$(B)/tests/obj/bench-common.o: bench/bench-common.c bench/bench-common.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(TESTS_CFLAGS) -c $< -o $@
+$(B)/tests/test_benchstats: $(B)/tests/obj/bench-common.o
+$(B)/tests/test_benchstats: TESTS_LIBS += -lm
+
 $(B)/tests/%: $(B)/tests/obj/%.o $(TESTS_LIB_OBJ) $(B)/libthpfs.a
 	$(CC) -o $@ $(filter %.o,$^) $(B)/libthpfs.a $(LDFLAGS) $(TESTS_LIBS)
 

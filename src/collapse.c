@@ -145,7 +145,6 @@ static void *background_thread(void *arg)
 		}
 		if (fs->pool_kicked) {
 			fs->pool_kicked = false;
-	fs->flush_kicked = false;
 			pthread_mutex_unlock(&fs->collapse_mu);
 			_thpfs_pool_refill(fs);
 			pthread_mutex_lock(&fs->collapse_mu);

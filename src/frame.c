@@ -106,6 +106,7 @@ static bool thp_enabled_in_sysfs(void)
 int _thpfs_frames_init(struct thpfs *fs)
 {
 	pthread_mutex_init(&fs->frame_lock, NULL);
+	thpfs_list_init(&fs->views);
 	pthread_mutex_init(&fs->release_lock, NULL);
 	fs->release_iov = calloc(THPFS_RELEASE_BATCH, sizeof(struct iovec));
 	fs->retired = calloc(THPFS_RETIRED_MAX, sizeof(char *));
@@ -265,6 +266,19 @@ static int slot_reserve(struct thpfs *fs, bool huge)
 	*stack = s;
 	*cap = total;
 	return 0;
+}
+
+static bool arenas_overlap(const struct thpfs_arena *a, const char *p, size_t len)
+{
+	for (; a; a = a->next)
+		if (p < a->base + THPFS_ARENA_SIZE && a->base < p + len)
+			return true;
+	return false;
+}
+
+bool _thpfs_arena_overlaps(struct thpfs *fs, const char *p, size_t len)
+{
+	return arenas_overlap(fs->huge_arenas, p, len) || arenas_overlap(fs->base_arenas, p, len);
 }
 
 static bool in_huge_arena(struct thpfs *fs, const char *p)

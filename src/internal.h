@@ -337,6 +337,12 @@ struct thpfs {
 
 	/* mappings (mmap.c): atomic */
 	uint64_t nr_mappings;
+	/* test hook (atomic): from the nth mremap of a chunk between an arena
+	 * slot and a view on, every one fails with ENOMEM (0 = off) */
+	uint64_t move_fault_nth;
+	/* every thpfs_mapping of the mount (its link), under frame_lock, so
+	 * that a fixed address is checked against them and the arenas */
+	struct thpfs_list views;
 
 	struct thpfs_stats stats;
 
@@ -619,6 +625,7 @@ struct thpfs_mapping {
 	 * re-mlock (relock) failed there and the next sync applies it again. */
 	uint64_t *readvise, *relock;
 	bool fix;                   /* some bit above is set */
+	struct thpfs_list link;     /* on fs->views, under frame_lock */
 };
 /* Brings the present/uptodate bitmaps and the charges of the inode's mapped
  * chunks in line with the kernel's page tables; creates chunks for ranges
@@ -669,6 +676,9 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c);
  * charged or populated), and giving back a slot whose memory was moved away
  * with mremap (the hole is mapped afresh, then the slot is free again). */
 char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err);
+/* Whether [p, p+len) overlaps an arena of the mount (slots in use, free,
+ * pooled or retired alike); frame_lock held. */
+bool _thpfs_arena_overlaps(struct thpfs *fs, const char *p, size_t len);
 void _thpfs_slot_refill(struct thpfs *fs, char *mem);
 /* Whether the file may shrink to size (not below a mapping). */
 bool _thpfs_mmap_may_truncate(const struct thpfs_inode *inode, uint64_t size);

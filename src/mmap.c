@@ -485,8 +485,14 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 	}
 	/* The pages were zeroed when they became pending.  One that is not
 	 * zero now was written again through the view before our MADV_FREE:
-	 * store to it (a no-op atomic add) so it is dirty and reclaim keeps
-	 * it.  One written after our MADV_FREE is dirty already.  Reclaim
+	 * store to it so it is dirty and reclaim (ours now, the kernel's
+	 * later) keeps it.  The store is a compare-and-swap of the word with
+	 * itself: it writes nothing new, so it cannot undo a store the program
+	 * makes meanwhile; if the program's store comes first the CAS fails,
+	 * and that store came after our MADV_FREE, so it dirtied the page
+	 * already.  (A no-op atomic add does not do: clang compiles an
+	 * idempotent read-modify-write to a plain load, and the page stayed
+	 * clean.)  One written after our MADV_FREE is dirty already.  Reclaim
 	 * (MADV_PAGEOUT) then discards only clean lazily freed pages; one it
 	 * cannot take now stays as data (zero). */
 	for (unsigned i = 0; i < THPFS_PAGES_PER_HUGE; i++) {
@@ -495,7 +501,10 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 		uint64_t *w = (uint64_t *)(mem + (size_t)i * THPFS_PAGE_SIZE);
 		for (unsigned j = 0; j < THPFS_PAGE_SIZE / sizeof(*w); j++) {
 			if (__atomic_load_n(&w[j], __ATOMIC_RELAXED)) {
-				__atomic_fetch_add(&w[0], 0, __ATOMIC_RELAXED);
+				uint64_t v = __atomic_load_n(&w[0], __ATOMIC_RELAXED);
+				(void)__atomic_compare_exchange_n(&w[0], &v, v, false,
+								  __ATOMIC_RELAXED,
+								  __ATOMIC_RELAXED);
 				thpfs_bit_clear(p, i);
 				break;
 			}
@@ -718,14 +727,62 @@ static bool range_pinned(struct thpfs_inode *inode, uint64_t start, uint64_t len
 	return false;
 }
 
-/* Maps the view: at want (MAP_FIXED) or at a 2 MiB aligned address of our
- * choosing.  Returns it, or NULL with *err set. */
-static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
+/* Whether [p, p+len) overlaps memory of the mount: an arena or another
+ * file's view.  A fixed address there would replace file data under the
+ * library (and then crash it); frame_lock held. */
+static bool range_in_use(struct thpfs *fs, const char *p, size_t len)
+{
+	if (_thpfs_arena_overlaps(fs, p, len))
+		return true;
+	for (struct thpfs_list *l = fs->views.next; l != &fs->views; l = l->next) {
+		const struct thpfs_mapping *v = thpfs_container_of(l, struct thpfs_mapping, link);
+		if (p < v->addr + v->len && v->addr < p + len)
+			return true;
+	}
+	return false;
+}
+
+/* Forgets view m once its range no longer holds file memory. */
+static void view_forget(struct thpfs *fs, struct thpfs_mapping *m)
+{
+	pthread_mutex_lock(&fs->frame_lock);
+	thpfs_list_del(&m->link);
+	pthread_mutex_unlock(&fs->frame_lock);
+}
+
+/*
+ * Makes view range [p, p+len), mapped PROT_NONE and already advised,
+ * readable and writable without populating it.  Under mlockall(MCL_FUTURE)
+ * the range came out VM_LOCKED, and making a locked range writable (or
+ * mapping it writable in the first place) faults all of it in at once, with
+ * 4 KiB pages, before a first write could get a huge page.  So a locked range
+ * is made lock-on-fault first: each page, huge or not, is locked as it is
+ * faulted in, which is what mlockall's caller asked for.  MADV_DONTNEED is
+ * refused (EINVAL) only on locked memory, and the range holds nothing yet,
+ * so asking it loses nothing.  Linux has mlock2 wherever PAGEMAP_SCAN
+ * exists (6.7), so its failure is an error, not a reason to unlock.
+ */
+static int view_make_writable(char *p, size_t len)
+{
+	if (madvise(p, len, MADV_DONTNEED)) {
+		if (errno != EINVAL)
+			return -errno;
+		if (mlock2(p, len, MLOCK_ONFAULT))
+			return -errno;
+	}
+	return mprotect(p, len, PROT_READ | PROT_WRITE) ? -errno : 0;
+}
+
+/* Maps the view, PROT_NONE, at want (MAP_FIXED) or at a 2 MiB aligned
+ * address of our choosing, gives it its advice and then makes it writable
+ * (view_make_writable: in that order, so mlockall cannot populate it with
+ * 4 KiB pages).  Returns it, or NULL with *err set. */
+static char *view_create(size_t len, void *want, bool huge, int *err)
 {
 	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 	char *p;
 	if (want) {
-		p = mmap(want, len, prot, flags | MAP_FIXED, -1, 0);
+		p = mmap(want, len, PROT_NONE, flags | MAP_FIXED, -1, 0);
 		if (p == MAP_FAILED) {
 			*err = -errno;
 			return NULL;
@@ -740,20 +797,20 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 		size_t head = (size_t)(p - raw);
 		/* Trimming the alignment slack: a refusal (out of VMAs) only
 		 * leaves some PROT_NONE address space reserved; the view is
-		 * what matters, and its own mmap below is checked. */
+		 * what matters, and its own calls below are checked. */
 		if (head)
 			(void)munmap(raw, head);
 		if (THPFS_HUGE_SIZE - head)
 			(void)munmap(p + len, THPFS_HUGE_SIZE - head);
-		if (mmap(p, len, prot, flags | MAP_FIXED, -1, 0) == MAP_FAILED) {
-			*err = -errno;
-			(void)munmap(p, len); /* the PROT_NONE reservation */
-			return NULL;
-		}
 	}
+	int e = 0;
 	if (madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
-	    madvise(p, len, MADV_DONTFORK)) {
-		*err = -errno;
+	    madvise(p, len, MADV_DONTFORK))
+		e = -errno;
+	else
+		e = view_make_writable(p, len);
+	if (e) {
+		*err = e;
 		/* holds nothing yet; the caller's range is reserved again */
 		if (!want || mmap(p, len, PROT_NONE, flags | MAP_FIXED, -1, 0) == MAP_FAILED)
 			(void)munmap(p, len);
@@ -762,14 +819,30 @@ static char *view_create(size_t len, void *want, int prot, bool huge, int *err)
 	return p;
 }
 
-/* Moves chunk c's memory (an arena slot) to dst in the view, no copy, and
- * gives the slot back.  c is not pinned. */
-static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
+/* mremap of one chunk's 2 MiB from src to dst, or -errno; the test hook
+ * fs->move_fault_nth makes the nth from now and every later one fail as the
+ * kernel does when it is out of VMAs (ENOMEM, nothing moved). */
+static int chunk_remap(struct thpfs *fs, char *src, char *dst)
 {
-	char *src = c->mem;
+	uint64_t nth = __atomic_load_n(&fs->move_fault_nth, __ATOMIC_RELAXED);
+	if (nth == 1)
+		return -ENOMEM;
+	if (nth)
+		__atomic_store_n(&fs->move_fault_nth, nth - 1, __ATOMIC_RELAXED);
 	if (mremap(src, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, dst) ==
 	    MAP_FAILED)
 		return -errno;
+	return 0;
+}
+
+/* Moves chunk c's memory (an arena slot) to dst in the view, no copy, and
+ * gives the slot back.  c is not pinned.  On failure nothing changed. */
+static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
+{
+	char *src = c->mem;
+	int err = chunk_remap(fs, src, dst);
+	if (err)
+		return err;
 	c->mem = dst;
 	c->mapped = true;
 	_thpfs_slot_refill(fs, src);
@@ -782,65 +855,91 @@ static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
 	return 0;
 }
 
-/* Moves chunk c's memory from the view to the empty arena slot, with the
- * advice an arena slot of its kind must have (khugepaged must not fill a
- * base block, fork must not copy file memory).  If the slot cannot be given
- * it, the memory moves back and the error is returned. */
-static int move_out(struct thpfs_chunk *c, char *slot)
+/*
+ * Moves chunk c's memory from the view to slot, an empty arena slot of its
+ * kind taken beforehand, and gives it the advice such a slot must have
+ * (khugepaged must not fill a base block, fork must not copy file memory).
+ * Cannot fail, so that a view is never unmapped with file memory in it: if
+ * the kernel will not move the memory (mremap: out of VMAs), the chunk's
+ * present pages are copied into the slot instead and dropped from the view
+ * (best effort: the caller unmaps or replaces the view next).  A huge
+ * chunk copied so gets a huge page if the kernel has one at the copy's
+ * first fault (the slot is MADV_HUGEPAGE); if not, its data is whole but
+ * the kernel maps it with 4 KiB pages until it is split or freed.  Needs
+ * the sync that makes c->present cover every page stored through the view.
+ */
+static void move_out(struct thpfs *fs, struct thpfs_chunk *c, char *slot)
 {
 	char *view = c->mem;
-	if (mremap(view, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) ==
-	    MAP_FAILED)
-		return -errno;
-	if (madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 &&
-	    madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK) == 0) {
-		c->mem = slot;
-		c->mapped = false;
-		return 0;
+	if (chunk_remap(fs, view, slot) == 0) {
+		/* a refused madvise only leaves the advice off (as in
+		 * _thpfs_slot_refill); the data is in place */
+		(void)madvise(slot, THPFS_HUGE_SIZE, c->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		(void)madvise(slot, THPFS_HUGE_SIZE, MADV_DONTFORK);
+	} else {
+		for (unsigned i = 0; i < THPFS_PAGES_PER_HUGE; i++)
+			if (c->huge || (c->present[i / 64] >> (i % 64) & 1))
+				memcpy(slot + ((size_t)i << THPFS_PAGE_SHIFT),
+				       view + ((size_t)i << THPFS_PAGE_SHIFT), THPFS_PAGE_SIZE);
+		(void)madvise(view, THPFS_HUGE_SIZE, MADV_DONTNEED);
 	}
-	int err = -errno;
-	if (mremap(slot, THPFS_HUGE_SIZE, THPFS_HUGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, view) ==
-	    MAP_FAILED) {
-		/* The data stays whole in the slot; only its advice is off. */
-		c->mem = slot;
-		c->mapped = false;
-		return 0;
-	}
-	return err;
+	c->mem = slot;
+	c->mapped = false;
 }
 
-/* Moves every chunk of the view back into arena slots (taken first, so that
- * only mremap can fail); the view keeps holes where chunks were. */
-static int move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+/* The chunks of m's file range, first to last. */
+#define for_each_view_chunk(c, inode, m)                                                      \
+	for (struct thpfs_chunk *c = _thpfs_index_next(&(inode)->pages, (m)->start >> THPFS_HUGE_SHIFT); \
+	     c && c->index < ((m)->start + (m)->len) >> THPFS_HUGE_SHIFT;                      \
+	     c = _thpfs_index_next(&(inode)->pages, c->index + 1))
+
+/* Takes one empty arena slot of the right kind for every chunk of m's range
+ * (those with mapped == want_mapped), in index order.  All or nothing:
+ * returns the array (free it) or NULL with *err set and nothing taken. */
+static char **slots_take_for(struct thpfs *fs, struct thpfs_inode *inode,
+			     const struct thpfs_mapping *m, bool want_mapped, size_t *nr, int *err)
 {
-	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
-	int err = 0;
-	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
-	     c = _thpfs_index_next(&inode->pages, c->index + 1)) {
-		if (!c->mapped)
+	size_t n = 0, k = 0;
+	for_each_view_chunk(c, inode, m)
+		n += c->mapped == want_mapped;
+	char **slots = calloc(n ? n : 1, sizeof(char *));
+	if (!slots) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	for_each_view_chunk(c, inode, m) {
+		if (c->mapped != want_mapped)
 			continue;
-		char *slot = _thpfs_slot_take(fs, c->huge, &err);
-		if (!slot)
-			return err;
-		err = move_out(c, slot);
-		if (err) {
-			_thpfs_slot_refill(fs, slot);
-			return err;
+		slots[k] = _thpfs_slot_take(fs, c->huge, err);
+		if (!slots[k]) {
+			while (k)
+				_thpfs_slot_refill(fs, slots[--k]);
+			free(slots);
+			return NULL;
 		}
+		k++;
 	}
-	return 0;
+	*nr = n;
+	*err = 0;
+	return slots;
 }
 
-/* Undoes a move_all_out that failed part way: moves the chunks it took out
- * back into the view, so that the view shows the whole file range again.
- * A chunk that cannot move back keeps its data in its arena slot. */
-static void move_all_in(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m)
+/* Moves every mapped chunk of the view, the k-th to slots[k] (taken by
+ * slots_take_for); cannot fail.  The view keeps holes where chunks were. */
+static void move_all_out(struct thpfs *fs, struct thpfs_inode *inode, struct thpfs_mapping *m,
+			 char **slots)
 {
-	uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (m->len >> THPFS_HUGE_SHIFT);
-	for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first); c && c->index < last;
-	     c = _thpfs_index_next(&inode->pages, c->index + 1))
-		if (!c->mapped)
-			(void)move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+	size_t k = 0;
+	for_each_view_chunk(c, inode, m)
+		if (c->mapped)
+			move_out(fs, c, slots[k++]);
+}
+
+/* Gives back n slots taken by slots_take_for and not used. */
+static void slots_put_back(struct thpfs *fs, char **slots, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		_thpfs_slot_refill(fs, slots[k]);
 }
 
 int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
@@ -858,7 +957,8 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 	 * punch): it needs a read-write handle */
 	if ((f->flags & O_ACCMODE) != O_RDWR)
 		return -EACCES;
-	if (off < 0 || !len || ((uint64_t)off | len | (uintptr_t)*addr) & (THPFS_HUGE_SIZE - 1))
+	if (off < 0 || !len || ((uint64_t)off | len | (uintptr_t)*addr) & (THPFS_HUGE_SIZE - 1) ||
+	    (uintptr_t)*addr > UINTPTR_MAX - len)
 		return -EINVAL;
 	if (len > THPFS_MAX_FILE_SIZE || (uint64_t)off > THPFS_MAX_FILE_SIZE - len)
 		return -ENXIO;
@@ -889,19 +989,44 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 		err = -ENXIO;
 	else if (range_pinned(inode, m->start, len))
 		err = -EBUSY;
-	if (!err)
-		m->addr = view_create(len, *addr, PROT_READ | PROT_WRITE,
-				      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT), &err);
+	if (!err) {
+		/* checked and mapped under frame_lock: no arena or other view
+		 * can take the range in between */
+		pthread_mutex_lock(&fs->frame_lock);
+		if (*addr && range_in_use(fs, *addr, len))
+			err = -EEXIST;
+		else
+			m->addr = view_create(len, *addr,
+					      _thpfs_want_huge(fs, inode, m->start >> THPFS_HUGE_SHIFT),
+					      &err);
+		if (!err)
+			thpfs_list_add_tail(&m->link, &fs->views);
+		pthread_mutex_unlock(&fs->frame_lock);
+	}
 	if (!err) {
 		/* queued releases point at arena slots we are about to move */
 		_thpfs_release_flush(fs);
-		inode->map = m;
-		uint64_t first = m->start >> THPFS_HUGE_SHIFT, last = first + (len >> THPFS_HUGE_SHIFT);
-		for (struct thpfs_chunk *c = _thpfs_index_next(&inode->pages, first);
-		     c && c->index < last && !err; c = _thpfs_index_next(&inode->pages, c->index + 1))
-			err = move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+		/* Slots to move the chunks back to if a move fails part way,
+		 * taken first: undoing must not fail, or the view would be
+		 * unmapped below with file memory in it. */
+		size_t total = 0, n = 0;
+		char **undo = slots_take_for(fs, inode, m, false, &total, &err);
+		if (undo) {
+			inode->map = m;
+			uint64_t first = m->start >> THPFS_HUGE_SHIFT;
+			for_each_view_chunk(c, inode, m) {
+				err = move_in(fs, c, m->addr + ((c->index - first) << THPFS_HUGE_SHIFT));
+				if (err)
+					break;
+				n++;
+			}
+			/* the k-th chunk moved in goes back to undo[k] */
+			if (err)
+				move_all_out(fs, inode, m, undo);
+			slots_put_back(fs, undo + (err ? n : 0), total - (err ? n : 0));
+			free(undo);
+		}
 		if (err) {
-			move_all_out(fs, inode, m);
 			inode->map = NULL;
 			/* give the caller a reservation back; if that cannot
 			 * be had, the range is left empty and unmapped */
@@ -909,6 +1034,7 @@ int thpfs_mmap(struct thpfs_file *f, off_t off, size_t len, void **addr)
 					   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 					   -1, 0) == MAP_FAILED)
 				(void)munmap(m->addr, len); /* only address space if it fails */
+			view_forget(fs, m);
 		}
 	}
 	pthread_rwlock_unlock(&inode->lock);
@@ -939,18 +1065,24 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		err = -EINVAL;
 	else if (range_pinned(inode, m->start, m->len))
 		err = -EBUSY;
+	/* Every slot first (all or nothing), then the unlock: after those,
+	 * moving out cannot fail, so the view is never unmapped with file
+	 * memory in it, and a refusal changes nothing. */
+	size_t nslots = 0;
+	char **slots = NULL;
 	if (!err) {
 		_thpfs_mmap_sync(fs, inode); /* adopt what was touched last */
-		/* arena slots are never locked: refuse rather than move locked
-		 * memory into them */
-		if (munlock(m->addr, m->len))
-			err = -errno;
+		slots = slots_take_for(fs, inode, m, true, &nslots, &err);
 	}
-	if (!err) {
-		err = move_all_out(fs, inode, m);
-		if (err)
-			move_all_in(fs, inode, m); /* the mapping stays whole */
+	/* arena slots are never locked: refuse rather than move locked
+	 * memory into them */
+	if (!err && munlock(m->addr, m->len)) {
+		err = -errno;
+		slots_put_back(fs, slots, nslots);
 	}
+	if (!err)
+		move_all_out(fs, inode, m, slots);
+	free(slots);
 	int unmap_err = 0;
 	if (!err) {
 		inode->map = NULL;
@@ -959,6 +1091,7 @@ int thpfs_munmap(struct thpfs_file *f, void *addr, size_t len)
 		 * and the caller is told. */
 		if (munmap(m->addr, m->len))
 			unmap_err = -errno;
+		view_forget(fs, m);
 	}
 	pthread_rwlock_unlock(&inode->lock);
 	if (err)
