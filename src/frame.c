@@ -1188,6 +1188,36 @@ char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err)
 	return p;
 }
 
+/*
+ * The memory of the slot at src was just moved (mremap) to dst in a view.
+ * Pages of the slot whose release had failed (zeroed, still charged: see
+ * unreleased_note) moved with it: they come off the record and are released
+ * at dst now if the kernel lets us; either way they stop being charged here
+ * (a page still present at dst is adopted as file data by the view's next
+ * sync, and charged there, like any page stored through the view).  Takes
+ * frame_lock; the caller holds the chunk's inode->lock.
+ */
+void _thpfs_slot_unreleased_moved(struct thpfs *fs, char *src, char *dst)
+{
+	thpfs_bitmap_t pages;
+	thpfs_bitmap_zero(pages);
+	pthread_mutex_lock(&fs->frame_lock);
+	struct thpfs_unreleased *u = *unreleased_find(fs, src);
+	if (u)
+		memcpy(pages, u->pages, sizeof(pages));
+	unsigned n = unreleased_take(fs, src, 0, THPFS_PAGES_PER_HUGE);
+	fs->held_bytes -= (uint64_t)n * THPFS_PAGE_SIZE;
+	pthread_mutex_unlock(&fs->frame_lock);
+	if (!n)
+		return;
+	THPFS_STAT_SUB(fs, shmem_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
+	thpfs_for_each_run(pages, i, end) {
+		size_t len = (size_t)(end - i) * THPFS_PAGE_SIZE;
+		if (release(dst + (size_t)i * THPFS_PAGE_SIZE, len))
+			count_released(fs, len);
+	}
+}
+
 void _thpfs_slot_refill(struct thpfs *fs, char *mem)
 {
 	pthread_mutex_lock(&fs->frame_lock);

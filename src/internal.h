@@ -680,6 +680,10 @@ char *_thpfs_slot_take(struct thpfs *fs, bool huge, int *err);
  * pooled or retired alike); frame_lock held. */
 bool _thpfs_arena_overlaps(struct thpfs *fs, const char *p, size_t len);
 void _thpfs_slot_refill(struct thpfs *fs, char *mem);
+/* After a slot's memory moved to dst in a view: its pages whose release had
+ * failed come off the unreleased record and are released at dst if they can
+ * be (frame.c). */
+void _thpfs_slot_unreleased_moved(struct thpfs *fs, char *src, char *dst);
 /* Whether the file may shrink to size (not below a mapping). */
 bool _thpfs_mmap_may_truncate(const struct thpfs_inode *inode, uint64_t size);
 

@@ -845,6 +845,7 @@ static int move_in(struct thpfs *fs, struct thpfs_chunk *c, char *dst)
 		return err;
 	c->mem = dst;
 	c->mapped = true;
+	_thpfs_slot_unreleased_moved(fs, src, dst);
 	_thpfs_slot_refill(fs, src);
 	/* The moved range keeps the arena's MADV_DONTFORK and advice, which
 	 * already fit the chunk; this only makes sure (a refusal is retried

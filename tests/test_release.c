@@ -694,6 +694,50 @@ static void test_failed_release_stays_charged(void **state)
 	assert_int_equal(sf.bfree * sf.bsize, 8 * MIB); /* size= holds nothing */
 }
 
+/*
+ * Pages whose release failed (zeroed, kept charged to size=) must not follow
+ * their slot's memory into a thpfs_mmap view as something else: before, the
+ * record stayed with the empty slot while the pages moved, so the view
+ * adopted them as file data (st_blocks doubled) and Unreleased, Shmem and
+ * size= kept counting 1 MiB after the file was gone (found by review).
+ */
+static void test_failed_release_moves_into_view(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/a", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 2 * MIB, 1);
+	assert_int_equal(thpfs_free_lazy(f, 0, (off_t)MIB), 0);
+	thpfs_fault_inject_release(fs, 1, 1);
+	assert_true(thpfs_reclaim(fs, 0) >= 0);
+	thpfs_fault_inject_release(fs, 0, 0);
+	struct thpfs_stats s = tl_stats(fs);
+	assert_int_equal(s.unreleased_bytes, MIB);
+	assert_int_equal(tl_blocks(f), (int64_t)(MIB / PG) * BLK_PG);
+	void *v = NULL;
+	assert_int_equal(thpfs_mmap(f, 0, 2 * MIB, &v), 0);
+	/* the kernel holds the file's 1 MiB in the view and nothing more */
+	int64_t present = tl_kernel_present_bytes(v, 2 * MIB);
+	printf("after thpfs_mmap: kernel has %lld KiB present in the view, st_blocks %lld KiB\n",
+	       (long long)(present >> 10), (long long)(tl_blocks(f) / 2));
+	assert_int_equal(present, (int64_t)MIB);
+	tl_check_pat(f, MIB, MIB, 1);
+	assert_int_equal(thpfs_munmap(f, v, 2 * MIB), 0);
+	assert_int_equal(tl_blocks(f), (int64_t)(MIB / PG) * BLK_PG);
+	s = tl_stats(fs);
+	assert_int_equal(s.unreleased_bytes, 0);
+	assert_int_equal(s.shmem_bytes, MIB);
+	tl_close(f);
+	assert_int_equal(thpfs_unlink(fs, "/a"), 0);
+	assert_true(thpfs_reclaim(fs, 0) >= 0);
+	s = tl_stats(fs);
+	assert_int_equal(s.shmem_bytes, 0);
+	assert_int_equal(s.unreleased_bytes, 0);
+	/* and size= is whole again */
+	f = tl_open(fs, "/b", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 4 * MIB, 2);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -712,6 +756,7 @@ int main(void)
 						tl_cg_teardown),
 		TL_TEST(test_shmem_pinned, "huge=always,collapse=off"),
 		TL_TEST(test_reclaim_race, "huge=always,collapse=off"),
+		TL_TEST(test_failed_release_moves_into_view, "huge=never,collapse=off,size=4m"),
 	};
 	/* THPFS_TEST_FILTER=name runs only the matching cases. */
 	const char *only = getenv("THPFS_TEST_FILTER");
