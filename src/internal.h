@@ -465,6 +465,24 @@ enum {
 };
 void _thpfs_kernel_init(struct thpfs *fs);
 void _thpfs_kernel_destroy(struct thpfs *fs);
+/* The PAGEMAP_SCAN interface (include/uapi/linux/fs.h, Linux 6.7) under
+ * names of our own, so that neither older headers (Debian 12's lack it) nor
+ * newer ones matter.  One definition for the library: kernel.c and mmap.c. */
+struct thpfs_pm_region {
+	uint64_t start, end, categories;
+};
+struct thpfs_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define THPFS_PM_IS_PRESENT (1ULL << 3)
+#define THPFS_PM_IS_SWAPPED (1ULL << 4)
+#define THPFS_PM_IS_PFNZERO (1ULL << 5)
+#define THPFS_PM_IS_HUGE (1ULL << 6)
+/* One PAGEMAP_SCAN ioctl on fd (the mount's /proc/self/pagemap, or one being
+ * probed); a->size is filled in.  Returns the number of regions written to
+ * a->vec, or -errno. */
+long _thpfs_kernel_scan(int fd, struct thpfs_pm_scan_arg *a);
 /* Bytes of [p, p + len) mapped by huge PMDs now (one PAGEMAP_SCAN call per
  * 64 separate huge ranges), or -EOPNOTSUPP without PAGEMAP_SCAN. */
 int64_t _thpfs_kernel_pmd_bytes(struct thpfs *fs, const char *p, size_t len);

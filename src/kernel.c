@@ -41,32 +41,14 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 
-/* The PAGEMAP_SCAN interface (include/uapi/linux/fs.h of Linux 6.7), for
- * headers older than the running kernel. */
-#ifndef PAGEMAP_SCAN
-struct page_region {
-	uint64_t start;
-	uint64_t end;
-	uint64_t categories;
-};
-struct pm_scan_arg {
-	uint64_t size;
-	uint64_t flags;
-	uint64_t start;
-	uint64_t end;
-	uint64_t walk_end;
-	uint64_t vec;
-	uint64_t vec_len;
-	uint64_t max_pages;
-	uint64_t category_inverted;
-	uint64_t category_mask;
-	uint64_t category_anyof_mask;
-	uint64_t return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_PRESENT (1 << 3)
-#define PAGE_IS_HUGE (1 << 6)
-#endif
+#define THPFS_PAGEMAP_SCAN _IOWR('f', 16, struct thpfs_pm_scan_arg)
+
+long _thpfs_kernel_scan(int fd, struct thpfs_pm_scan_arg *a)
+{
+	a->size = sizeof(*a);
+	long n = ioctl(fd, THPFS_PAGEMAP_SCAN, a);
+	return n < 0 ? -errno : n;
+}
 
 /* /proc/self/pagemap entries and /proc/kpageflags bits
  * (Documentation/admin-guide/mm/pagemap.rst). */
@@ -84,20 +66,21 @@ struct pm_scan_arg {
  * with errno set. */
 static uint64_t scan_huge(int fd, uint64_t start, uint64_t end, uint64_t *bytes)
 {
-	struct page_region vec[SCAN_VEC];
-	struct pm_scan_arg arg = {
-		.size = sizeof(arg),
+	struct thpfs_pm_region vec[SCAN_VEC];
+	struct thpfs_pm_scan_arg arg = {
 		.start = start,
 		.end = end,
 		.vec = (uintptr_t)vec,
 		.vec_len = SCAN_VEC,
-		.category_mask = PAGE_IS_PRESENT | PAGE_IS_HUGE,
-		.return_mask = PAGE_IS_HUGE,
+		.category_mask = THPFS_PM_IS_PRESENT | THPFS_PM_IS_HUGE,
+		.return_mask = THPFS_PM_IS_HUGE,
 	};
-	int n = ioctl(fd, PAGEMAP_SCAN, &arg);
-	if (n < 0)
+	long n = _thpfs_kernel_scan(fd, &arg);
+	if (n < 0) {
+		errno = (int)-n;
 		return 0;
-	for (int i = 0; i < n; i++)
+	}
+	for (long i = 0; i < n; i++)
 		*bytes += vec[i].end - vec[i].start;
 	/* A full vector may have stopped the walk early: walk_end says where. */
 	return arg.walk_end > start ? arg.walk_end : end;

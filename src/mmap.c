@@ -53,7 +53,6 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #ifndef MADV_PAGEOUT
@@ -69,21 +68,7 @@
 #define MLOCK_ONFAULT 0x01
 #endif
 
-/* The PAGEMAP_SCAN UAPI (Linux 6.7, <linux/fs.h>); Debian 12's headers
- * predate it.  Our own names, so a newer header cannot clash. */
-struct mm_region {
-	uint64_t start, end, categories;
-};
-struct mm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define MM_PAGEMAP_SCAN _IOWR('f', 16, struct mm_scan_arg)
-#define MM_IS_PRESENT (1ULL << 3)
-#define MM_IS_SWAPPED (1ULL << 4)
-#define MM_IS_PFNZERO (1ULL << 5)
-#define MM_IS_HUGE (1ULL << 6)
-#define MM_VEC 512
+#define MM_VEC 512 /* regions asked of one PAGEMAP_SCAN call (kernel.c) */
 
 /* What the kernel holds for one 2 MiB range of a view. */
 struct range_state {
@@ -101,28 +86,27 @@ static int pagemap_open(struct thpfs *fs)
 /* Asks the kernel what [addr, addr + n * 2 MiB) holds: fills st[0..n). */
 static int scan_ranges(struct thpfs *fs, const char *addr, size_t n, struct range_state *st)
 {
-	struct mm_region vec[MM_VEC];
+	struct thpfs_pm_region vec[MM_VEC];
 	uint64_t base = (uint64_t)(uintptr_t)addr, end = base + (uint64_t)n * THPFS_HUGE_SIZE;
 	uint64_t start = base;
 	memset(st, 0, n * sizeof(*st));
 	while (start < end) {
-		struct mm_scan_arg a = {
-			.size = sizeof(a),
+		struct thpfs_pm_scan_arg a = {
 			.start = start,
 			.end = end,
 			.vec = (uint64_t)(uintptr_t)vec,
 			.vec_len = MM_VEC,
-			.category_anyof_mask = MM_IS_PRESENT | MM_IS_SWAPPED,
-			.return_mask = MM_IS_PRESENT | MM_IS_SWAPPED | MM_IS_PFNZERO | MM_IS_HUGE,
+			.category_anyof_mask = THPFS_PM_IS_PRESENT | THPFS_PM_IS_SWAPPED,
+			.return_mask = THPFS_PM_IS_PRESENT | THPFS_PM_IS_SWAPPED | THPFS_PM_IS_PFNZERO | THPFS_PM_IS_HUGE,
 		};
-		long r = ioctl(fs->pagemap_fd, MM_PAGEMAP_SCAN, &a);
+		long r = _thpfs_kernel_scan(fs->pagemap_fd, &a);
 		if (r < 0)
-			return -errno;
+			return (int)r;
 		for (long i = 0; i < r; i++) {
 			uint64_t cat = vec[i].categories;
-			bool data = (cat & MM_IS_SWAPPED) ||
-				    ((cat & MM_IS_PRESENT) && !(cat & MM_IS_PFNZERO));
-			bool huge = data && (cat & MM_IS_HUGE);
+			bool data = (cat & THPFS_PM_IS_SWAPPED) ||
+				    ((cat & THPFS_PM_IS_PRESENT) && !(cat & THPFS_PM_IS_PFNZERO));
+			bool huge = data && (cat & THPFS_PM_IS_HUGE);
 			if (!data)
 				continue;
 			for (uint64_t p = vec[i].start; p < vec[i].end;) {
