@@ -475,3 +475,8 @@ void tl_wait_child(pid_t pid)
 		skip();
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
+
+int64_t tl_cg_stock(void)
+{
+	return 64 * 4096 * (int64_t)sysconf(_SC_NPROCESSORS_ONLN);
+}

@@ -94,6 +94,9 @@ int64_t tl_smaps_at(const void *addr, const char *field);
  * [p, p + len) mapped by huge PMDs / present; -1 if it cannot be asked. */
 int64_t tl_kernel_huge_bytes(const void *p, size_t len);
 int64_t tl_kernel_present_bytes(const void *p, size_t len);
+/* Bytes a memory cgroup's usage may lag what was really freed: the kernel
+ * charges and uncharges in per-CPU stocks of 64 pages (one per CPU). */
+int64_t tl_cg_stock(void);
 /* /proc/kpageflags (root): 1 if the page at p is part of a large folio (a
  * THP, PMD- or PTE-mapped), 0 if not, -1 if it cannot be told. */
 int tl_kernel_large_folio(const void *p);
