@@ -1088,8 +1088,22 @@ static void test_sync_of_huge_view_bounded_memory(void **state)
 #else
 	const uint64_t size = 16ULL << 40;
 #endif
-	char *v;
-	struct thpfs_file *f = make_mapped(fs, size, &v);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	assert_int_equal(thpfs_ftruncate(f, (off_t)size), 0);
+	void *a = NULL;
+	int err = thpfs_mmap(f, 0, size, &a);
+#if defined(TL_ASAN) || defined(TL_TSAN)
+	if (err == -ENOMEM) {
+		/* TSan's application ranges, once earlier tests have used
+		 * some, may hold no such hole at all: nothing to measure */
+		print_message("no %llu TiB of address space under this sanitizer: skipped\n",
+			      (unsigned long long)(size >> 40));
+		tl_close(f);
+		skip();
+	}
+#endif
+	assert_int_equal(err, 0);
+	char *v = a;
 	fill_view(v, 0, PG, 3);
 	fill_view(v, size - PG, PG, 4);
 	struct stat st;
