@@ -3,9 +3,11 @@
  * directory, for bench/fuse-bench.sh (which runs it on a thpfs FUSE mount
  * and on a kernel tmpfs in the same run and prints the ratios).
  *
- *   fuse-bench [-m FILE_MIB] [-t SECONDS] [-p DAEMON_PID] [-l LABEL] [-b BS] DIR
+ *   fuse-bench [-m FILE_MIB] [-t SECONDS] [-p DAEMON_PID] [-l LABEL] [-b BS]
+ *              [-P PATTERN] DIR
  *
- * -b runs only block size BS (bytes) instead of all three.
+ * -b runs only block size BS (bytes) instead of all three, -P only one
+ * pattern (seqwrite, randwrite, seqread, randread; for perf).
  * For each block size (4 KiB, 64 KiB, 1 MiB) and pattern it prints one line:
  *   LABEL PATTERN BS MB/s us/op app_cs/op daemon_cs/op daemon_usr_us/op
  *   daemon_sys_us/op app_sys_us/op
@@ -216,16 +218,26 @@ int main(int argc, char *argv[])
 {
 	static const size_t sizes[] = { 4096, 65536, 1 << 20 };
 	size_t only_bs = 0;
+	int only_pattern = -1;
 	const char *label = "dir";
 	size_t file_mib = 256;
 	double seconds = 1.0;
 	char *buf;
 	int c;
 
-	while ((c = getopt(argc, argv, "m:t:p:l:b:")) != -1) {
+	while ((c = getopt(argc, argv, "m:t:p:l:b:P:")) != -1) {
 		switch (c) {
 		case 'b':
 			only_bs = strtoul(optarg, NULL, 0);
+			break;
+		case 'P':
+			for (int p = SEQWRITE; p <= RANDREAD; p++)
+				if (!strcmp(optarg, pattern_name[p]))
+					only_pattern = p;
+			if (only_pattern < 0) {
+				fprintf(stderr, "fuse-bench: unknown pattern %s\n", optarg);
+				return 2;
+			}
 			break;
 		case 'm':
 			file_mib = strtoul(optarg, NULL, 0);
@@ -245,7 +257,7 @@ int main(int argc, char *argv[])
 	}
 	if (argc - optind != 1 || file_mib == 0) {
 		fprintf(stderr, "usage: fuse-bench [-m FILE_MIB] [-t SECONDS] [-p DAEMON_PID] "
-			"[-l LABEL] [-b BS] DIR\n");
+			"[-l LABEL] [-b BS] [-P PATTERN] DIR\n");
 		return 2;
 	}
 	if (posix_memalign((void **)&buf, 4096, 1 << 20))
@@ -254,7 +266,8 @@ int main(int argc, char *argv[])
 		buf[i] = (char)(rnd() | 1); /* no zero pages */
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
 		for (int p = SEQWRITE; p <= RANDREAD; p++)
-			if (!only_bs || only_bs == sizes[s])
+			if ((!only_bs || only_bs == sizes[s]) &&
+			    (only_pattern < 0 || only_pattern == p))
 				if (run_one(argv[optind], label, (enum pattern)p, sizes[s],
 					    file_mib << 20, seconds, buf) < 0)
 					return 1;

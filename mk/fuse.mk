@@ -10,7 +10,8 @@ FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 FUSE_OBJ_DIR := $(B)/obj-fuse
 FUSE_DAEMON_SRC := tools/thpfs-fuse.c tools/fuse/ops.c tools/fuse/io.c
 FUSE_DAEMON_OBJ := $(patsubst tools/%.c,$(FUSE_OBJ_DIR)/%.o,$(FUSE_DAEMON_SRC))
-FUSE_HELPERS := $(B)/fuse/fsx $(B)/fuse/probe $(B)/fuse/punch-mem $(B)/fuse/fuse-bench
+FUSE_HELPERS := $(B)/fuse/fsx $(B)/fuse/probe $(B)/fuse/punch-mem $(B)/fuse/fuse-bench \
+	$(B)/fuse/fuse-null
 
 .PHONY: test-fuse bench-fuse
 tools: $(B)/thpfs $(B)/thpfs-stat
@@ -47,8 +48,13 @@ $(B)/fuse/fuse-bench: bench/fuse-bench.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lm
 
+# the do-nothing daemon that gives bench-fuse its ceiling
+$(B)/fuse/fuse-null: bench/fuse-null.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $< $(LDFLAGS) $(FUSE_LIBS)
+
 test-fuse: $(B)/thpfs $(B)/thpfs-stat $(FUSE_HELPERS)
 	tests/fuse/run.sh $(B)
 
-bench-fuse: $(B)/thpfs $(B)/thpfs-stat $(B)/fuse/fuse-bench
+bench-fuse: $(B)/thpfs $(B)/thpfs-stat $(B)/fuse/fuse-bench $(B)/fuse/fuse-null
 	bench/fuse-bench.sh $(B)
