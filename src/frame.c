@@ -697,9 +697,10 @@ void _thpfs_pool_refill(struct thpfs *fs)
 
 /* A populated 2 MiB frame of a huge arena, charged and counted as a huge
  * page, whatever the kernel made of it; NULL with *err set on failure.  A
- * pool frame is taken first when there is one. */
-static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
+ * pool frame is taken first when there is one (*pooled tells). */
+static char *huge_frame_take(struct thpfs *fs, uint64_t credit, bool *pooled, int *err)
 {
+	*pooled = false;
 	pthread_mutex_lock(&fs->frame_lock);
 	char *p = NULL;
 	*err = fault_hit(fs) ? -ENOMEM : 0;
@@ -710,6 +711,7 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 			_thpfs_pool_kick(fs); /* refill off this path */
 			THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 			THPFS_STAT_ADD(fs, prealloc_used, 1);
+			*pooled = true;
 			THPFS_STAT_ADD(fs, huge_frames, 1);
 			THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
@@ -783,7 +785,8 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
 		*err = -ENOMEM; /* the kernel gave 4 KiB pages a moment ago */
 		return NULL;
 	}
-	char *p = huge_frame_take(fs, credit, err);
+	bool pooled;
+	char *p = huge_frame_take(fs, credit, &pooled, err);
 	if (p && !frame_is_huge(fs, p)) {
 		_thpfs_huge_free(fs, p);
 		*err = -ENOMEM;
@@ -797,9 +800,11 @@ char *_thpfs_huge_alloc(struct thpfs *fs, int *err)
 	return _thpfs_huge_alloc_credit(fs, 0, err);
 }
 
-char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, bool *hot, int *err)
 {
-	char *p = huge_frame_take(fs, 0, err);
+	bool pooled;
+	char *p = huge_frame_take(fs, 0, &pooled, err);
+	*hot = !pooled; /* zeroed by this thread just now */
 	*huge = p && frame_is_huge(fs, p);
 	if (p && !*huge) {
 		/* Without MADV_NOHUGEPAGE khugepaged could make these pages a

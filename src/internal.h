@@ -190,6 +190,9 @@ struct thpfs_chunk {
 	bool huge;                  /* mem is a huge frame */
 	bool queued;                /* on fs->deferred */
 	bool mapped;                /* mem lies in the inode's thpfs_mmap view */
+	bool fresh;                 /* a huge frame the writing thread just
+				     * faulted in, not yet written to its
+				     * end: likely in its cache (copy_in) */
 	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
 	uint32_t nr_present;        /* pages holding memory */
 	thpfs_bitmap_t present;
@@ -418,8 +421,9 @@ int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop);
 /* For a new chunk: a populated huge frame (*huge = true), or, when the
  * kernel gave those 2 MiB as 4 KiB pages, the same memory as a base block
  * with all 512 pages populated and counted as base pages (*huge = false;
- * MADV_NOHUGEPAGE so khugepaged never collapses it behind us). */
-char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err);
+ * MADV_NOHUGEPAGE so khugepaged never collapses it behind us).  *hot: the
+ * calling thread populated it just now (false for a prealloc pool frame). */
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, bool *hot, int *err);
 /* Bytes of huge arenas the kernel maps with huge PMDs now (PAGEMAP_SCAN, one
  * call per arena), or -EOPNOTSUPP when it cannot be asked. */
 int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs);
@@ -625,6 +629,10 @@ void _thpfs_pool_kick(struct thpfs *fs);
 /* The release batch should be flushed now, not at the next pass (retired
  * blocks pile up).  Takes fs->collapse_mu (leaf). */
 void _thpfs_flush_kick(struct thpfs *fs);
+/* Copies n bytes (a large copy) into memory the caller just populated, so
+ * likely in this CPU's cache: "rep movsb" where the CPU has ERMS (measured
+ * faster than glibc memcpy there, data.c), else memcpy.  No lock. */
+void _thpfs_copy_fresh(char *dst, const char *src, size_t n);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);
