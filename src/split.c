@@ -228,8 +228,8 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 /*
  * Collapses base chunk c into a huge page: a new huge frame (a prealloc pool
  * frame when there is one) gets a copy of the present pages (holes stay
- * zero), then the old block is retired: its pages are released by the next
- * flush of the release batch, within scan_sleep_ms (_thpfs_block_retire).  (The
+ * zero), then the old block is retired: the background thread, woken at
+ * once, gives it back (_thpfs_block_retire).  (The
  * kernel's MADV_COLLAPSE on a range split in place avoids our copy, but it
  * drains every CPU's LRU lists on each call; measured here it was slower and
  * far less predictable, so we copy.)  Skips
@@ -261,7 +261,7 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 		return err;
 	}
 	copy_pages(huge, c->mem, c->present);
-	/* the old pages go back within scan_sleep_ms, off this path */
+	/* the old pages go back on the background thread, off this path */
 	_thpfs_block_retire(fs, c->mem, c->present);
 	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
