@@ -413,14 +413,15 @@ void _thpfs_copy_fresh(char *dst, const char *src, size_t n)
  * THPFS_STREAM_MIN bytes) on x86-64 goes one of two ways, by whether the
  * destination is likely in the cache:
  *  - hot (a huge frame the kernel zeroed moments ago for this file: the
- *    chunk is fresh, see struct thpfs_chunk): "rep movsb" where the CPU has
- *    ERMS (measured on this machine, 1 GiB in 1 MiB copies into just-zeroed
- *    frames: 18 ms, against 23 ms for glibc memcpy and 32 ms for
- *    non-temporal stores);
- *  - cold (anything else, e.g. an overwrite of an old file): non-temporal
- *    stores, since ordinary stores would first read each line only to
- *    overwrite it (into a populated 1 GiB: 26 ms, against 37 ms for rep
- *    movsb and 41-46 ms for memcpy).
+ *    chunk is fresh, see struct thpfs_chunk): _thpfs_copy_fresh, "rep
+ *    movsb" where the CPU has ERMS (in a probe on the development VM, 1 GiB
+ *    in 1 MiB copies into just-zeroed frames: 18 ms, against 23 ms for
+ *    glibc memcpy and 32 ms for non-temporal stores);
+ *  - cold (anything else, e.g. an overwrite of an old file, or a prealloc
+ *    pool frame zeroed on another CPU): non-temporal stores, since
+ *    ordinary stores would first read each line only to overwrite it (into
+ *    a populated 1 GiB: 26 ms, against 37 ms for rep movsb and 41-46 ms
+ *    for memcpy).
  * The sfence makes the streamed stores visible before the caller drops
  * inode->lock.  Smaller copies use memcpy: their lines are likely read
  * again soon.
