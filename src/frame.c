@@ -1082,9 +1082,9 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
  * Frees up to max retired blocks, oldest first, one at a time; with
  * only_if_full, only while the list is full.  Each block is taken and freed
  * under retire_flush_lock, so that when a flush finds the list empty, every
- * block taken before is back with the OS; retire_lock is held only to take the entry, so a
- * collapse can retire its block meanwhile.  Returns the bytes that went
- * back.
+ * block taken before is back with the OS; retire_lock is held only to take
+ * the entry, so a collapse can retire its block meanwhile.  Returns the
+ * bytes that went back.
  */
 static uint64_t retired_flush(struct thpfs *fs, unsigned max, bool only_if_full)
 {
