@@ -915,7 +915,8 @@ void _thpfs_block_free(struct thpfs *fs, char *mem)
 }
 
 /* Whether the release batch holds a page of the block at mem.  Pages of a
- * block are queued under its inode's lock, which the caller holds, so the
+ * block are queued under its inode's lock, which the caller holds (or the
+ * block is a retired one, which nobody queues pages of any more), so the
  * answer stays true until the caller acts on it.  Takes release_lock. */
 static bool release_queued_in(struct thpfs *fs, const char *mem)
 {
@@ -1038,7 +1039,8 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 
 /*
  * Gives a retired block back: MADV_DONTNEED of its slot (holes cost
- * nothing), then the slot, mapped afresh, to the free stack
+ * nothing), a flush of the release batch if it still holds a page of the
+ * block, then the slot, mapped afresh, to the free stack
  * (block_free_flushed).  Where MADV_DONTNEED is refused (locked memory) the
  * remap frees the pages; a slot that cannot be remapped either keeps them
  * (zeroed) on the unreleased record, charged, and is never reused.  The
@@ -1074,6 +1076,12 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 		fs->held_bytes -= n;
 		pthread_mutex_unlock(&fs->frame_lock);
 	}
+	/* Pages the block's file punched before the collapse may still be
+	 * queued: the slot must not be handed out again before they are
+	 * released, or the batch would drop a page of its next owner.  (No
+	 * page of a retired block is queued any more after this.) */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, r->mem))
+		batch_flush(fs);
 	block_free_flushed(fs, r->mem); /* frees (and counts) what is noted */
 	return gone ? n : 0;
 }

@@ -40,7 +40,8 @@
  *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
  * fs->retire_flush_lock (mutex) serializes flushes of collapse's retired
  * blocks: it may be taken under inode->lock and deferred_lock, never with
- * release_lock or frame_lock held, and frame_lock is taken inside it.
+ * release_lock or frame_lock held, and release_lock (a block's pages still
+ * queued) and frame_lock are taken inside it.
  * fs->retire_lock (mutex, the retired list itself) nests inside any lock
  * and is held only to add or take entries.
  * fs->file_lock (mutex) guards the file-handle lists and nests inside any of

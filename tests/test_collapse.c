@@ -570,6 +570,67 @@ static void test_collapse_no_frame_bg(void **state)
 	tl_close(f);
 }
 
+/* ---- retired blocks and the release batch ---- */
+
+/* Waits up to ms for the retired list to be empty and no retired block to be
+ * in the middle of being freed; returns whether it got there. */
+static bool retired_all_freed(struct thpfs *fs, unsigned ms)
+{
+	double end = tl_now() + ms / 1000.0;
+	do {
+		pthread_mutex_lock(&fs->retire_lock);
+		unsigned n = fs->nretired;
+		pthread_mutex_unlock(&fs->retire_lock);
+		if (!n && pthread_mutex_trylock(&fs->retire_flush_lock) == 0) {
+			pthread_mutex_unlock(&fs->retire_flush_lock);
+			return true;
+		}
+		sleep_ms(2);
+	} while (tl_now() < end);
+	return false;
+}
+
+/*
+ * A collapsed range whose old block still has a page in the release batch
+ * (punched after the last flush: the background scan with max_ptes_none > 0
+ * meets this when a punch lands between its flush and its collapse): the
+ * old block's slot must not be handed out again before that page is
+ * released, or the batch's MADV_DONTNEED later zeroes a page of the slot's
+ * next owner.  split=inplace leaves the block in a huge arena slot, which a
+ * new huge frame takes without looking at the batch.  release_lock is held
+ * by the test meanwhile, as a flush running on another thread holds it.
+ */
+static void test_retired_slot_queued_page(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	const unsigned holes[1] = { 100 };
+	struct thpfs_file *a = split_with_holes(fs, "/a", 21, holes, 1);
+	pthread_mutex_lock(&fs->release_lock);
+	assert_true(fs->release_n > 0); /* page 100 is queued */
+	struct thpfs_inode *inode = a->inode;
+	pthread_rwlock_wrlock(&inode->lock);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, 0);
+	assert_non_null(c);
+	assert_false(c->huge);
+	char *old = c->mem;
+	assert_int_equal(_thpfs_collapse_chunk(fs, c, true), 0);
+	pthread_rwlock_unlock(&inode->lock);
+	bool freed = retired_all_freed(fs, 1000);
+	struct thpfs_file *b = tl_open(fs, "/b", O_RDWR | O_CREAT);
+	tl_write_pat(b, 0, 2 * MIB, 22);
+	pthread_rwlock_rdlock(&b->inode->lock);
+	bool reused = _thpfs_index_lookup(&b->inode->pages, 0)->mem == old;
+	pthread_rwlock_unlock(&b->inode->lock);
+	print_message("retired block freed before the batch: %d, its slot reused: %d\n", freed,
+		      reused);
+	pthread_mutex_unlock(&fs->release_lock);
+	_thpfs_release_flush(fs);
+	tl_check_pat(b, 0, 2 * MIB, 22);
+	check_holes(a, 21, holes, 1);
+	tl_close(b);
+	tl_close(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -589,6 +650,7 @@ int main(void)
 		TL_TEST(test_collapse_no_frame, "huge=always,collapse=off,split=migrate"),
 		TL_TEST(test_collapse_no_frame_bg,
 			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
+		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
