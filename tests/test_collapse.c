@@ -631,6 +631,154 @@ static void test_retired_slot_queued_page(void **state)
 	tl_close(a);
 }
 
+/*
+ * Collapse, punch, reclaim and the background thread at once: three threads
+ * each write (unaligned, small and large: the fresh-frame copy too), punch,
+ * collapse and read back their own 8 MiB file against a model, one thread
+ * calls thpfs_reclaim, and the background thread collapses ranges with holes
+ * (max_ptes_none=511) and frees the retired blocks.  Every read must match
+ * the model; at the end, with the files gone, nothing may be held.
+ * THPFS_RETIRE_STRESS_MS sets the duration (default 1500).
+ */
+#define RS_FILE (8 * MIB)
+struct rs_worker {
+	struct thpfs *fs;
+	struct thpfs_file *f;
+	uint8_t *model, *buf;
+	uint64_t seed, ops;
+	double end;
+	char err[160];
+};
+static volatile int rs_stop;
+
+static void *rs_work(void *arg)
+{
+	struct rs_worker *w = arg;
+	uint64_t *s = &w->seed;
+	while (tl_now() < w->end && !rs_stop && !w->err[0]) {
+		unsigned op = (unsigned)tl_rand_below(s, 10);
+		uint64_t off = tl_rand_below(s, RS_FILE);
+		uint64_t len = 1 + tl_rand_below(s, op < 2 ? 3 * MIB : 64 * KIB);
+		if (off + len > RS_FILE)
+			len = RS_FILE - off;
+		if (op < 4) { /* write */
+			unsigned seed = (unsigned)tl_rand(s);
+			tl_fill(w->buf, len, off, seed);
+			ssize_t n = thpfs_pwrite(w->f, w->buf, len, (off_t)off);
+			if (n != (ssize_t)len) {
+				snprintf(w->err, sizeof(w->err), "pwrite(%" PRIu64 ", %" PRIu64 ") = %zd",
+					 off, len, n);
+				break;
+			}
+			memcpy(w->model + off, w->buf, len);
+		} else if (op < 6) { /* punch whole pages */
+			off &= ~(PG - 1);
+			len = (len + PG - 1) & ~(PG - 1);
+			if (off + len > RS_FILE)
+				len = RS_FILE - off;
+			int r = thpfs_fallocate(w->f, PUNCH, (off_t)off, (off_t)len);
+			if (r) {
+				snprintf(w->err, sizeof(w->err), "punch = %d", r);
+				break;
+			}
+			memset(w->model + off, 0, len);
+		} else if (op < 7) {
+			int r = thpfs_collapse(w->f, 0, (off_t)RS_FILE);
+			if (r < 0 && r != -ENOMEM) {
+				snprintf(w->err, sizeof(w->err), "collapse = %d", r);
+				break;
+			}
+		} else { /* read back */
+			ssize_t n = thpfs_pread(w->f, w->buf, len, (off_t)off);
+			if (n != (ssize_t)len) {
+				snprintf(w->err, sizeof(w->err), "pread = %zd", n);
+				break;
+			}
+			for (uint64_t i = 0; i < len; i++)
+				if (w->buf[i] != w->model[off + i]) {
+					snprintf(w->err, sizeof(w->err),
+						 "offset %" PRIu64 ": read %#x, model %#x", off + i,
+						 w->buf[i], w->model[off + i]);
+					break;
+				}
+		}
+		w->ops++;
+	}
+	return NULL;
+}
+
+static void *rs_reclaim(void *arg)
+{
+	struct rs_worker *w = arg;
+	while (tl_now() < w->end && !rs_stop) {
+		if (thpfs_reclaim(w->fs, 0) < 0)
+			snprintf(w->err, sizeof(w->err), "thpfs_reclaim failed");
+		w->ops++;
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void test_retire_stress(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	enum { NW = 3 };
+	struct rs_worker w[NW + 1];
+	pthread_t t[NW + 1];
+	double end = tl_now() + tl_env_u64("THPFS_RETIRE_STRESS_MS", 1500) / 1000.0;
+	uint64_t seed = tl_seed("retire stress");
+	rs_stop = 0;
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i <= NW; i++) {
+		w[i].fs = fs;
+		w[i].end = end;
+		w[i].seed = seed + (uint64_t)i * 7919;
+		if (i == NW)
+			break;
+		char path[16];
+		snprintf(path, sizeof(path), "/rs%d", i);
+		w[i].f = tl_open(fs, path, O_RDWR | O_CREAT);
+		assert_int_equal(thpfs_ftruncate(w[i].f, (off_t)RS_FILE), 0);
+		w[i].model = calloc(1, RS_FILE);
+		w[i].buf = malloc(3 * MIB);
+		assert_non_null(w[i].model);
+		assert_non_null(w[i].buf);
+	}
+	for (int i = 0; i <= NW; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, i < NW ? rs_work : rs_reclaim, &w[i]), 0);
+	for (int i = 0; i <= NW; i++)
+		pthread_join(t[i], NULL);
+	struct thpfs_stats st = tl_stats(fs);
+	print_message("ops %" PRIu64 " %" PRIu64 " %" PRIu64 ", reclaims %" PRIu64
+		      ", collapses %" PRIu64 ", splits %" PRIu64 "\n",
+		      w[0].ops, w[1].ops, w[2].ops, w[NW].ops, st.thp_collapse_alloc, tl_splits(&st));
+	for (int i = 0; i <= NW; i++)
+		if (w[i].err[0])
+			fail_msg("thread %d: %s", i, w[i].err);
+	for (int i = 0; i < NW; i++) {
+		uint8_t *got = w[i].buf;
+		for (uint64_t off = 0; off < RS_FILE; off += 2 * MIB) {
+			assert_int_equal(thpfs_pread(w[i].f, got, 2 * MIB, (off_t)off),
+					 (ssize_t)(2 * MIB));
+			if (memcmp(got, w[i].model + off, 2 * MIB))
+				fail_msg("file %d differs from its model in [%" PRIu64 ", +2 MiB)", i,
+					 off);
+		}
+		tl_close(w[i].f);
+		char path[16];
+		snprintf(path, sizeof(path), "/rs%d", i);
+		assert_int_equal(thpfs_unlink(fs, path), 0);
+		free(w[i].model);
+		free(w[i].buf);
+	}
+	_thpfs_release_flush(fs);
+	assert_true(retired_all_freed(fs, 2000));
+	assert_int_equal(_thpfs_held_bytes(fs), 0);
+	st = tl_stats(fs);
+	assert_int_equal(st.huge_frames, 0);
+	assert_int_equal(st.base_pages, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -651,6 +799,10 @@ int main(void)
 		TL_TEST(test_collapse_no_frame_bg,
 			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
 		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
+		TL_TEST(test_retire_stress,
+			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=inplace"),
+		TL_TEST(test_retire_stress,
+			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=native"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
