@@ -605,10 +605,10 @@ static void test_retired_slot_queued_page(void **state)
 	struct thpfs *fs = TL_FS(state);
 	const unsigned holes[1] = { 100 };
 	struct thpfs_file *a = split_with_holes(fs, "/a", 21, holes, 1);
+	struct thpfs_inode *inode = a->inode;
+	pthread_rwlock_wrlock(&inode->lock); /* inode->lock before release_lock */
 	pthread_mutex_lock(&fs->release_lock);
 	assert_true(fs->release_n > 0); /* page 100 is queued */
-	struct thpfs_inode *inode = a->inode;
-	pthread_rwlock_wrlock(&inode->lock);
 	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, 0);
 	assert_non_null(c);
 	assert_false(c->huge);
