@@ -1166,12 +1166,14 @@ void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages)
 		pthread_mutex_lock(&fs->retire_lock);
 	}
 	fs->retired[fs->nretired++] = (struct thpfs_retired){ mem, n };
-	bool was_empty = fs->nretired == 1;
 	pthread_mutex_unlock(&fs->retire_lock);
 	THPFS_STAT_SUB(fs, base_pages, n);
 	THPFS_STAT_SUB(fs, shmem_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
-	if (was_empty)
-		_thpfs_flush_kick(fs); /* on the other CPU, now */
+	/* On the other CPU, now.  Every time, not only when the list was
+	 * empty: a flush the thread has already started takes at most
+	 * THPFS_RETIRED_MAX blocks, so a block added behind it would
+	 * otherwise wait for the next collapse, reclaim or unmount. */
+	_thpfs_flush_kick(fs);
 }
 
 /* A huge frame now counts as 512 base pages (its memory is unchanged, but

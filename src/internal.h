@@ -457,7 +457,8 @@ void _thpfs_pool_trim_idle(struct thpfs *fs);
  * the background thread, woken at once, releases its pages and puts its slot
  * back on the free stack.  When THPFS_RETIRED_MAX blocks already wait (the
  * thread is behind), the caller frees the oldest one itself.  Takes
- * retire_lock (and then retire_flush_lock when the list is full). */
+ * retire_lock (and then retire_flush_lock when the list is full), then
+ * fs->collapse_mu for the kick. */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
 /* What the calling thread's frame-layer calls have really given back to the
  * OS and populated since it started (monotonic; a failed release and the

@@ -779,6 +779,46 @@ static void test_retire_stress(void **state)
 	assert_int_equal(st.base_pages, 0);
 }
 
+/*
+ * A run of collapses (thpfs_collapse over 64 MiB of full base ranges, 32
+ * collapses back to back) must leave no retired block behind once the
+ * background thread has had its turn: the 32 old blocks (64 MiB) go back to
+ * the OS, so the memory cgroup ends where it started (the same data, in
+ * huge pages now, and no page tables).  Polls for up to 2 s.
+ */
+static void test_retire_run_all_freed(void **state)
+{
+	struct tl_cg_fx *fx = *state;
+#if defined(__SANITIZE_THREAD__)
+	print_message("ThreadSanitizer build: no cgroup measurement, skipping\n");
+	skip();
+#endif
+	tl_cg_start(fx, "thpfs-collapse", true);
+	fx->fs = tl_mount("huge=advise,collapse=off");
+	struct thpfs *fs = fx->fs;
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 64 * MIB, 31);
+	int64_t shadow0 = tl_asan_shadow_rss();
+	int64_t u0 = tl_cg_usage(&fx->cg);
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(64 * MIB)), 32);
+	double end = tl_now() + 2.0;
+	int64_t extra;
+	unsigned left;
+	do {
+		sleep_ms(10);
+		extra = tl_cg_usage(&fx->cg) - u0 - (tl_asan_shadow_rss() - shadow0);
+		pthread_mutex_lock(&fs->retire_lock);
+		left = fs->nretired;
+		pthread_mutex_unlock(&fs->retire_lock);
+	} while ((left || extra > (int64_t)MIB + tl_cg_stock()) && tl_now() < end);
+	print_message("2 s after 32 collapses: %u retired blocks wait, cgroup %+.2f MiB\n", left,
+		      extra / (double)MIB);
+	assert_int_equal(left, 0);
+	assert_true(extra <= (int64_t)MIB + tl_cg_stock());
+	tl_check_pat(f, 0, 64 * MIB, 31);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +841,7 @@ int main(void)
 		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
 		TL_TEST(test_retire_stress,
 			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=inplace"),
+		cmocka_unit_test_setup_teardown(test_retire_run_all_freed, tl_cg_setup, tl_cg_teardown),
 		TL_TEST(test_retire_stress,
 			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=native"),
 	};
