@@ -55,6 +55,8 @@ void _thpfs_chunk_check(const struct thpfs_chunk *c)
 	unsigned n = thpfs_bitmap_weight(c->present);
 	if (c->huge && n != THPFS_PAGES_PER_HUGE)
 		abort();
+	if (c->fresh && !c->huge)
+		abort(); /* fresh: a huge frame (copy_in) */
 	if (n != c->nr_present || (!c->huge && n == 0))
 		abort();
 	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
@@ -205,6 +207,7 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		release_pages(fs, c->mem, drop);
 	}
 	c->huge = false;
+	c->fresh = false; /* not the frame its first write faulted in any more */
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
 		c->present[k] = keep[k];
 		c->uptodate[k] &= keep[k];
@@ -268,6 +271,7 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 	THPFS_STAT_ADD(fs, base_pages_collapsed, c->nr_present);
 	c->mem = huge;
 	c->huge = true;
+	c->fresh = false; /* written by the copy, not by its first write */
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 	thpfs_bitmap_fill(c->present);
 	if (uptodate)

@@ -819,6 +819,41 @@ static void test_retire_run_all_freed(void **state)
 	tl_close(f);
 }
 
+/* Whether the chunk at file offset 0 of f is marked fresh (copy_in's hot
+ * path: a huge frame this writer just faulted in). */
+static bool chunk0_fresh(struct thpfs_file *f)
+{
+	pthread_rwlock_rdlock(&f->inode->lock);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&f->inode->pages, 0);
+	bool fresh = c && c->fresh;
+	pthread_rwlock_unlock(&f->inode->lock);
+	return fresh;
+}
+
+/* A chunk is fresh only while it is the huge frame its first write faulted
+ * in: a split (the memory is a base block now, or migrated to another) and
+ * a collapse (another frame, already written by the collapse's copy) end
+ * it, so later large writes take the path for memory not in the cache. */
+static void test_fresh_ends_at_split_and_collapse(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, MIB, 41); /* half of a new huge frame */
+	struct thpfs_stats s = tl_stats(fs);
+	if (s.prealloc_used)
+		print_message("a pool frame: not fresh to begin with\n");
+	else
+		assert_true(chunk0_fresh(f));
+	punch(f, 10 * PG, PG);
+	assert_int_equal(tl_stats(fs).huge_frames, 0);
+	assert_false(chunk0_fresh(f));
+	tl_write_pat(f, 0, 2 * MIB, 42); /* full again: eager collapse */
+	assert_int_equal(tl_stats(fs).huge_frames, 1);
+	assert_false(chunk0_fresh(f));
+	tl_check_pat(f, 0, 2 * MIB, 42);
+	tl_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -839,6 +874,8 @@ int main(void)
 		TL_TEST(test_collapse_no_frame_bg,
 			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
 		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
+		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=native"),
+		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=migrate"),
 		TL_TEST(test_retire_stress,
 			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=inplace"),
 		cmocka_unit_test_setup_teardown(test_retire_run_all_freed, tl_cg_setup, tl_cg_teardown),
