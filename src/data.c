@@ -382,7 +382,7 @@ ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
 
 /* Whether the CPU has fast "rep movsb" (ERMS, cpuid leaf 7 EBX bit 9): then
  * a large rep movsb writes whole lines without reading them first. */
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #include <cpuid.h>
 static bool cpu_has_erms(void)
 {
@@ -399,7 +399,9 @@ static bool cpu_has_erms(void)
 
 void _thpfs_copy_fresh(char *dst, const char *src, size_t n)
 {
-#if defined(__x86_64__)
+	/* Sanitizers do not see inside inline asm: their builds copy with
+	 * memcpy, so ASan checks the bounds and TSan sees the accesses. */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 	if (cpu_has_erms()) {
 		__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 		return;
