@@ -854,6 +854,39 @@ static void test_fresh_ends_at_split_and_collapse(void **state)
 	tl_close(f);
 }
 
+/* _thpfs_copy_fresh (rep movsb where the CPU has ERMS) copies exactly n
+ * bytes at any alignment and size, tiny ones included: the bytes before
+ * and after stay as they were. */
+static void test_copy_fresh_exact(void **state)
+{
+	(void)state;
+	enum { CAP = 512 * 1024 + 256 };
+	uint8_t *src = malloc(CAP), *dst = malloc(CAP);
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (size_t i = 0; i < CAP; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	const size_t sizes[] = { 0, 1, 2, 3, 7, 15, 16, 31, 63, 64, 65, 4095, 4096, 4097,
+				 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 65, 512 * 1024 };
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+		for (size_t so = 0; so < 64; so += 13)
+			for (size_t d = 0; d < 64; d += 9) {
+				size_t n = sizes[k];
+				memset(dst, 0xa5, CAP);
+				_thpfs_copy_fresh((char *)dst + 64 + d, (const char *)src + so, n);
+				for (size_t i = 0; i < 64 + d; i++)
+					if (dst[i] != 0xa5)
+						fail_msg("n %zu: byte %zu before the copy changed", n, i);
+				if (memcmp(dst + 64 + d, src + so, n))
+					fail_msg("n %zu, src +%zu, dst +%zu: wrong bytes", n, so, d);
+				for (size_t i = 64 + d + n; i < 64 + d + n + 64 && i < CAP; i++)
+					if (dst[i] != 0xa5)
+						fail_msg("n %zu: byte %zu after the copy changed", n, i);
+			}
+	free(src);
+	free(dst);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -874,6 +907,7 @@ int main(void)
 		TL_TEST(test_collapse_no_frame_bg,
 			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
 		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
+		cmocka_unit_test(test_copy_fresh_exact),
 		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=native"),
 		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=migrate"),
 		TL_TEST(test_retire_stress,
