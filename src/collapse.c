@@ -127,7 +127,8 @@ static bool background_has_pass(struct thpfs *fs)
  * empty pool) it sleeps without wakeups until a kick.  So pages released by
  * a punch are back with the OS within scan_sleep_ms either way.  Between
  * passes, a pool kick (a frame was taken) refills the pool at once, and a
- * flush kick (collapse's retired blocks pile up) flushes the release batch.
+ * flush kick (collapse retired a block) frees the retired blocks and
+ * flushes the release batch.
  */
 static void *background_thread(void *arg)
 {

@@ -109,7 +109,9 @@ int _thpfs_frames_init(struct thpfs *fs)
 	thpfs_list_init(&fs->views);
 	pthread_mutex_init(&fs->release_lock, NULL);
 	fs->release_iov = calloc(THPFS_RELEASE_BATCH, sizeof(struct iovec));
-	fs->retired = calloc(THPFS_RETIRED_MAX, sizeof(char *));
+	pthread_mutex_init(&fs->retire_lock, NULL);
+	pthread_mutex_init(&fs->retire_flush_lock, NULL);
+	fs->retired = calloc(THPFS_RETIRED_MAX, sizeof(*fs->retired));
 	fs->pool = calloc(THPFS_PREALLOC_MAX, sizeof(char *));
 	if (!fs->release_iov || !fs->retired || !fs->pool) {
 		free(fs->release_iov);
@@ -145,6 +147,8 @@ void _thpfs_frames_destroy(struct thpfs *fs)
 	if (fs->pidfd >= 0)
 		close(fs->pidfd);
 	pthread_mutex_destroy(&fs->release_lock);
+	pthread_mutex_destroy(&fs->retire_lock);
+	pthread_mutex_destroy(&fs->retire_flush_lock);
 	arenas_unmap(fs->huge_arenas);
 	arenas_unmap(fs->base_arenas);
 	free(fs->huge_free);
@@ -697,9 +701,10 @@ void _thpfs_pool_refill(struct thpfs *fs)
 
 /* A populated 2 MiB frame of a huge arena, charged and counted as a huge
  * page, whatever the kernel made of it; NULL with *err set on failure.  A
- * pool frame is taken first when there is one. */
-static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
+ * pool frame is taken first when there is one (*pooled tells). */
+static char *huge_frame_take(struct thpfs *fs, uint64_t credit, bool *pooled, int *err)
 {
+	*pooled = false;
 	pthread_mutex_lock(&fs->frame_lock);
 	char *p = NULL;
 	*err = fault_hit(fs) ? -ENOMEM : 0;
@@ -710,6 +715,7 @@ static char *huge_frame_take(struct thpfs *fs, uint64_t credit, int *err)
 			_thpfs_pool_kick(fs); /* refill off this path */
 			THPFS_STAT_SUB(fs, prealloc_bytes, THPFS_HUGE_SIZE);
 			THPFS_STAT_ADD(fs, prealloc_used, 1);
+			*pooled = true;
 			THPFS_STAT_ADD(fs, huge_frames, 1);
 			THPFS_STAT_ADD(fs, shmem_huge_bytes, THPFS_HUGE_SIZE);
 			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
@@ -783,7 +789,8 @@ char *_thpfs_huge_alloc_credit(struct thpfs *fs, uint64_t credit, int *err)
 		*err = -ENOMEM; /* the kernel gave 4 KiB pages a moment ago */
 		return NULL;
 	}
-	char *p = huge_frame_take(fs, credit, err);
+	bool pooled;
+	char *p = huge_frame_take(fs, credit, &pooled, err);
 	if (p && !frame_is_huge(fs, p)) {
 		_thpfs_huge_free(fs, p);
 		*err = -ENOMEM;
@@ -797,9 +804,11 @@ char *_thpfs_huge_alloc(struct thpfs *fs, int *err)
 	return _thpfs_huge_alloc_credit(fs, 0, err);
 }
 
-char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err)
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, bool *hot, int *err)
 {
-	char *p = huge_frame_take(fs, 0, err);
+	bool pooled;
+	char *p = huge_frame_take(fs, 0, &pooled, err);
+	*hot = !pooled; /* zeroed by this thread just now */
 	*huge = p && frame_is_huge(fs, p);
 	if (p && !*huge) {
 		/* Without MADV_NOHUGEPAGE khugepaged could make these pages a
@@ -868,6 +877,8 @@ static bool slot_remap(char *mem, bool huge)
 	       range_advise(mem, THPFS_HUGE_SIZE, huge) == 0;
 }
 
+static uint64_t batch_flush(struct thpfs *fs);
+
 /* _thpfs_block_free once none of the block's pages is queued any more. */
 static void block_free_flushed(struct thpfs *fs, char *mem)
 {
@@ -899,12 +910,13 @@ static void block_free_flushed(struct thpfs *fs, char *mem)
 void _thpfs_block_free(struct thpfs *fs, char *mem)
 {
 	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE))
-		_thpfs_release_flush(fs); /* its pages must be gone before reuse */
+		batch_flush(fs); /* its pages must be gone before reuse */
 	block_free_flushed(fs, mem);
 }
 
 /* Whether the release batch holds a page of the block at mem.  Pages of a
- * block are queued under its inode's lock, which the caller holds, so the
+ * block are queued under its inode's lock, which the caller holds (or the
+ * block is a retired one, which nobody queues pages of any more), so the
  * answer stays true until the caller acts on it.  Takes release_lock. */
 static bool release_queued_in(struct thpfs *fs, const char *mem)
 {
@@ -928,7 +940,7 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 	 * it would come back with its old bytes.  Pages of other blocks (a
 	 * collapse's retired block) may stay queued. */
 	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, mem))
-		_thpfs_release_flush(fs);
+		batch_flush(fs);
 	/* Pages of this block whose release failed are still held and
 	 * charged (zero): reusing them costs nothing new. */
 	pthread_mutex_lock(&fs->frame_lock);
@@ -994,7 +1006,7 @@ static ssize_t release_batch_syscall(struct thpfs *fs, unsigned n)
  */
 static uint64_t release_flush_locked(struct thpfs *fs)
 {
-	if (!fs->release_n && !fs->nretired)
+	if (!fs->release_n)
 		return 0;
 	ssize_t r = !fs->release_n ? 0 : release_batch_syscall(fs, fs->release_n);
 	uint64_t done = r > 0 ? (uint64_t)r : 0, back = done, kept = 0;
@@ -1022,20 +1034,101 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 	THPFS_STAT_ADD(fs, shmem_bytes, kept); /* taken out when queued */
 	fs->release_n = 0;
 	__atomic_store_n(&fs->release_pages, 0, __ATOMIC_RELEASE);
-	/* every page of the retired blocks is gone now: the slots may be
-	 * used again */
-	for (unsigned i = 0; i < fs->nretired; i++)
-		block_free_flushed(fs, fs->retired[i]);
-	fs->nretired = 0;
 	return back;
 }
 
-uint64_t _thpfs_release_flush(struct thpfs *fs)
+/*
+ * Gives a retired block back: MADV_DONTNEED of its slot (holes cost
+ * nothing), a flush of the release batch if it still holds a page of the
+ * block, then the slot, mapped afresh, to the free stack
+ * (block_free_flushed).  Where MADV_DONTNEED is refused (locked memory) the
+ * remap frees the pages; a slot that cannot be remapped either keeps them
+ * (zeroed) on the unreleased record, charged, and is never reused.  The
+ * block is nobody's: no lock needed but the frame_lock taken here.
+ * Returns the bytes that went back.
+ */
+static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
+{
+	uint64_t n = (uint64_t)r->pages * THPFS_PAGE_SIZE;
+	bool gone;
+	if (release_fault_hit(fs)) {
+		memset(r->mem, 0, THPFS_HUGE_SIZE); /* as release() does */
+		gone = false;
+	} else {
+		gone = release(r->mem, THPFS_HUGE_SIZE);
+	}
+	if (!gone) {
+		/* the remap in block_free_flushed frees them; record them
+		 * (zero, charged) until it does (the whole slot: release()
+		 * zeroed its holes too) */
+		THPFS_STAT_ADD(fs, release_failed_bytes, n);
+		pthread_mutex_lock(&fs->frame_lock);
+		gone = !unreleased_note(fs, r->mem, THPFS_HUGE_SIZE);
+		if (!gone)
+			fs->held_bytes += THPFS_HUGE_SIZE - n; /* the holes, zeroed */
+		pthread_mutex_unlock(&fs->frame_lock);
+		if (!gone)
+			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
+	}
+	if (gone) {
+		count_released(fs, n);
+		pthread_mutex_lock(&fs->frame_lock);
+		fs->held_bytes -= n;
+		pthread_mutex_unlock(&fs->frame_lock);
+	}
+	/* Pages the block's file punched before the collapse may still be
+	 * queued: the slot must not be handed out again before they are
+	 * released, or the batch would drop a page of its next owner.  (No
+	 * page of a retired block is queued any more after this.) */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, r->mem))
+		batch_flush(fs);
+	block_free_flushed(fs, r->mem); /* frees (and counts) what is noted */
+	return gone ? n : 0;
+}
+
+/*
+ * Frees up to max retired blocks, oldest first, one at a time; with
+ * only_if_full, only while the list is full.  Each block is taken and freed
+ * under retire_flush_lock, so that when a flush finds the list empty, every
+ * block taken before is back with the OS; retire_lock is held only to take
+ * the entry, so a collapse can retire its block meanwhile.  Returns the
+ * bytes that went back.
+ */
+static uint64_t retired_flush(struct thpfs *fs, unsigned max, bool only_if_full)
+{
+	uint64_t back = 0;
+	for (unsigned k = 0; k < max; k++) {
+		struct thpfs_retired r;
+		pthread_mutex_lock(&fs->retire_flush_lock);
+		pthread_mutex_lock(&fs->retire_lock);
+		bool take = fs->nretired && (!only_if_full || fs->nretired == THPFS_RETIRED_MAX);
+		if (take) {
+			r = fs->retired[0];
+			fs->nretired--;
+			memmove(fs->retired, fs->retired + 1, fs->nretired * sizeof(r));
+		}
+		pthread_mutex_unlock(&fs->retire_lock);
+		if (take)
+			back += retired_free(fs, &r);
+		pthread_mutex_unlock(&fs->retire_flush_lock);
+		if (!take)
+			break;
+	}
+	return back;
+}
+
+/* Releases the queued batch (not the retired blocks); takes release_lock. */
+static uint64_t batch_flush(struct thpfs *fs)
 {
 	pthread_mutex_lock(&fs->release_lock);
 	uint64_t back = release_flush_locked(fs);
 	pthread_mutex_unlock(&fs->release_lock);
 	return back;
+}
+
+uint64_t _thpfs_release_flush(struct thpfs *fs)
+{
+	return retired_flush(fs, THPFS_RETIRED_MAX, false) + batch_flush(fs);
 }
 
 void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned to)
@@ -1062,40 +1155,25 @@ void _thpfs_pages_release(struct thpfs *fs, char *mem, unsigned from, unsigned t
 		_thpfs_release_kick(fs);
 }
 
-/*
- * Queues the pages set in pages of base block mem in the release batch and
- * the block in fs->retired, without the flush that _thpfs_pages_release does
- * at THPFS_RELEASE_BATCH pages: collapse uses it so that zapping 512 page
- * table entries and remapping the slot are not on its path.  The pages stay
- * charged to size= until the flush (any ENOSPC reclaim flushes first) and
- * the slot goes back to the free stack only after it, so it is never handed
- * out with a page still queued.  Takes release_lock.
- */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages)
 {
 	unsigned n = thpfs_bitmap_weight(pages);
-	pthread_mutex_lock(&fs->release_lock);
-	if (fs->nretired == THPFS_RETIRED_MAX)
-		release_flush_locked(fs);
-	bool was_empty = fs->release_n == 0 && fs->nretired == 0;
-	thpfs_for_each_run(pages, i, end) {
-		if (fs->release_n == THPFS_RELEASE_BATCH)
-			release_flush_locked(fs); /* frees older retired blocks only */
-		fs->release_iov[fs->release_n].iov_base = mem + (size_t)i * THPFS_PAGE_SIZE;
-		fs->release_iov[fs->release_n].iov_len = (size_t)(end - i) * THPFS_PAGE_SIZE;
-		fs->release_n++;
-		__atomic_store_n(&fs->release_pages, fs->release_pages + (end - i),
-				 __ATOMIC_RELEASE);
+	pthread_mutex_lock(&fs->retire_lock);
+	while (fs->nretired == THPFS_RETIRED_MAX) {
+		/* the background thread is behind: free the oldest here */
+		pthread_mutex_unlock(&fs->retire_lock);
+		retired_flush(fs, 1, true);
+		pthread_mutex_lock(&fs->retire_lock);
 	}
-	fs->retired[fs->nretired++] = mem;
-	bool half = fs->nretired == THPFS_RETIRED_MAX / 2;
-	pthread_mutex_unlock(&fs->release_lock);
-	if (half)
-		_thpfs_flush_kick(fs); /* before the list fills and a caller waits */
+	fs->retired[fs->nretired++] = (struct thpfs_retired){ mem, n };
+	pthread_mutex_unlock(&fs->retire_lock);
 	THPFS_STAT_SUB(fs, base_pages, n);
 	THPFS_STAT_SUB(fs, shmem_bytes, (uint64_t)n * THPFS_PAGE_SIZE);
-	if (was_empty)
-		_thpfs_release_kick(fs);
+	/* On the other CPU, now.  Every time, not only when the list was
+	 * empty: a flush the thread has already started takes at most
+	 * THPFS_RETIRED_MAX blocks, so a block added behind it would
+	 * otherwise wait for the next collapse, reclaim or unmount. */
+	_thpfs_flush_kick(fs);
 }
 
 /* A huge frame now counts as 512 base pages (its memory is unchanged, but

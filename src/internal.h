@@ -38,6 +38,12 @@
  *       fs->deferred_lock  (mutex)   the deferred split list
  *         fs->release_lock (mutex)   the batch of pages waiting to be released
  *           fs->frame_lock (mutex)   arenas, free slots, the size= budget
+ * fs->retire_flush_lock (mutex) serializes flushes of collapse's retired
+ * blocks: it may be taken under inode->lock and deferred_lock, never with
+ * release_lock or frame_lock held, and release_lock (a block's pages still
+ * queued) and frame_lock are taken inside it.
+ * fs->retire_lock (mutex, the retired list itself) nests inside any lock
+ * and is held only to add or take entries.
  * fs->file_lock (mutex) guards the file-handle lists and nests inside any of
  * these; so does fs->collapse_mu (the background thread's sleep).
  * inode->lock of two different inodes is never held at once, except through
@@ -190,6 +196,9 @@ struct thpfs_chunk {
 	bool huge;                  /* mem is a huge frame */
 	bool queued;                /* on fs->deferred */
 	bool mapped;                /* mem lies in the inode's thpfs_mmap view */
+	bool fresh;                 /* a huge frame the writing thread just
+				     * faulted in, not yet written to its
+				     * end: likely in its cache (copy_in) */
 	uint32_t pins;              /* thpfs_map pins; protected by inode->lock */
 	uint32_t nr_present;        /* pages holding memory */
 	thpfs_bitmap_t present;
@@ -305,9 +314,12 @@ struct thpfs {
 	uint64_t release_pages;
 	int pidfd;
 	int fault_repeat;
-	/* retired blocks (frame.c), release_lock: base blocks whose pages are
-	 * queued in the batch; they go back to the free stack after the flush */
-	char **retired;
+	/* retired blocks (frame.c), retire_lock: base blocks collapse left
+	 * behind, with the pages they hold; the background thread releases
+	 * them (off the collapse's path, outside release_lock) and puts their
+	 * slots back on the free stack */
+	pthread_mutex_t retire_lock, retire_flush_lock;
+	struct thpfs_retired *retired;
 	unsigned nretired;
 	/* prealloc pool (frame.c), frame_lock: populated huge frames, charged,
 	 * verified huge when made and again when handed out */
@@ -326,7 +338,7 @@ struct thpfs {
 	bool collapse_stop;
 	bool release_kicked; /* pages queued since the last flush; collapse_mu */
 	bool pool_kicked;    /* the prealloc pool wants frames; collapse_mu */
-	bool flush_kicked;   /* retired blocks pile up: flush now; collapse_mu */
+	bool flush_kicked;   /* a block was retired: flush now; collapse_mu */
 
 	/* File handles are never freed before unmount: a closed one waits on
 	 * a free list for reuse, so a stale pointer still reads as closed
@@ -403,7 +415,12 @@ int _thpfs_pages_populate_credit(struct thpfs *fs, char *mem, unsigned from, uns
 				 uint64_t credit);
 #define THPFS_RELEASE_BATCH 64
 #define THPFS_RETIRED_MAX 8 /* retired blocks waiting for a flush (16 MiB) */
-/* Releases every queued page now.  Takes release_lock then frame_lock.
+struct thpfs_retired {
+	char *mem;
+	unsigned pages; /* how many pages it still holds */
+};
+/* Releases every queued page and every retired block now.  Takes
+ * retire_flush_lock, then release_lock, each with frame_lock inside.
  * Returns the bytes that really went back to the OS. */
 uint64_t _thpfs_release_flush(struct thpfs *fs);
 /* Asks the kernel to split the THP of a huge frame now (MADV_FREE on part of
@@ -418,8 +435,9 @@ int _thpfs_huge_split_native(struct thpfs *fs, char *mem, const uint64_t *drop);
 /* For a new chunk: a populated huge frame (*huge = true), or, when the
  * kernel gave those 2 MiB as 4 KiB pages, the same memory as a base block
  * with all 512 pages populated and counted as base pages (*huge = false;
- * MADV_NOHUGEPAGE so khugepaged never collapses it behind us). */
-char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, int *err);
+ * MADV_NOHUGEPAGE so khugepaged never collapses it behind us).  *hot: the
+ * calling thread populated it just now (false for a prealloc pool frame). */
+char *_thpfs_huge_alloc_or_base(struct thpfs *fs, bool *huge, bool *hot, int *err);
 /* Bytes of huge arenas the kernel maps with huge PMDs now (PAGEMAP_SCAN, one
  * call per arena), or -EOPNOTSUPP when it cannot be asked. */
 int64_t _thpfs_frames_pmd_mapped(struct thpfs *fs);
@@ -435,9 +453,12 @@ void _thpfs_pool_refill(struct thpfs *fs);
 uint64_t _thpfs_pool_drain(struct thpfs *fs);
 void _thpfs_pool_trim_idle(struct thpfs *fs);
 /* Base block mem, whose present pages (set in pages) are no file's any more,
- * goes back to the OS off the caller's path: its pages join the release
- * batch and the block goes back to the free stack after the batch's flush
- * (within scan_sleep_ms, or at once when the retired list is full). */
+ * goes back to the OS off the caller's path: it joins the retired list and
+ * the background thread, woken at once, releases its pages and puts its slot
+ * back on the free stack.  When THPFS_RETIRED_MAX blocks already wait (the
+ * thread is behind), the caller frees the oldest one itself.  Takes
+ * retire_lock (and then retire_flush_lock when the list is full), then
+ * fs->collapse_mu for the kick. */
 void _thpfs_block_retire(struct thpfs *fs, char *mem, const uint64_t *pages);
 /* What the calling thread's frame-layer calls have really given back to the
  * OS and populated since it started (monotonic; a failed release and the
@@ -622,9 +643,13 @@ void _thpfs_release_kick(struct thpfs *fs);
 /* The prealloc pool lost a frame: the background thread refills it now.
  * Takes fs->collapse_mu (leaf). */
 void _thpfs_pool_kick(struct thpfs *fs);
-/* The release batch should be flushed now, not at the next pass (retired
- * blocks pile up).  Takes fs->collapse_mu (leaf). */
+/* The retired blocks (and the release batch) should be freed now, not at
+ * the next pass: collapse retired a block.  Takes fs->collapse_mu (leaf). */
 void _thpfs_flush_kick(struct thpfs *fs);
+/* Copies n bytes (a large copy) into memory the caller just populated, so
+ * likely in this CPU's cache: "rep movsb" where the CPU has ERMS (measured
+ * faster than glibc memcpy there, data.c), else memcpy.  No lock. */
+void _thpfs_copy_fresh(char *dst, const char *src, size_t n);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);

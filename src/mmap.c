@@ -383,6 +383,7 @@ int _thpfs_mmap_split(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *d
 		return -EBUSY;
 	}
 	c->huge = false;
+	c->fresh = false;
 	_thpfs_pt_charge(fs);
 	gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
 	_thpfs_mmap_release(fs, c, drop);
@@ -460,6 +461,7 @@ uint64_t _thpfs_mmap_drop_pending(struct thpfs *fs, struct thpfs_chunk *c)
 			return 0; /* stays pending, retried by the next reclaim */
 		}
 		c->huge = false;
+		c->fresh = false;
 		_thpfs_pt_charge(fs);
 		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
 		THPFS_STAT_ADD(fs, thp_split_page, 1);
@@ -570,6 +572,7 @@ static void sync_range(struct thpfs *fs, struct thpfs_inode *inode, uint64_t idx
 	if (c->huge) {
 		/* split by the kernel itself: base pages from now on */
 		c->huge = false;
+		c->fresh = false;
 		_thpfs_pt_charge(fs);
 		gauges_adjust(fs, -1, THPFS_PAGES_PER_HUGE);
 		advise_range(inode, mem, MADV_NOHUGEPAGE);

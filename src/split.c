@@ -55,6 +55,8 @@ void _thpfs_chunk_check(const struct thpfs_chunk *c)
 	unsigned n = thpfs_bitmap_weight(c->present);
 	if (c->huge && n != THPFS_PAGES_PER_HUGE)
 		abort();
+	if (c->fresh && !c->huge)
+		abort(); /* fresh: a huge frame (copy_in) */
 	if (n != c->nr_present || (!c->huge && n == 0))
 		abort();
 	for (unsigned i = 0; i < THPFS_BITMAP_WORDS; i++)
@@ -121,11 +123,12 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 	free(c);
 }
 
-/* Copies the pages set in keep from one 2 MiB area to another, run by run. */
+/* Copies the pages set in keep from one 2 MiB area to another, run by run;
+ * dst was populated just now (_thpfs_copy_fresh). */
 static void copy_pages(char *dst, const char *src, const uint64_t *keep)
 {
 	thpfs_for_each_run(keep, i, end)
-		memcpy(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
+		_thpfs_copy_fresh(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
 		       (size_t)(end - i) * THPFS_PAGE_SIZE);
 }
 
@@ -204,6 +207,7 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 		release_pages(fs, c->mem, drop);
 	}
 	c->huge = false;
+	c->fresh = false; /* not the frame its first write faulted in any more */
 	for (unsigned k = 0; k < THPFS_BITMAP_WORDS; k++) {
 		c->present[k] = keep[k];
 		c->uptodate[k] &= keep[k];
@@ -227,8 +231,8 @@ int _thpfs_split_chunk(struct thpfs *fs, struct thpfs_chunk *c, const uint64_t *
 /*
  * Collapses base chunk c into a huge page: a new huge frame (a prealloc pool
  * frame when there is one) gets a copy of the present pages (holes stay
- * zero), then the old block is retired: its pages are released by the next
- * flush of the release batch, within scan_sleep_ms (_thpfs_block_retire).  (The
+ * zero), then the old block is retired: the background thread, woken at
+ * once, gives it back (_thpfs_block_retire).  (The
  * kernel's MADV_COLLAPSE on a range split in place avoids our copy, but it
  * drains every CPU's LRU lists on each call; measured here it was slower and
  * far less predictable, so we copy.)  Skips
@@ -260,13 +264,14 @@ int _thpfs_collapse_chunk(struct thpfs *fs, struct thpfs_chunk *c, bool force)
 		return err;
 	}
 	copy_pages(huge, c->mem, c->present);
-	/* the old pages go back within scan_sleep_ms, off this path */
+	/* the old pages go back on the background thread, off this path */
 	_thpfs_block_retire(fs, c->mem, c->present);
 	bool uptodate = !thpfs_bitmap_empty(c->uptodate);
 	THPFS_STAT_ADD(fs, thp_collapse_alloc, 1);
 	THPFS_STAT_ADD(fs, base_pages_collapsed, c->nr_present);
 	c->mem = huge;
 	c->huge = true;
+	c->fresh = false; /* written by the copy, not by its first write */
 	thpfs_chunk_set_present(c, THPFS_PAGES_PER_HUGE);
 	thpfs_bitmap_fill(c->present);
 	if (uptodate)

@@ -570,6 +570,357 @@ static void test_collapse_no_frame_bg(void **state)
 	tl_close(f);
 }
 
+/* ---- retired blocks and the release batch ---- */
+
+/* Waits up to ms for the retired list to be empty and no retired block to be
+ * in the middle of being freed; returns whether it got there. */
+static bool retired_all_freed(struct thpfs *fs, unsigned ms)
+{
+	double end = tl_now() + ms / 1000.0;
+	do {
+		pthread_mutex_lock(&fs->retire_lock);
+		unsigned n = fs->nretired;
+		pthread_mutex_unlock(&fs->retire_lock);
+		if (!n && pthread_mutex_trylock(&fs->retire_flush_lock) == 0) {
+			pthread_mutex_unlock(&fs->retire_flush_lock);
+			return true;
+		}
+		sleep_ms(2);
+	} while (tl_now() < end);
+	return false;
+}
+
+/*
+ * A collapsed range whose old block still has a page in the release batch
+ * (punched after the last flush: the background scan with max_ptes_none > 0
+ * meets this when a punch lands between its flush and its collapse): the
+ * old block's slot must not be handed out again before that page is
+ * released, or the batch's MADV_DONTNEED later zeroes a page of the slot's
+ * next owner.  split=inplace leaves the block in a huge arena slot, which a
+ * new huge frame takes without looking at the batch.  release_lock is held
+ * by the test meanwhile, as a flush running on another thread holds it.
+ */
+static void test_retired_slot_queued_page(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	const unsigned holes[1] = { 100 };
+	struct thpfs_file *a = split_with_holes(fs, "/a", 21, holes, 1);
+	struct thpfs_inode *inode = a->inode;
+	pthread_rwlock_wrlock(&inode->lock); /* inode->lock before release_lock */
+	pthread_mutex_lock(&fs->release_lock);
+	assert_true(fs->release_n > 0); /* page 100 is queued */
+	struct thpfs_chunk *c = _thpfs_index_lookup(&inode->pages, 0);
+	assert_non_null(c);
+	assert_false(c->huge);
+	char *old = c->mem;
+	assert_int_equal(_thpfs_collapse_chunk(fs, c, true), 0);
+	pthread_rwlock_unlock(&inode->lock);
+	bool freed = retired_all_freed(fs, 1000);
+	struct thpfs_file *b = tl_open(fs, "/b", O_RDWR | O_CREAT);
+	tl_write_pat(b, 0, 2 * MIB, 22);
+	pthread_rwlock_rdlock(&b->inode->lock);
+	bool reused = _thpfs_index_lookup(&b->inode->pages, 0)->mem == old;
+	pthread_rwlock_unlock(&b->inode->lock);
+	print_message("retired block freed before the batch: %d, its slot reused: %d\n", freed,
+		      reused);
+	pthread_mutex_unlock(&fs->release_lock);
+	_thpfs_release_flush(fs);
+	tl_check_pat(b, 0, 2 * MIB, 22);
+	check_holes(a, 21, holes, 1);
+	tl_close(b);
+	tl_close(a);
+}
+
+/*
+ * Collapse, punch, reclaim and the background thread at once: three threads
+ * each write (unaligned, small and large: the fresh-frame copy too), punch,
+ * collapse and read back their own 8 MiB file against a model, one thread
+ * calls thpfs_reclaim, and the background thread collapses ranges with holes
+ * (max_ptes_none=511) and frees the retired blocks.  Every read must match
+ * the model; at the end, with the files gone, nothing may be held.
+ * THPFS_RETIRE_STRESS_MS sets the duration (default 1500).
+ */
+#define RS_FILE (8 * MIB)
+struct rs_worker {
+	struct thpfs *fs;
+	struct thpfs_file *f;
+	uint8_t *model, *buf;
+	uint64_t seed, ops;
+	double end;
+	char err[160];
+};
+static volatile int rs_stop;
+
+static void *rs_work(void *arg)
+{
+	struct rs_worker *w = arg;
+	uint64_t *s = &w->seed;
+	while (tl_now() < w->end && !rs_stop && !w->err[0]) {
+		unsigned op = (unsigned)tl_rand_below(s, 10);
+		uint64_t off = tl_rand_below(s, RS_FILE);
+		uint64_t len = 1 + tl_rand_below(s, op < 2 ? 3 * MIB : 64 * KIB);
+		if (off + len > RS_FILE)
+			len = RS_FILE - off;
+		if (op < 4) { /* write */
+			unsigned seed = (unsigned)tl_rand(s);
+			tl_fill(w->buf, len, off, seed);
+			ssize_t n = thpfs_pwrite(w->f, w->buf, len, (off_t)off);
+			if (n != (ssize_t)len) {
+				snprintf(w->err, sizeof(w->err), "pwrite(%" PRIu64 ", %" PRIu64 ") = %zd",
+					 off, len, n);
+				break;
+			}
+			memcpy(w->model + off, w->buf, len);
+		} else if (op < 6) { /* punch whole pages */
+			off &= ~(PG - 1);
+			len = (len + PG - 1) & ~(PG - 1);
+			if (off + len > RS_FILE)
+				len = RS_FILE - off;
+			int r = thpfs_fallocate(w->f, PUNCH, (off_t)off, (off_t)len);
+			if (r) {
+				snprintf(w->err, sizeof(w->err), "punch = %d", r);
+				break;
+			}
+			memset(w->model + off, 0, len);
+		} else if (op < 7) {
+			int r = thpfs_collapse(w->f, 0, (off_t)RS_FILE);
+			if (r < 0 && r != -ENOMEM) {
+				snprintf(w->err, sizeof(w->err), "collapse = %d", r);
+				break;
+			}
+		} else { /* read back */
+			ssize_t n = thpfs_pread(w->f, w->buf, len, (off_t)off);
+			if (n != (ssize_t)len) {
+				snprintf(w->err, sizeof(w->err), "pread = %zd", n);
+				break;
+			}
+			for (uint64_t i = 0; i < len; i++)
+				if (w->buf[i] != w->model[off + i]) {
+					snprintf(w->err, sizeof(w->err),
+						 "offset %" PRIu64 ": read %#x, model %#x", off + i,
+						 w->buf[i], w->model[off + i]);
+					break;
+				}
+		}
+		w->ops++;
+	}
+	return NULL;
+}
+
+static void *rs_reclaim(void *arg)
+{
+	struct rs_worker *w = arg;
+	while (tl_now() < w->end && !rs_stop) {
+		if (thpfs_reclaim(w->fs, 0) < 0)
+			snprintf(w->err, sizeof(w->err), "thpfs_reclaim failed");
+		w->ops++;
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void test_retire_stress(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	enum { NW = 3 };
+	struct rs_worker w[NW + 1];
+	pthread_t t[NW + 1];
+	double end = tl_now() + tl_env_u64("THPFS_RETIRE_STRESS_MS", 1500) / 1000.0;
+	uint64_t seed = tl_seed("retire stress");
+	rs_stop = 0;
+	memset(w, 0, sizeof(w));
+	for (int i = 0; i <= NW; i++) {
+		w[i].fs = fs;
+		w[i].end = end;
+		w[i].seed = seed + (uint64_t)i * 7919;
+		if (i == NW)
+			break;
+		char path[16];
+		snprintf(path, sizeof(path), "/rs%d", i);
+		w[i].f = tl_open(fs, path, O_RDWR | O_CREAT);
+		assert_int_equal(thpfs_ftruncate(w[i].f, (off_t)RS_FILE), 0);
+		w[i].model = calloc(1, RS_FILE);
+		w[i].buf = malloc(3 * MIB);
+		assert_non_null(w[i].model);
+		assert_non_null(w[i].buf);
+	}
+	for (int i = 0; i <= NW; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, i < NW ? rs_work : rs_reclaim, &w[i]), 0);
+	for (int i = 0; i <= NW; i++)
+		pthread_join(t[i], NULL);
+	struct thpfs_stats st = tl_stats(fs);
+	print_message("ops %" PRIu64 " %" PRIu64 " %" PRIu64 ", reclaims %" PRIu64
+		      ", collapses %" PRIu64 ", splits %" PRIu64 "\n",
+		      w[0].ops, w[1].ops, w[2].ops, w[NW].ops, st.thp_collapse_alloc, tl_splits(&st));
+	for (int i = 0; i <= NW; i++)
+		if (w[i].err[0])
+			fail_msg("thread %d: %s", i, w[i].err);
+	for (int i = 0; i < NW; i++) {
+		uint8_t *got = w[i].buf;
+		for (uint64_t off = 0; off < RS_FILE; off += 2 * MIB) {
+			assert_int_equal(thpfs_pread(w[i].f, got, 2 * MIB, (off_t)off),
+					 (ssize_t)(2 * MIB));
+			if (memcmp(got, w[i].model + off, 2 * MIB))
+				fail_msg("file %d differs from its model in [%" PRIu64 ", +2 MiB)", i,
+					 off);
+		}
+		tl_close(w[i].f);
+		char path[16];
+		snprintf(path, sizeof(path), "/rs%d", i);
+		assert_int_equal(thpfs_unlink(fs, path), 0);
+		free(w[i].model);
+		free(w[i].buf);
+	}
+	_thpfs_release_flush(fs);
+	assert_true(retired_all_freed(fs, 2000));
+	assert_int_equal(_thpfs_held_bytes(fs), 0);
+	st = tl_stats(fs);
+	assert_int_equal(st.huge_frames, 0);
+	assert_int_equal(st.base_pages, 0);
+}
+
+/*
+ * A run of collapses (thpfs_collapse over 64 MiB of full base ranges, 32
+ * collapses back to back) must leave no retired block behind once the
+ * background thread has had its turn: the 32 old blocks (64 MiB) go back to
+ * the OS, so the memory cgroup ends where it started (the same data, in
+ * huge pages now, and no page tables).  Polls for up to 2 s.
+ */
+static void test_retire_run_all_freed(void **state)
+{
+	struct tl_cg_fx *fx = *state;
+#if defined(__SANITIZE_THREAD__)
+	print_message("ThreadSanitizer build: no cgroup measurement, skipping\n");
+	skip();
+#endif
+	tl_cg_start(fx, "thpfs-collapse", true);
+	fx->fs = tl_mount("huge=advise,collapse=off");
+	struct thpfs *fs = fx->fs;
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, 64 * MIB, 31);
+	int64_t shadow0 = tl_asan_shadow_rss();
+	int64_t u0 = tl_cg_usage(&fx->cg);
+	assert_int_equal(thpfs_collapse(f, 0, (off_t)(64 * MIB)), 32);
+	double end = tl_now() + 2.0;
+	int64_t extra;
+	unsigned left;
+	do {
+		sleep_ms(10);
+		extra = tl_cg_usage(&fx->cg) - u0 - (tl_asan_shadow_rss() - shadow0);
+		pthread_mutex_lock(&fs->retire_lock);
+		left = fs->nretired;
+		pthread_mutex_unlock(&fs->retire_lock);
+	} while ((left || extra > (int64_t)MIB + tl_cg_stock()) && tl_now() < end);
+	print_message("2 s after 32 collapses: %u retired blocks wait, cgroup %+.2f MiB\n", left,
+		      extra / (double)MIB);
+	assert_int_equal(left, 0);
+	assert_true(extra <= (int64_t)MIB + tl_cg_stock());
+	tl_check_pat(f, 0, 64 * MIB, 31);
+	tl_close(f);
+}
+
+/* Whether the chunk at file offset 0 of f is marked fresh (copy_in's hot
+ * path: a huge frame this writer just faulted in). */
+static bool chunk0_fresh(struct thpfs_file *f)
+{
+	pthread_rwlock_rdlock(&f->inode->lock);
+	struct thpfs_chunk *c = _thpfs_index_lookup(&f->inode->pages, 0);
+	bool fresh = c && c->fresh;
+	pthread_rwlock_unlock(&f->inode->lock);
+	return fresh;
+}
+
+/* A chunk is fresh only while it is the huge frame its first write faulted
+ * in: a split (the memory is a base block now, or migrated to another) and
+ * a collapse (another frame, already written by the collapse's copy) end
+ * it, so later large writes take the path for memory not in the cache. */
+static void test_fresh_ends_at_split_and_collapse(void **state)
+{
+	struct thpfs *fs = TL_FS(state);
+	struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+	tl_write_pat(f, 0, MIB, 41); /* half of a new huge frame */
+	struct thpfs_stats s = tl_stats(fs);
+	if (s.prealloc_used)
+		print_message("a pool frame: not fresh to begin with\n");
+	else
+		assert_true(chunk0_fresh(f));
+	punch(f, 10 * PG, PG);
+	assert_int_equal(tl_stats(fs).huge_frames, 0);
+	assert_false(chunk0_fresh(f));
+	tl_write_pat(f, 0, 2 * MIB, 42); /* full again: eager collapse */
+	assert_int_equal(tl_stats(fs).huge_frames, 1);
+	assert_false(chunk0_fresh(f));
+	tl_check_pat(f, 0, 2 * MIB, 42);
+	tl_close(f);
+}
+
+/* _thpfs_copy_fresh (rep movsb where the CPU has ERMS) copies exactly n
+ * bytes at any alignment and size, tiny ones included: the bytes before
+ * and after stay as they were. */
+static void test_copy_fresh_exact(void **state)
+{
+	(void)state;
+	enum { CAP = 512 * 1024 + 256 };
+	uint8_t *src = malloc(CAP), *dst = malloc(CAP);
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (size_t i = 0; i < CAP; i++)
+		src[i] = (uint8_t)(i * 131 + 7);
+	const size_t sizes[] = { 0, 1, 2, 3, 7, 15, 16, 31, 63, 64, 65, 4095, 4096, 4097,
+				 256 * 1024 - 1, 256 * 1024, 256 * 1024 + 65, 512 * 1024 };
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+		for (size_t so = 0; so < 64; so += 13)
+			for (size_t d = 0; d < 64; d += 9) {
+				size_t n = sizes[k];
+				memset(dst, 0xa5, CAP);
+				_thpfs_copy_fresh((char *)dst + 64 + d, (const char *)src + so, n);
+				for (size_t i = 0; i < 64 + d; i++)
+					if (dst[i] != 0xa5)
+						fail_msg("n %zu: byte %zu before the copy changed", n, i);
+				if (memcmp(dst + 64 + d, src + so, n))
+					fail_msg("n %zu, src +%zu, dst +%zu: wrong bytes", n, so, d);
+				for (size_t i = 64 + d + n; i < 64 + d + n + 64 && i < CAP; i++)
+					if (dst[i] != 0xa5)
+						fail_msg("n %zu: byte %zu after the copy changed", n, i);
+			}
+	free(src);
+	free(dst);
+}
+
+/* Unmount right after a run of collapses, while the background thread may be
+ * freeing the retired blocks: 16 mounts later the memory cgroup is back
+ * where it started (nothing leaked, nothing freed twice: ASan). */
+static void test_retire_unmount_race(void **state)
+{
+	struct tl_cg_fx *fx = *state;
+#if defined(__SANITIZE_THREAD__)
+	print_message("ThreadSanitizer build: no cgroup measurement, skipping\n");
+	skip();
+#endif
+	tl_cg_start(fx, "thpfs-collapse", true);
+	/* one buffer for every round, made before the first measurement
+	 * (malloc would keep freed 16 MiB buffers in its heap) */
+	uint8_t *buf = malloc(16 * MIB);
+	assert_non_null(buf);
+	tl_fill(buf, 16 * MIB, 0, 51);
+	int rounds = (int)tl_env_u64("THPFS_UNMOUNT_ROUNDS", 16);
+	int64_t shadow0 = tl_asan_shadow_rss();
+	int64_t u0 = tl_cg_usage(&fx->cg);
+	for (int round = 0; round < rounds; round++) {
+		struct thpfs *fs = tl_mount("huge=advise,collapse=off");
+		struct thpfs_file *f = tl_open(fs, "/f", O_RDWR | O_CREAT);
+		assert_int_equal(thpfs_pwrite(f, buf, 16 * MIB, 0), (ssize_t)(16 * MIB));
+		assert_int_equal(thpfs_collapse(f, 0, (off_t)(16 * MIB)), 8);
+		tl_close(f);
+		tl_unmount(fs);
+	}
+	int64_t extra = tl_cg_usage(&fx->cg) - u0 - (tl_asan_shadow_rss() - shadow0);
+	print_message("%d x (collapse 8 ranges, unmount): cgroup %+.2f MiB\n", rounds,
+		      extra / (double)MIB);
+	free(buf);
+	assert_true(extra <= (int64_t)MIB + tl_cg_stock());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -589,6 +940,16 @@ int main(void)
 		TL_TEST(test_collapse_no_frame, "huge=always,collapse=off,split=migrate"),
 		TL_TEST(test_collapse_no_frame_bg,
 			"huge=always,collapse=on,scan_sleep_ms=5,max_ptes_none=511,split=inplace"),
+		TL_TEST(test_retired_slot_queued_page, "huge=always,collapse=off,split=inplace"),
+		cmocka_unit_test(test_copy_fresh_exact),
+		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=native"),
+		TL_TEST(test_fresh_ends_at_split_and_collapse, "huge=always,collapse=off,split=migrate"),
+		TL_TEST(test_retire_stress,
+			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=inplace"),
+		cmocka_unit_test_setup_teardown(test_retire_run_all_freed, tl_cg_setup, tl_cg_teardown),
+		cmocka_unit_test_setup_teardown(test_retire_unmount_race, tl_cg_setup, tl_cg_teardown),
+		TL_TEST(test_retire_stress,
+			"huge=always,collapse=on,scan_sleep_ms=1,max_ptes_none=511,split=native"),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

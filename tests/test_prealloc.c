@@ -238,7 +238,10 @@ static void test_collapse_retired_block(void **state)
 	int64_t u2 = tl_cg_usage(&fx->cg);
 	printf("collapse of 2 x 2 MiB: cgroup %+.2f MiB right after, %+.2f MiB 200 ms later "
 	       "(scan_sleep_ms=50)\n", (double)(u1 - u0) / MIB, (double)(u2 - u0) / MIB);
-	assert_cg(u2 - u0 < (int64_t)(MIB / 4));
+	/* The background thread frees the old blocks on its own CPU, whose
+	 * memory cgroup charge stock (64 pages) may then hold a batch: allow
+	 * that slack per CPU (as test_release does), far below one block. */
+	assert_cg(u2 - u0 <= tl_cg_stock());
 	tl_check_pat(f, 0, 2 * HPG, 5);
 	tl_close(f);
 }
