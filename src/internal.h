@@ -646,10 +646,11 @@ void _thpfs_pool_kick(struct thpfs *fs);
 /* The retired blocks (and the release batch) should be freed now, not at
  * the next pass: collapse retired a block.  Takes fs->collapse_mu (leaf). */
 void _thpfs_flush_kick(struct thpfs *fs);
-/* Copies n bytes (a large copy) into memory the caller just populated, so
- * likely in this CPU's cache: "rep movsb" where the CPU has ERMS (measured
- * faster than glibc memcpy there, data.c), else memcpy.  No lock. */
-void _thpfs_copy_fresh(char *dst, const char *src, size_t n);
+/* Copies n bytes with "rep movsb" where the CPU has ERMS, else memcpy.
+ * Used where it measured faster than glibc memcpy (data.c): a large copy
+ * into memory the caller just populated (likely in this CPU's cache), and
+ * a read's copy of whole pages out of file memory.  No lock. */
+void _thpfs_copy_erms(char *dst, const char *src, size_t n);
 /* After a write made pages present: collapse the chunk if it is now full
  * (eager trigger).  Caller holds inode->lock for writing. */
 void _thpfs_collapse_eager(struct thpfs *fs, struct thpfs_chunk *c);

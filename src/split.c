@@ -124,11 +124,11 @@ void _thpfs_chunk_destroy(struct thpfs *fs, struct thpfs_chunk *c)
 }
 
 /* Copies the pages set in keep from one 2 MiB area to another, run by run;
- * dst was populated just now (_thpfs_copy_fresh). */
+ * dst was populated just now (_thpfs_copy_erms). */
 static void copy_pages(char *dst, const char *src, const uint64_t *keep)
 {
 	thpfs_for_each_run(keep, i, end)
-		_thpfs_copy_fresh(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
+		_thpfs_copy_erms(dst + (size_t)i * THPFS_PAGE_SIZE, src + (size_t)i * THPFS_PAGE_SIZE,
 		       (size_t)(end - i) * THPFS_PAGE_SIZE);
 }
 

@@ -854,7 +854,7 @@ static void test_fresh_ends_at_split_and_collapse(void **state)
 	tl_close(f);
 }
 
-/* _thpfs_copy_fresh (rep movsb where the CPU has ERMS) copies exactly n
+/* _thpfs_copy_erms (rep movsb where the CPU has ERMS) copies exactly n
  * bytes at any alignment and size, tiny ones included: the bytes before
  * and after stay as they were. */
 static void test_copy_fresh_exact(void **state)
@@ -873,7 +873,7 @@ static void test_copy_fresh_exact(void **state)
 			for (size_t d = 0; d < 64; d += 9) {
 				size_t n = sizes[k];
 				memset(dst, 0xa5, CAP);
-				_thpfs_copy_fresh((char *)dst + 64 + d, (const char *)src + so, n);
+				_thpfs_copy_erms((char *)dst + 64 + d, (const char *)src + so, n);
 				for (size_t i = 0; i < 64 + d; i++)
 					if (dst[i] != 0xa5)
 						fail_msg("n %zu: byte %zu before the copy changed", n, i);
