@@ -428,14 +428,14 @@ void _thpfs_copy_erms(char *dst, const char *src, size_t n)
  * destination is likely in the cache:
  *  - hot (a huge frame the kernel zeroed moments ago for this file: the
  *    chunk is fresh, see struct thpfs_chunk): _thpfs_copy_erms, "rep
- *    movsb" where the CPU has ERMS (in a probe on the development VM, 1 GiB
- *    in 1 MiB copies into just-zeroed frames: 18 ms, against 23 ms for
- *    glibc memcpy and 32 ms for non-temporal stores);
+ *    movsb" where the CPU has ERMS, which stores into lines already in the
+ *    cache faster than glibc memcpy or non-temporal stores;
  *  - cold (anything else, e.g. an overwrite of an old file, or a prealloc
  *    pool frame zeroed on another CPU): non-temporal stores, since
- *    ordinary stores would first read each line only to overwrite it (into
- *    a populated 1 GiB: 26 ms, against 37 ms for rep movsb and 41-46 ms
- *    for memcpy).
+ *    ordinary stores would first read each line only to overwrite it.
+ * build/thpfs-bench --only io,fill measures both (docs/benchmarks.md: fill
+ * 0.62-0.63x the kernel before the hot path, 0.65-0.67x after; pwrite-over
+ * 1 MiB 0.71-0.94x with memcpy, 1.2-1.4x with streaming).
  * The sfence makes the streamed stores visible before the caller drops
  * inode->lock.  Smaller copies use memcpy: their lines are likely read
  * again soon.
