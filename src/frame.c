@@ -1038,9 +1038,9 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 }
 
 /*
- * Gives a retired block back: MADV_DONTNEED of its slot (holes cost
- * nothing), a flush of the release batch if it still holds a page of the
- * block, then the slot, mapped afresh, to the free stack
+ * Gives a retired block back: a flush of the release batch if it still
+ * holds a page of the block, MADV_DONTNEED of its slot (holes cost
+ * nothing), then the slot, mapped afresh, to the free stack
  * (block_free_flushed).  Where MADV_DONTNEED is refused (locked memory) the
  * remap frees the pages; a slot that cannot be remapped either keeps them
  * (zeroed) on the unreleased record, charged, and is never reused.  The
@@ -1051,6 +1051,15 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 {
 	uint64_t n = (uint64_t)r->pages * THPFS_PAGE_SIZE;
 	bool gone;
+	/* Pages the block's file punched before the collapse may still be
+	 * queued: they go first, so that each page of the slot is either
+	 * released or on the unreleased record (charged once) before the
+	 * whole slot is; and the slot must not be handed out again before
+	 * they are released, or the batch would drop a page of its next
+	 * owner.  (No page of a retired block is queued any more after
+	 * this.) */
+	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, r->mem))
+		batch_flush(fs);
 	if (release_fault_hit(fs)) {
 		memset(r->mem, 0, THPFS_HUGE_SIZE); /* as release() does */
 		gone = false;
@@ -1063,12 +1072,16 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 		 * zeroed its holes too) */
 		THPFS_STAT_ADD(fs, release_failed_bytes, n);
 		pthread_mutex_lock(&fs->frame_lock);
+		/* holes already on the record (a failed release of the batch)
+		 * are held and in Shmem already */
+		uint64_t had = (uint64_t)unreleased_count(fs, r->mem, 0, THPFS_PAGES_PER_HUGE) *
+			       THPFS_PAGE_SIZE;
 		gone = !unreleased_note(fs, r->mem, THPFS_HUGE_SIZE);
 		if (!gone)
-			fs->held_bytes += THPFS_HUGE_SIZE - n; /* the holes, zeroed */
+			fs->held_bytes += THPFS_HUGE_SIZE - n - had; /* the holes, zeroed */
 		pthread_mutex_unlock(&fs->frame_lock);
 		if (!gone)
-			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE);
+			THPFS_STAT_ADD(fs, shmem_bytes, THPFS_HUGE_SIZE - had);
 	}
 	if (gone) {
 		count_released(fs, n);
@@ -1076,12 +1089,6 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 		fs->held_bytes -= n;
 		pthread_mutex_unlock(&fs->frame_lock);
 	}
-	/* Pages the block's file punched before the collapse may still be
-	 * queued: the slot must not be handed out again before they are
-	 * released, or the batch would drop a page of its next owner.  (No
-	 * page of a retired block is queued any more after this.) */
-	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, r->mem))
-		batch_flush(fs);
 	block_free_flushed(fs, r->mem); /* frees (and counts) what is noted */
 	return gone ? n : 0;
 }
