@@ -392,9 +392,21 @@ ssize_t thpfs_pread_direct(struct thpfs_file *f, size_t len, off_t off,
 
 /* ---- Writing ---- */
 
+/* Built with a sanitizer, which does not see inside inline asm.  GCC
+ * defines __SANITIZE_*__; clang (14 here) only answers
+ * __has_feature, and the fuzz target is built with clang. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define THPFS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define THPFS_SANITIZED 1
+#endif
+#endif
+
 /* Whether the CPU has fast "rep movsb" (ERMS, cpuid leaf 7 EBX bit 9): then
  * a large rep movsb writes whole lines without reading them first. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__x86_64__) && !defined(THPFS_SANITIZED)
 #include <cpuid.h>
 static bool cpu_has_erms(void)
 {
@@ -413,7 +425,7 @@ void _thpfs_copy_erms(char *dst, const char *src, size_t n)
 {
 	/* Sanitizers do not see inside inline asm: their builds copy with
 	 * memcpy, so ASan checks the bounds and TSan sees the accesses. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__x86_64__) && !defined(THPFS_SANITIZED)
 	if (cpu_has_erms()) {
 		__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 		return;
