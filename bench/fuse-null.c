@@ -14,7 +14,8 @@
  * the same low-level libfuse API, the same multi-threaded loop with
  * libfuse's default thread settings (-s: one thread), direct_io on every
  * open, default_permissions, max_write 1 MiB, FUSE_CAP_ASYNC_DIO and
- * FUSE_CAP_PARALLEL_DIROPS, no splice unless -o splice_read/splice_write.
+ * FUSE_CAP_PARALLEL_DIROPS, no splice unless -o splice_read/splice_write;
+ * thpfs's max_write=, attr_timeout= and entry_timeout= are honoured too.
  * thpfs's library options (size=, prealloc=, ...) are accepted and ignored,
  * so fuse-bench.sh can hand both daemons the same -o string.
  *
@@ -54,6 +55,8 @@ static char *reply_data;
 static char *write_sink;
 static int dev_null = -1; /* where a spliced payload is drained */
 
+static double attr_timeout = 1.0, entry_timeout = 1.0;
+
 static struct {
 	pthread_mutex_t lock;
 	int exists;                  /* the root holds the file */
@@ -64,6 +67,8 @@ static struct {
 struct cli {
 	int splice_read;
 	int splice_write;
+	unsigned max_write; /* as thpfs's max_write= (default 1 MiB) */
+	double attr_timeout, entry_timeout; /* as thpfs's (default 1.0) */
 };
 
 #define CLI_OPT(t, field, v) { t, offsetof(struct cli, field), v }
@@ -85,9 +90,11 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("mode=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("uid=", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("gid=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("max_write=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("attr_timeout=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("entry_timeout=", FUSE_OPT_KEY_DISCARD),
+	/* these change the requests the kernel sends: honoured, as thpfs
+	 * does, so that the ceiling is measured with the same ones */
+	CLI_OPT("max_write=%u", max_write, 0),
+	CLI_OPT("attr_timeout=%lf", attr_timeout, 0),
+	CLI_OPT("entry_timeout=%lf", entry_timeout, 0),
 	FUSE_OPT_KEY("ignore_memcg_limit", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_END
 };
@@ -106,7 +113,7 @@ static void null_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_DIO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->max_write = NULL_MAX_IO;
+	conn->max_write = cli->max_write;
 	conn->max_read = 0;
 }
 
@@ -136,8 +143,8 @@ static void reply_entry_locked(fuse_req_t req, struct fuse_file_info *fi)
 	memset(&e, 0, sizeof(e));
 	e.ino = FILE_INO;
 	e.generation = 1;
-	e.attr_timeout = 1.0;
-	e.entry_timeout = 1.0;
+	e.attr_timeout = attr_timeout;
+	e.entry_timeout = entry_timeout;
 	stat_locked(FILE_INO, &e.attr);
 	if (fi) {
 		fi->direct_io = 1;
@@ -202,7 +209,7 @@ static void null_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, 1.0);
+		fuse_reply_attr(req, &st, attr_timeout);
 }
 
 static void null_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -222,7 +229,7 @@ static void null_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, 1.0);
+		fuse_reply_attr(req, &st, attr_timeout);
 }
 
 static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -410,7 +417,7 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts opts = { 0 };
 	struct fuse_session *se = NULL;
-	struct cli cli = { 0 };
+	struct cli cli = { .max_write = NULL_MAX_IO, .attr_timeout = 1.0, .entry_timeout = 1.0 };
 	int ret = 1;
 
 	if (map_reply_data() < 0)
@@ -419,6 +426,17 @@ int main(int argc, char *argv[])
 	    fuse_opt_insert_arg(&args, 1, "-odefault_permissions,fsname=fuse-null,subtype=null") < 0 ||
 	    fuse_parse_cmdline(&args, &opts) != 0)
 		goto out;
+	if (cli.max_write < 4096 || cli.max_write > NULL_MAX_IO) {
+		fprintf(stderr, "%s: max_write=%u: must be 4096..%u\n", argv[0], cli.max_write,
+			NULL_MAX_IO);
+		goto out;
+	}
+	if (cli.attr_timeout < 0 || cli.entry_timeout < 0) {
+		fprintf(stderr, "%s: attr_timeout and entry_timeout must be >= 0\n", argv[0]);
+		goto out;
+	}
+	attr_timeout = cli.attr_timeout;
+	entry_timeout = cli.entry_timeout;
 	if (!opts.mountpoint) {
 		fprintf(stderr, "usage: %s [-f] [-s] [-o OPTIONS] MOUNTPOINT\n", argv[0]);
 		goto out;

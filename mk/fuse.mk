@@ -53,8 +53,9 @@ $(B)/fuse/fuse-null: bench/fuse-null.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $< $(LDFLAGS) $(FUSE_LIBS)
 
-test-fuse: $(B)/thpfs $(B)/thpfs-stat $(FUSE_HELPERS)
+test-fuse: $(B)/thpfs $(B)/thpfs-stat $(FUSE_HELPERS) $(B)/fuse/fuse-null
 	tests/fuse/run.sh $(B)
+	tests/fuse/null-options.sh $(B)/fuse/fuse-null
 
 bench-fuse: $(B)/thpfs $(B)/thpfs-stat $(B)/fuse/fuse-bench $(B)/fuse/fuse-null
 	bench/fuse-bench.sh $(B)
