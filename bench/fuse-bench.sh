@@ -41,8 +41,11 @@ cleanup() {
 	mountpoint -q "$T/thpfs" && { fusermount3 -u "$T/thpfs" || umount -l "$T/thpfs"; }
 	mountpoint -q "$T/null" && { fusermount3 -u "$T/null" || umount -l "$T/null"; }
 	mountpoint -q "$T/tmpfs" && umount "$T/tmpfs"
-	[ -n "$PID" ] && wait "$PID" 2>/dev/null
-	[ -n "$NPID" ] && wait "$NPID" 2>/dev/null
+	# a daemon still running once its mount is gone is stopped, not waited for
+	for p in $PID $NPID; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -79,6 +82,7 @@ done
 
 # join the three result sets on (pattern, block size, round); medians over rounds
 awk -v tmpfs_file="$T/tmpfs.txt" -v null_file="$T/null.txt" '
+function div(a, b) { return b > 0 ? a / b : 0 } # a failed tmpfs pass reads as ratio 0
 function bs_name(b) { return b >= 1048576 ? b / 1048576 "M" : b / 1024 "K" }
 function median(s,    a, n, i, j, t) {
 	n = split(s, a, " ")
@@ -91,14 +95,14 @@ function median(s,    a, n, i, j, t) {
 FILENAME == tmpfs_file { k = $2 " " $3; kr[k]++; kmb[k, kr[k]] = $4; kus[k] = kus[k] " " $5; next }
 FILENAME == null_file {
 	k = $2 " " $3; nr[k]++
-	nmb[k] = nmb[k] " " $4; nrat[k] = nrat[k] " " ($4 / kmb[k, nr[k]]); next
+	nmb[k] = nmb[k] " " $4; nrat[k] = nrat[k] " " div($4, kmb[k, nr[k]]); next
 }
 {
 	k = $2 " " $3
 	if (!(k in seen)) { seen[k] = 1; order[++nk] = k; pat[k] = $2; bsz[k] = $3 }
 	tr[k]++
 	tmb[k] = tmb[k] " " $4; kmbs[k] = kmbs[k] " " kmb[k, tr[k]]
-	rat[k] = rat[k] " " ($4 / kmb[k, tr[k]]); tus[k] = tus[k] " " $5
+	rat[k] = rat[k] " " div($4, kmb[k, tr[k]]); tus[k] = tus[k] " " $5
 	asys[k] = asys[k] " " $10; dusr[k] = dusr[k] " " $8; dsys[k] = dsys[k] " " $9
 	acs[k] = acs[k] " " $6; dcs[k] = dcs[k] " " $7
 }

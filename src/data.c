@@ -253,8 +253,6 @@ static void touch_mtime(struct thpfs_inode *inode)
 
 /* ---- Reading ---- */
 
-/* Copies [off, off+len) (inside the file) out of the page cache; holes and
- * pages that are not present read as zeros.  inode->lock held. */
 /* Copies n bytes of file memory out to a reader.  A page or more goes by
  * "rep movsb" (_thpfs_copy_erms): a 4 KiB pread measured 2.9x the kernel's
  * with it against 1.9x with glibc memcpy, 1 MiB 1.2x against 0.9x
@@ -267,6 +265,8 @@ static void copy_out(char *dst, const char *src, size_t n)
 		memcpy(dst, src, n);
 }
 
+/* Copies [off, off+len) (inside the file) out of the page cache; holes and
+ * pages that are not present read as zeros.  inode->lock held. */
 static void read_locked(struct thpfs_inode *inode, char *buf, size_t len, uint64_t off)
 {
 	while (len) {
