@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include "fuse/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -365,26 +366,6 @@ static const struct fuse_lowlevel_ops null_ops = {
 	.release = null_release,
 };
 
-/* thpfs-fuse.c's run_session: the multi-threaded loop unless -s. */
-static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
-{
-	struct fuse_loop_config *cfg;
-	int ret;
-
-	if (opts->singlethread)
-		return fuse_session_loop(se);
-	cfg = fuse_loop_cfg_create();
-	if (!cfg)
-		return -ENOMEM;
-	fuse_loop_cfg_set_clone_fd(cfg, opts->clone_fd);
-	if (opts->max_idle_threads != UINT_MAX)
-		fuse_loop_cfg_set_idle_threads(cfg, opts->max_idle_threads);
-	fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
-	ret = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	return ret;
-}
-
 /* Maps the reply buffer, 2 MiB aligned and asked to be a huge page, and
  * fills it (real pages, not the shared zero page).  Returns 0 or -1. */
 static int map_reply_data(void)
@@ -449,7 +430,7 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 	if (fuse_daemonize(opts.foreground) == 0)
-		ret = run_session(se, &opts) < 0; /* a signal number is a normal end */
+		ret = thpfs_fuse_run_session(se, &opts) < 0; /* a signal number is a normal end */
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

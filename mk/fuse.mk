@@ -8,7 +8,7 @@
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS := $(shell pkg-config --libs fuse3 2>/dev/null)
 FUSE_OBJ_DIR := $(B)/obj-fuse
-FUSE_DAEMON_SRC := tools/thpfs-fuse.c tools/fuse/ops.c tools/fuse/io.c
+FUSE_DAEMON_SRC := tools/thpfs-fuse.c tools/fuse/ops.c tools/fuse/io.c tools/fuse/session.c
 FUSE_DAEMON_OBJ := $(patsubst tools/%.c,$(FUSE_OBJ_DIR)/%.o,$(FUSE_DAEMON_SRC))
 FUSE_HELPERS := $(B)/fuse/fsx $(B)/fuse/probe $(B)/fuse/punch-mem $(B)/fuse/fuse-bench \
 	$(B)/fuse/fuse-null
@@ -17,7 +17,7 @@ FUSE_HELPERS := $(B)/fuse/fsx $(B)/fuse/probe $(B)/fuse/punch-mem $(B)/fuse/fuse
 tools: $(B)/thpfs $(B)/thpfs-stat
 tests: $(FUSE_HELPERS)
 
-$(FUSE_OBJ_DIR)/%.o: tools/%.c tools/fuse/thpfs-fuse.h include/thpfs.h
+$(FUSE_OBJ_DIR)/%.o: tools/%.c tools/fuse/thpfs-fuse.h tools/fuse/session.h include/thpfs.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -Itools -c $< -o $@
 
@@ -49,9 +49,9 @@ $(B)/fuse/fuse-bench: bench/fuse-bench.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -lm
 
 # the do-nothing daemon that gives bench-fuse its ceiling
-$(B)/fuse/fuse-null: bench/fuse-null.c
+$(B)/fuse/fuse-null: bench/fuse-null.c $(FUSE_OBJ_DIR)/fuse/session.o tools/fuse/session.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -o $@ $< $(LDFLAGS) $(FUSE_LIBS)
+	$(CC) $(CFLAGS) $(FUSE_CFLAGS) -Itools -o $@ $< $(FUSE_OBJ_DIR)/fuse/session.o $(LDFLAGS) $(FUSE_LIBS)
 
 test-fuse: $(B)/thpfs $(B)/thpfs-stat $(FUSE_HELPERS) $(B)/fuse/fuse-null
 	tests/fuse/run.sh $(B)

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "fuse/thpfs-fuse.h"
+#include "fuse/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -599,29 +600,6 @@ static void protect_from_oom(const char *prog)
 }
 
 /*
- * Runs the session until unmount or a signal.  Multi-threaded unless -s:
- * libthpfs is thread safe, so requests are served in parallel.
- */
-static int run_session(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
-{
-	struct fuse_loop_config *cfg;
-	int ret;
-
-	if (opts->singlethread)
-		return fuse_session_loop(se);
-	cfg = fuse_loop_cfg_create();
-	if (!cfg)
-		return -ENOMEM;
-	fuse_loop_cfg_set_clone_fd(cfg, opts->clone_fd);
-	if (opts->max_idle_threads != UINT_MAX)
-		fuse_loop_cfg_set_idle_threads(cfg, opts->max_idle_threads);
-	fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
-	ret = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	return ret;
-}
-
-/*
  * Checks what can be checked before libfuse sees the mount point (its own
  * check only says "bad mount point"): the library options, size= against
  * the memory cgroup limit, the FUSE device, the mount point.  The library options are validated with a trial mount;
@@ -703,7 +681,7 @@ static int serve(const char *prog, struct fuse_args *args, const struct fuse_cmd
 	if (mount_library(prog, cli, &tf.fs) < 0)
 		goto out_unmount;
 
-	ret = run_session(se, opts);
+	ret = thpfs_fuse_run_session(se, opts);
 	/* the loop returns the signal number after SIGTERM/SIGINT/SIGHUP */
 	ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
 
