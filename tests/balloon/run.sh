@@ -297,8 +297,14 @@ for b in thpfs kernel; do
 	cmp_ok "whole-lazy returns at least 99% once asked" $b whole-lazy 'r >= 0.99 * g - t'
 	cw=$(rv $b whole-lazy .coverage.inflated)
 	cs=$(rv $b split .coverage.inflated)
-	check "$b: whole-lazy keeps huge pages until asked, split does not ($cw vs $cs)" \
-		awk -v w="$cw" -v s="$cs" 'BEGIN { exit !(w > 0.5 && s < 0.05) }'
+	# thpfs splits every punched huge page (or says it could not: split
+	# verification).  The kernel's split is best effort: a folio it cannot
+	# split then (an extra reference, e.g. a per-CPU LRU batch) is zeroed and
+	# stays huge, so its split kept 0-16% of 32 huge pages here; it must
+	# still keep far fewer than whole-lazy.
+	if [ "$b" = thpfs ]; then lim=0.05; else lim=0.5; fi
+	check "$b: whole-lazy keeps huge pages until asked, split does not ($cw vs $cs, split below $lim)" \
+		awk -v w="$cw" -v s="$cs" -v l="$lim" 'BEGIN { exit !(w > 0.5 && s < l && w > s + 0.25) }'
 done
 
 # ---- --trace: a request stream recorded from a real guest, and a synthetic one ----
