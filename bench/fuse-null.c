@@ -80,17 +80,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("no_splice_read", splice_read, 0),
 	CLI_OPT("splice_write", splice_write, 1),
 	CLI_OPT("no_splice_write", splice_write, 0),
-	FUSE_OPT_KEY("size=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("nr_inodes=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("huge=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("split=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("max_ptes_none=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("collapse=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("scan_sleep_ms=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("prealloc=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("mode=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("uid=", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("gid=", FUSE_OPT_KEY_DISCARD),
+	THPFS_FUSE_LIB_OPTS(FUSE_OPT_KEY_DISCARD),
 	/* these change the requests the kernel sends: honoured, as thpfs
 	 * does, so that the ceiling is measured with the same ones */
 	CLI_OPT("max_write=%u", max_write, 0),

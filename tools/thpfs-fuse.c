@@ -49,17 +49,7 @@ enum {
 #define CLI_OPT(t, field, v) { t, offsetof(struct cli, field), v }
 
 static const struct fuse_opt cli_opts[] = {
-	FUSE_OPT_KEY("size=", KEY_LIB),
-	FUSE_OPT_KEY("nr_inodes=", KEY_LIB),
-	FUSE_OPT_KEY("huge=", KEY_LIB),
-	FUSE_OPT_KEY("split=", KEY_LIB),
-	FUSE_OPT_KEY("max_ptes_none=", KEY_LIB),
-	FUSE_OPT_KEY("collapse=", KEY_LIB),
-	FUSE_OPT_KEY("scan_sleep_ms=", KEY_LIB),
-	FUSE_OPT_KEY("prealloc=", KEY_LIB),
-	FUSE_OPT_KEY("mode=", KEY_LIB),
-	FUSE_OPT_KEY("uid=", KEY_LIB),
-	FUSE_OPT_KEY("gid=", KEY_LIB),
+	THPFS_FUSE_LIB_OPTS(KEY_LIB),
 	CLI_OPT("attr_timeout=%lf", attr_timeout, 0),
 	CLI_OPT("entry_timeout=%lf", entry_timeout, 0),
 	CLI_OPT("max_write=%u", max_write, 0),
