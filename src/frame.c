@@ -524,6 +524,17 @@ static unsigned unreleased_count(struct thpfs *fs, char *mem, unsigned from, uns
 	return n;
 }
 
+/* release(), or under the release fault switch the zeroing a kernel that
+ * refuses (mlocked memory) leaves us with.  Counts nothing; no lock. */
+static bool release_or_fault(struct thpfs *fs, char *p, size_t len)
+{
+	if (release_fault_hit(fs)) {
+		memset(p, 0, len);
+		return false;
+	}
+	return release(p, len);
+}
+
 /*
  * release() for the frame layer's own frees: counts what really went back
  * (bytes_released) and what could only be zeroed (release_failed_bytes), and
@@ -533,13 +544,7 @@ static unsigned unreleased_count(struct thpfs *fs, char *mem, unsigned from, uns
  */
 static bool release_counted(struct thpfs *fs, char *p, size_t len)
 {
-	bool gone;
-	if (release_fault_hit(fs)) {
-		memset(p, 0, len);
-		gone = false;
-	} else {
-		gone = release(p, len);
-	}
+	bool gone = release_or_fault(fs, p, len);
 	if (gone)
 		count_released(fs, len);
 	else
@@ -1050,7 +1055,6 @@ static uint64_t release_flush_locked(struct thpfs *fs)
 static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 {
 	uint64_t n = (uint64_t)r->pages * THPFS_PAGE_SIZE;
-	bool gone;
 	/* Pages the block's file punched before the collapse may still be
 	 * queued: they go first, so that each page of the slot is either
 	 * released or on the unreleased record (charged once) before the
@@ -1060,12 +1064,7 @@ static uint64_t retired_free(struct thpfs *fs, const struct thpfs_retired *r)
 	 * this.) */
 	if (__atomic_load_n(&fs->release_pages, __ATOMIC_ACQUIRE) && release_queued_in(fs, r->mem))
 		batch_flush(fs);
-	if (release_fault_hit(fs)) {
-		memset(r->mem, 0, THPFS_HUGE_SIZE); /* as release() does */
-		gone = false;
-	} else {
-		gone = release(r->mem, THPFS_HUGE_SIZE);
-	}
+	bool gone = release_or_fault(fs, r->mem, THPFS_HUGE_SIZE);
 	if (!gone) {
 		/* the remap in block_free_flushed frees them; record them
 		 * (zero, charged) until it does (the whole slot: release()
